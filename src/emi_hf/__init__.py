@@ -1,0 +1,50 @@
+"""emi-hf: Emotional Mimicry Intensity estimation from video, in Hugging Face style.
+
+Importing the package registers the three model types with transformers' Auto classes, so that
+``AutoConfig`` / ``AutoModel`` resolve ``emi_visual``, ``emi_audio`` and ``emi_fusion`` checkpoints.
+"""
+
+from transformers import AutoConfig, AutoModel
+
+from .configuration_emi import DEFAULT_AU_NAMES, EMOTION_NAMES, EmiAudioConfig, EmiFusionConfig, EmiVisualConfig
+from .modeling_emi import (
+    EmiAudioModel,
+    EmiFusionModel,
+    EmiFusionOutput,
+    EmiPreTrainedModel,
+    EmiRegressionOutput,
+    EmiVisualModel,
+)
+
+__version__ = "0.1.0"
+
+
+def _register_auto_classes() -> None:
+    for config_class, model_class in (
+        (EmiVisualConfig, EmiVisualModel),
+        (EmiAudioConfig, EmiAudioModel),
+        (EmiFusionConfig, EmiFusionModel),
+    ):
+        AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+        AutoModel.register(config_class, model_class, exist_ok=True)
+        # save_pretrained then writes `auto_map` and copies configuration_emi.py / modeling_emi.py next to the
+        # weights, for `trust_remote_code=True` users without emi-hf installed.
+        config_class.register_for_auto_class()
+        model_class.register_for_auto_class("AutoModel")
+
+
+_register_auto_classes()
+
+__all__ = [
+    "DEFAULT_AU_NAMES",
+    "EMOTION_NAMES",
+    "EmiAudioConfig",
+    "EmiAudioModel",
+    "EmiFusionConfig",
+    "EmiFusionModel",
+    "EmiFusionOutput",
+    "EmiPreTrainedModel",
+    "EmiRegressionOutput",
+    "EmiVisualConfig",
+    "EmiVisualModel",
+]
