@@ -1,0 +1,273 @@
+"""Cached features: run the processor and the frozen backbones once per clip, store sequences as a DatasetDict.
+
+Layout of an extraction folder (`emi-hf extract --output DIR`):
+
+    DIR/clips/<split>/<clip_id>.npz   one file per finished clip, written atomically (resume unit)
+    DIR/failures.jsonl                clips that failed, with the reason (they do not stop the run)
+    DIR/processor/                    the EmiProcessor used (processor_config.json)
+    DIR/base_visual/, DIR/base_audio/ EmiVisualModel / EmiAudioModel whose frozen backbones made the features;
+                                      training starts from them, so trained checkpoints carry the same backbones
+    DIR/dataset/                      the merged datasets.DatasetDict (load_from_disk), one row per clip
+    DIR/emi_features.json             what the features are: AU names, widths, label names, paths above
+    DIR/extraction_report.json        counts, failures, wall time, clips/s
+
+Resuming: a re-run skips clips whose .npz exists, so after a kill at any point it finishes the rest, and since each
+clip's result depends only on the clip and the settings, and the merge is in sorted clip order, the dataset equals
+an uninterrupted run's. Sharding: under `accelerate launch` / `torchrun`, process `rank` takes clips
+`rank::world_size`; the main process merges once all are done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FEATURES_METADATA = "emi_features.json"
+DATASET_DIR = "dataset"
+SPLIT_NAMES = {"train": "train", "valid": "validation", "validation": "validation", "test": "test"}
+
+
+@dataclass
+class ClipFeatures:
+    """One clip's cached features (numpy); see the module docstring for the column meanings."""
+
+    clip_id: str
+    visual_features: np.ndarray  # [T, 512] float32
+    au_features: np.ndarray  # [T, n_au] float32
+    frame_mask: np.ndarray  # [T] int8
+    frame_timestamps: np.ndarray  # [T] float32
+    audio_features: np.ndarray  # [Ta, D] float32
+    audio_mask: np.ndarray  # [Ta] int8
+    labels: np.ndarray  # [6] float32, NaN when unlabeled
+    face_fraction: float
+    audio_present: bool
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, **{k: np.asarray(v) for k, v in self.__dict__.items()})
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> ClipFeatures:
+        with np.load(path, allow_pickle=False) as data:
+            values = {k: data[k] for k in data.files}
+        values["clip_id"] = str(values["clip_id"])
+        values["face_fraction"] = float(values["face_fraction"])
+        values["audio_present"] = bool(values["audio_present"])
+        return cls(**values)
+
+
+def extract_clip_features(processor, visual_model, audio_model, path, clip_id: str, labels) -> ClipFeatures:
+    """Processor + frozen backbones on one clip (the processor streams frames; backbones run in chunks)."""
+    import torch
+
+    inputs = processor(videos=str(path), return_tensors="pt")
+    meta = inputs.metadata[0]
+    frame_mask = inputs["frame_mask"][0].bool()
+    with torch.inference_mode():
+        pixel_values = inputs["pixel_values"][0]
+        visual = torch.zeros(pixel_values.shape[0], visual_model.config.visual_feature_dim)
+        if frame_mask.any():
+            visual[frame_mask] = visual_model.embed_faces(pixel_values[frame_mask]).float()
+        audio, audio_mask = audio_model.embed_audio(inputs["input_values"], inputs["attention_mask"])
+    labels = np.full(len(visual_model.config.label_names), np.nan, np.float32) if labels is None else labels
+    return ClipFeatures(
+        clip_id=clip_id,
+        visual_features=visual.numpy().astype(np.float32),
+        au_features=inputs["au_features"][0].numpy().astype(np.float32),
+        frame_mask=frame_mask.numpy().astype(np.int8),
+        frame_timestamps=np.asarray(meta["timestamps"], dtype=np.float32),
+        audio_features=audio[0].float().numpy(),
+        audio_mask=audio_mask[0].numpy().astype(np.int8),
+        labels=np.asarray(labels, dtype=np.float32),
+        face_fraction=float(meta["face_fraction"]),
+        audio_present=bool(meta["audio_present"]),
+    )
+
+
+def _distributed_rank_world() -> tuple[int, int, Callable[[], None], bool]:
+    """(rank, world_size, barrier, is_main) from accelerate's PartialState; a single process without one."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1, (lambda: None), True
+    from accelerate import PartialState
+
+    state = PartialState(cpu=True) if os.environ.get("ACCELERATE_USE_CPU") else PartialState()
+    return state.process_index, state.num_processes, state.wait_for_everyone, state.is_main_process
+
+
+def run_extraction(
+    records: dict[str, list],
+    output_dir: str | os.PathLike,
+    processor,
+    visual_model,
+    audio_model,
+    *,
+    progress: bool = True,
+    max_failures_shown: int = 20,
+    clip_fn: Callable | None = None,
+) -> dict:
+    """
+    Extracts every clip of `records` ({split: [ClipRecord(clip_id, path, labels, split)]}) into `output_dir`,
+    resumably and sharded over processes, then merges into a DatasetDict. Returns the extraction report.
+    `clip_fn` replaces `extract_clip_features` (tests use it to simulate a kill).
+    """
+    from tqdm.auto import tqdm
+
+    output_dir = Path(output_dir)
+    rank, world, barrier, is_main = _distributed_rank_world()
+    clip_fn = clip_fn or extract_clip_features
+    started = time.time()
+    if is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        processor.save_pretrained(output_dir / "processor")
+        visual_model.save_pretrained(output_dir / "base_visual")
+        audio_model.save_pretrained(output_dir / "base_audio")
+    barrier()
+
+    todo = []
+    for split, clips in records.items():
+        split_dir = output_dir / "clips" / SPLIT_NAMES.get(split, split)
+        split_dir.mkdir(parents=True, exist_ok=True)
+        for record in clips:
+            target = split_dir / f"{record.clip_id}.npz"
+            if not target.exists():
+                todo.append((record, target))
+    mine = todo[rank::world]
+    failures = []
+    visual_model.eval()
+    audio_model.eval()
+    bar = tqdm(mine, desc=f"extract[{rank}/{world}]", unit="clip", disable=not progress, dynamic_ncols=True)
+    for record, target in bar:
+        try:
+            features = clip_fn(processor, visual_model, audio_model, record.path, record.clip_id, record.labels)
+            features.save(target)
+        except Exception as error:  # a bad clip is reported, never stops the run
+            failures.append(
+                {"clip_id": record.clip_id, "path": str(record.path), "split": record.split,
+                 "error": f"{type(error).__name__}: {error}", "trace": traceback.format_exc(limit=3)}
+            )
+            if len(failures) <= max_failures_shown:
+                bar.write(f"[emi-hf extract] {record.path}: {type(error).__name__}: {error} (skipped; see failures.jsonl)")
+    if failures:
+        with open(output_dir / f"failures.rank{rank}.jsonl", "a") as handle:
+            for failure in failures:
+                handle.write(json.dumps(failure) + "\n")
+    barrier()
+    report = {}
+    if is_main:
+        report = merge_features(output_dir, records, processor, visual_model, audio_model)
+        report.update(
+            wall_time_s=round(time.time() - started, 2),
+            processes=world,
+            clips_this_run=len(todo),
+            clips_per_s=round(len(todo) / max(time.time() - started, 1e-9), 3),
+        )
+        (output_dir / "extraction_report.json").write_text(json.dumps(report, indent=2))
+    barrier()
+    return report
+
+
+def _collect_failures(output_dir: Path) -> list[dict]:
+    failures = {}
+    for path in sorted(output_dir.glob("failures.rank*.jsonl")):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                entry = json.loads(line)
+                failures[entry["clip_id"]] = entry
+    return list(failures.values())
+
+
+def _feature_schema(num_aus: int, audio_dim: int, num_labels: int):
+    from datasets import Array2D, Features, Sequence, Value
+
+    return Features(
+        {
+            "clip_id": Value("string"),
+            "visual_features": Array2D(shape=(None, 512), dtype="float32"),
+            "au_features": Array2D(shape=(None, num_aus), dtype="float32"),
+            "frame_mask": Sequence(Value("int8")),
+            "frame_timestamps": Sequence(Value("float32")),
+            "audio_features": Array2D(shape=(None, audio_dim), dtype="float32"),
+            "audio_mask": Sequence(Value("int8")),
+            "labels": Sequence(Value("float32"), length=num_labels),
+            "face_fraction": Value("float32"),
+            "audio_present": Value("bool"),
+        }
+    )
+
+
+def _generate_rows(files: list[str]) -> Iterable[dict]:
+    for file in files:
+        yield ClipFeatures.load(Path(file)).__dict__
+
+
+def merge_features(output_dir: Path, records: dict[str, list], processor, visual_model, audio_model) -> dict:
+    """Merges the per-clip files into `output_dir/dataset` (sorted by clip id) and writes the metadata file."""
+    import shutil
+    import tempfile
+
+    from datasets import Dataset, DatasetDict
+
+    visual_config, audio_config = visual_model.config, audio_model.config
+    features = _feature_schema(visual_config.num_aus, audio_config.audio_feature_dim, len(visual_config.label_names))
+    if visual_config.visual_feature_dim != 512:
+        raise ValueError("The feature schema stores 512-d face embeddings (ResNet18).")
+    done = {path.stem for path in (output_dir / "clips").glob("*/*.npz")}
+    failures = [f for f in _collect_failures(output_dir) if f["clip_id"] not in done]  # a retry may have succeeded
+    failed = {f["clip_id"] for f in failures}
+    splits, counts = {}, {}
+    with tempfile.TemporaryDirectory(dir=output_dir) as cache_dir:
+        for split, clips in records.items():
+            name = SPLIT_NAMES.get(split, split)
+            split_dir = output_dir / "clips" / name
+            files = sorted(str(split_dir / f"{r.clip_id}.npz") for r in clips if (split_dir / f"{r.clip_id}.npz").exists())
+            counts[name] = {"requested": len(clips), "extracted": len(files),
+                            "failed": sum(r.clip_id in failed for r in clips)}
+            if files:
+                splits[name] = Dataset.from_generator(
+                    _generate_rows, gen_kwargs={"files": files}, features=features, cache_dir=cache_dir
+                )
+        dataset_dir = output_dir / DATASET_DIR
+        if dataset_dir.exists():
+            shutil.rmtree(dataset_dir)
+        DatasetDict(splits).save_to_disk(str(dataset_dir))
+    metadata = {
+        "format_version": 1,
+        "au_names": list(visual_config.au_names),
+        "label_names": list(visual_config.label_names),
+        "visual_feature_dim": visual_config.visual_feature_dim,
+        "audio_feature_dim": audio_config.audio_feature_dim,
+        "fps": getattr(processor, "fps", None),
+        "processor_path": "processor",
+        "visual_base_model": "base_visual",
+        "audio_base_model": "base_audio",
+        "dataset_path": DATASET_DIR,
+        "splits": counts,
+    }
+    (output_dir / FEATURES_METADATA).write_text(json.dumps(metadata, indent=2))
+    return {"splits": counts, "failures": failures}
+
+
+def load_features(features_dir: str | os.PathLike):
+    """The merged DatasetDict of an extraction folder (or of a folder saved with `save_to_disk` itself)."""
+    from datasets import load_from_disk
+
+    features_dir = Path(features_dir)
+    dataset_dir = features_dir / DATASET_DIR if (features_dir / DATASET_DIR).is_dir() else features_dir
+    if not dataset_dir.is_dir():
+        raise FileNotFoundError(
+            f"No features at {features_dir}: run `emi-hf extract --data-dir DATA --output {features_dir}` first."
+        )
+    return load_from_disk(str(dataset_dir))
+
+
+def load_features_metadata(features_dir: str | os.PathLike) -> dict:
+    path = Path(features_dir) / FEATURES_METADATA
+    return json.loads(path.read_text()) if path.exists() else {}

@@ -1,0 +1,128 @@
+"""Feature extraction driver: resumable after a kill, failures reported, merged DatasetDict schema."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import tiny_audio_config, tiny_visual_config
+
+from emi_hf import EmiAudioModel, EmiVisualModel
+from emi_hf.data.features import ClipFeatures, load_features, load_features_metadata, run_extraction
+
+
+@dataclass
+class Record:
+    clip_id: str
+    path: Path
+    labels: np.ndarray | None
+    split: str
+
+
+class SavedSettings:
+    """Stands in for the processor where only saving matters (the real one is tested in test_processor.py)."""
+
+    fps = 30.0
+
+    def save_pretrained(self, folder):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / "processor_config.json").write_text("{}")
+
+
+def fake_clip(processor, visual_model, audio_model, path, clip_id, labels):
+    """Deterministic per clip id, shaped like the real features; clip 00003 'has no video' and fails."""
+    if clip_id == "00003":
+        raise ValueError(f"{path}: not a video file")
+    rng = np.random.default_rng(int(clip_id))
+    frames, audio_frames = 5 + int(clip_id) % 4, 7
+    mask = np.ones(frames, np.int8)
+    mask[0] = 0
+    return ClipFeatures(
+        clip_id=clip_id,
+        visual_features=rng.normal(size=(frames, 512)).astype(np.float32),
+        au_features=rng.random((frames, visual_model.config.num_aus)).astype(np.float32),
+        frame_mask=mask,
+        frame_timestamps=np.arange(frames, dtype=np.float32) / 30,
+        audio_features=rng.normal(size=(audio_frames, audio_model.config.audio_feature_dim)).astype(np.float32),
+        audio_mask=np.ones(audio_frames, np.int8),
+        labels=np.full(6, np.nan, np.float32) if labels is None else labels,
+        face_fraction=float(mask.mean()),
+        audio_present=True,
+    )
+
+
+def make_records(tmp_path):
+    rng = np.random.default_rng(0)
+    train = [Record(f"{i:05d}", tmp_path / f"{i:05d}.mp4", rng.random(6).astype(np.float32), "train") for i in range(6)]
+    valid = [Record(f"{i:05d}", tmp_path / f"{i:05d}.mp4", rng.random(6).astype(np.float32), "validation")
+             for i in range(6, 9)]
+    test = [Record("00009", tmp_path / "00009.mp4", None, "test")]
+    return {"train": train, "validation": valid, "test": test}
+
+
+@pytest.fixture(scope="module")
+def models():
+    return EmiVisualModel(tiny_visual_config()), EmiAudioModel(tiny_audio_config())
+
+
+def test_extraction_resumes_after_a_kill_and_equals_an_uninterrupted_run(tmp_path, models):
+    visual, audio = models
+    records = make_records(tmp_path)
+    full = run_extraction(records, tmp_path / "full", SavedSettings(), visual, audio, progress=False, clip_fn=fake_clip)
+
+    calls = []
+
+    def killed_after_four(*args):
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # the process dies mid-run
+        calls.append(args[4])
+        return fake_clip(*args)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_extraction(records, tmp_path / "resumed", SavedSettings(), visual, audio, progress=False,
+                       clip_fn=killed_after_four)
+    resumed_calls = []
+
+    def counting(*args):
+        resumed_calls.append(args[4])
+        return fake_clip(*args)
+
+    report = run_extraction(records, tmp_path / "resumed", SavedSettings(), visual, audio, progress=False,
+                            clip_fn=counting)
+    finished = set(calls) - {"00003"}  # 00003 failed: failed clips are retried on a re-run
+    assert len(finished) == 3 and not set(resumed_calls) & finished, "finished clips must not be recomputed"
+    assert report["splits"] == full["splits"]
+    a, b = load_features(tmp_path / "full"), load_features(tmp_path / "resumed")
+    for split in a:
+        assert a[split].column_names == b[split].column_names and len(a[split]) == len(b[split])
+        for row_a, row_b in zip(a[split].with_format("numpy"), b[split].with_format("numpy")):
+            for column in a[split].column_names:
+                np.testing.assert_array_equal(row_a[column], row_b[column])  # NaN labels compare equal
+
+
+def test_failures_are_reported_and_the_rest_is_kept(tmp_path, models):
+    visual, audio = models
+    report = run_extraction(make_records(tmp_path), tmp_path / "out", SavedSettings(), visual, audio,
+                            progress=False, clip_fn=fake_clip)
+    assert [f["clip_id"] for f in report["failures"]] == ["00003"]
+    assert "not a video file" in report["failures"][0]["error"]
+    assert report["splits"]["train"] == {"requested": 6, "extracted": 5, "failed": 1}
+    dataset = load_features(tmp_path / "out")
+    assert set(dataset) == {"train", "validation", "test"}
+    row = dataset["train"].with_format("numpy")[0]
+    assert row["visual_features"].shape[1] == 512 and row["au_features"].shape[1] == 13
+    assert row["audio_features"].shape == (7, 32)
+    assert np.isnan(dataset["test"].with_format("numpy")[0]["labels"]).all()
+    metadata = load_features_metadata(tmp_path / "out")
+    assert metadata["au_names"][0] == "AU01" and metadata["audio_feature_dim"] == 32
+    assert (tmp_path / "out" / "base_visual" / "model.safetensors").exists()
+    saved = json.loads((tmp_path / "out" / "extraction_report.json").read_text())
+    assert saved["failures"][0]["clip_id"] == "00003"
+
+
+def test_missing_features_folder_says_what_to_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="emi-hf extract"):
+        load_features(tmp_path / "nowhere")
