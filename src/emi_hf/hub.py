@@ -1,0 +1,599 @@
+"""Publishing to and fetching from the Hugging Face Hub: trained models (with a model card) and cached features.
+
+Every function here makes network calls, explicitly, to `huggingface_hub.constants.ENDPOINT` (the `HF_ENDPOINT`
+environment variable, https://huggingface.co by default). With `HF_HUB_OFFLINE=1` nothing is sent: pulls are
+served from the local cache or fail with a message saying so, pushes fail immediately.
+
+Models
+    `push_model(run_dir, "org/emi-fusion")` uploads a folder written by `save_pretrained` (weights, `config.json`
+    with `auto_map`, the `configuration_emi.py` / `modeling_emi.py` code files, the processor config, the run's
+    `results.json`) and a generated model card (`README.md`). `pull_model("org/emi-fusion")` downloads a snapshot
+    and returns its local folder, ready for `EmiFusionModel.from_pretrained(folder)`.
+
+    The card is rendered from a Jinja2 template per model type (`emi_visual`, `emi_audio`, `emi_fusion`) with the
+    numbers of the run's `results.json`:
+
+    ```json
+    {
+      "modality": "visual" | "audio" | "fusion",
+      "dataset": "Hume-Vidmimic2",                          # free-form name of the training data
+      "dataset_repo_id": "org/emi-features",                # optional: Hub dataset id, listed in `datasets:`
+      "validation": {"mean_pearson": 0.41, "per_emotion": {"Admiration": 0.38, ...}, "num_clips": 4000},
+      "training": {"learning_rate": 3e-4, "epochs": 30, ...},  # any flat hyperparameters, shown as a table
+      "license": "other",                                   # optional, card `license:` (default "other")
+      "versions": {"emi_hf": "0.1.0", "transformers": "5.x", "torch": "2.x"}  # optional, else taken at upload
+    }
+    ```
+
+    `validation` is exactly what `emi_hf.metrics.mean_pearson` returns (plus an optional `num_clips`).
+
+Features
+    `push_features(dataset_dict_or_folder, "org/emi-features")` uploads a `datasets.DatasetDict` as a dataset repo in
+    the `save_to_disk` layout (Arrow files + `dataset_dict.json`), and `pull_features("org/emi-features")` downloads it
+    with `snapshot_download` and opens it with `datasets.load_from_disk`. This round-trips every feature type exactly
+    (variable-length float32 arrays, int8 masks, NaN labels) with the two most basic Hub operations, instead of
+    `DatasetDict.push_to_hub`'s Parquet conversion; the price is that `load_dataset("org/emi-features")` and the
+    Hub's dataset viewer do not read that layout: use `pull_features`.
+
+Templates
+    The canonical model card templates are `hub/model_cards/emi-*.md` in the repository (what reviewers edit, next to
+    the other files that get pushed). The package ships identical copies in `emi_hf/hub_templates/` so that an
+    installed emi-hf can render cards; `tests/test_hub.py` fails if the copies drift
+    (`cp hub/model_cards/*.md src/emi_hf/hub_templates/` after editing).
+
+Errors
+    Failures that a user can fix raise `EmiHubError` subclasses with a message saying what to do: `MissingTokenError`,
+    `MissingRepoError`, `MissingRevisionError`, `HubOfflineError`. The original `huggingface_hub` exception is chained
+    (`__cause__`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from huggingface_hub import (
+    CommitOperationAdd,
+    EvalResult,
+    HfApi,
+    ModelCard,
+    ModelCardData,
+    constants,
+    get_token,
+    snapshot_download,
+)
+from huggingface_hub.errors import (
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from .configuration_emi import EMOTION_NAMES
+
+
+if TYPE_CHECKING:
+    from datasets import Dataset, DatasetDict
+    from huggingface_hub import CommitInfo
+
+
+__all__ = [
+    "EmiHubError",
+    "HubOfflineError",
+    "MissingRepoError",
+    "MissingRevisionError",
+    "MissingTokenError",
+    "load_results",
+    "pull_features",
+    "pull_model",
+    "push_features",
+    "push_model",
+    "render_model_card",
+]
+
+MODEL_TYPES = {
+    # config.json model_type -> (template file, modality, model class)
+    "emi_visual": ("emi-visual.md", "visual", "EmiVisualModel"),
+    "emi_audio": ("emi-audio.md", "audio", "EmiAudioModel"),
+    "emi_fusion": ("emi-fusion.md", "fusion", "EmiFusionModel"),
+}
+CARD_TAGS = ["emi-hf", "emotion-recognition", "audiovisual", "abaw"]
+MODALITY_TAGS = {"visual": ["video", "face"], "audio": ["audio", "speech"], "fusion": ["video", "audio"]}
+TASK_TYPE = "emotional-mimicry-intensity"
+TASK_NAME = "Emotional Mimicry Intensity estimation"
+
+# Files of a run folder that belong on the Hub: top level only (checkpoints, logs and optimizer states stay home).
+MODEL_FILE_SUFFIXES = (".safetensors", ".json", ".py")
+MODEL_FILE_EXCLUDES = ("trainer_state.json", "training_args.json", "optimizer.json")
+CODE_FILES = ("configuration_emi.py", "modeling_emi.py")
+
+
+class EmiHubError(RuntimeError):
+    """A Hub operation failed for a reason the user can fix; the message says how."""
+
+
+class MissingTokenError(EmiHubError, PermissionError):
+    """No Hub token is available (or the Hub rejected it) for an operation that needs one."""
+
+
+class MissingRepoError(EmiHubError, LookupError):
+    """The repository does not exist (or is private and the token cannot see it)."""
+
+
+class MissingRevisionError(EmiHubError, LookupError):
+    """The repository exists but the branch, tag or commit does not."""
+
+
+class HubOfflineError(EmiHubError, ConnectionError):
+    """`HF_HUB_OFFLINE=1` (or no connection) and what was asked is not in the local cache."""
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Errors
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _repo_url(repo_id: str, repo_type: str) -> str:
+    prefix = {"model": "", "dataset": "datasets/", "space": "spaces/"}[repo_type]
+    return f"{constants.ENDPOINT}/{prefix}{repo_id}"
+
+
+def _require_online(action: str) -> None:
+    if constants.is_offline_mode():
+        raise HubOfflineError(
+            f"Cannot {action}: HF_HUB_OFFLINE=1 is set, so no request is sent to {constants.ENDPOINT}. "
+            "Unset it (or set HF_HUB_OFFLINE=0) in the environment of this process to use the Hub."
+        )
+
+
+def _require_token(token: str | None) -> str:
+    token = token or get_token()
+    if not token:
+        raise MissingTokenError(
+            f"Pushing to {constants.ENDPOINT} needs a Hugging Face access token with write permission: pass it as "
+            "`token=` (CLI: `--token`), set the HF_TOKEN environment variable, or run `hf auth login` once. "
+            "Tokens are created at https://huggingface.co/settings/tokens."
+        )
+    return token
+
+
+def _existing_refs(api: HfApi, repo_id: str, repo_type: str, token: str | None) -> str:
+    try:
+        refs = api.list_repo_refs(repo_id, repo_type=repo_type, token=token)
+    except Exception:  # only used to improve a message
+        return ""
+    branches = ", ".join(sorted(ref.name for ref in refs.branches)) or "none"
+    tags = ", ".join(sorted(ref.name for ref in refs.tags)) or "none"
+    return f" Existing branches: {branches}; tags: {tags}."
+
+
+@contextmanager
+def _explained_hub_errors(api: HfApi, repo_id: str, repo_type: str, revision: str | None, token: str | None,
+                          pushing: bool):
+    """Re-raises huggingface_hub errors as EmiHubError subclasses whose messages say what to do."""
+    kind = "dataset" if repo_type == "dataset" else repo_type
+    try:
+        yield
+    except RevisionNotFoundError as error:
+        raise MissingRevisionError(
+            f"Revision {revision!r} not found in {kind} repo {repo_id!r} on {constants.ENDPOINT}: pass an existing "
+            f"branch, tag or full commit id.{_existing_refs(api, repo_id, repo_type, token)}"
+        ) from error
+    except RepositoryNotFoundError as error:
+        creator = (
+            f"`emi-hf push RUN_DIR --repo-id {repo_id}`" if repo_type == "model"
+            else f"`emi_hf.hub.push_features(features, \"{repo_id}\")`"
+        )
+        raise MissingRepoError(
+            f"{kind.capitalize()} repo {repo_id!r} not found on {constants.ENDPOINT} ({_repo_url(repo_id, repo_type)}): "
+            f"check the id (namespace/name), or create and fill it with {creator}. If it is private, pass a token "
+            "that can read it (`token=`, HF_TOKEN, or `hf auth login`)."
+        ) from error
+    except (OfflineModeIsEnabled, LocalEntryNotFoundError) as error:
+        where = f"{kind} repo {repo_id!r}" + (f" at revision {revision!r}" if revision else "")
+        if constants.is_offline_mode():
+            raise HubOfflineError(
+                f"HF_HUB_OFFLINE=1 is set and {where} is not in the local cache ({constants.HF_HUB_CACHE}). "
+                "Unset HF_HUB_OFFLINE (or set it to 0) to download it, or pass the path of a local folder instead of "
+                "a repo id."
+            ) from error
+        raise HubOfflineError(
+            f"Could not reach {constants.ENDPOINT} for {where}, and it is not in the local cache "
+            f"({constants.HF_HUB_CACHE}): check the network connection and HF_ENDPOINT. ({error.__class__.__name__})"
+        ) from error
+    except HfHubHTTPError as error:
+        status = error.response.status_code if error.response is not None else None
+        if status == 401:
+            raise MissingTokenError(
+                f"{constants.ENDPOINT} rejected the request for {kind} repo {repo_id!r} as unauthenticated (401): "
+                "the token is missing, invalid or expired. Pass a valid token (`token=`, HF_TOKEN, or "
+                "`hf auth login`)." + (" It needs write permission to push." if pushing else "")
+            ) from error
+        if status == 403:
+            raise MissingTokenError(
+                f"{constants.ENDPOINT} refused access to {kind} repo {repo_id!r} (403): the token has no "
+                f"{'write' if pushing else 'read'} permission on it (fine-grained tokens must list the repo or its "
+                "namespace)."
+            ) from error
+        raise
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# results.json and the model card
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from error
+
+
+def _label_names(config: Mapping[str, Any]) -> list[str]:
+    if config.get("label_names"):
+        return list(config["label_names"])
+    visual = config.get("visual_config") or {}
+    return list(visual.get("label_names") or EMOTION_NAMES)
+
+
+def load_results(folder: str | os.PathLike, label_names: list[str] | None = None) -> dict | None:
+    """Reads and validates a run folder's `results.json` (format in the module docstring); None if absent.
+
+    Raises:
+        ValueError: the file exists but does not follow the format (the message names the field).
+    """
+    path = Path(folder) / "results.json"
+    if not path.is_file():
+        return None
+    results = _read_json(path)
+    if not isinstance(results, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(results).__name__}.")
+    if results.get("modality") not in (None, "visual", "audio", "fusion"):
+        raise ValueError(f"{path}: 'modality' must be 'visual', 'audio' or 'fusion', got {results['modality']!r}.")
+    for key in ("training", "versions"):
+        if not isinstance(results.get(key, {}), dict):
+            raise ValueError(f"{path}: {key!r} must be an object of name -> value.")
+    validation = results.get("validation")
+    if validation is not None:
+        if not isinstance(validation, dict) or not isinstance(validation.get("mean_pearson"), (int, float)):
+            raise ValueError(f"{path}: 'validation' must be {{'mean_pearson': float, 'per_emotion': {{name: float}}}}.")
+        per_emotion = validation.get("per_emotion", {})
+        if not isinstance(per_emotion, dict) or not all(isinstance(v, (int, float)) for v in per_emotion.values()):
+            raise ValueError(f"{path}: 'validation.per_emotion' must map emotion names to floats.")
+        if per_emotion and abs(sum(per_emotion.values()) / len(per_emotion) - validation["mean_pearson"]) > 1e-6:
+            raise ValueError(
+                f"{path}: 'validation.mean_pearson' ({validation['mean_pearson']}) is not the mean of "
+                "'validation.per_emotion': write the output of emi_hf.metrics.mean_pearson unchanged."
+            )
+        if label_names is not None and per_emotion and set(per_emotion) != set(label_names):
+            raise ValueError(
+                f"{path}: 'validation.per_emotion' names {sorted(per_emotion)} do not match the model's labels "
+                f"{sorted(label_names)}."
+            )
+    return results
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for distribution, key in (("emi-hf", "emi_hf"), ("transformers", "transformers"), ("torch", "torch")):
+        try:
+            found[key] = version(distribution)
+        except PackageNotFoundError:
+            found[key] = "unknown"
+    return found
+
+
+def _template_text(filename: str) -> str:
+    return resources.files("emi_hf").joinpath("hub_templates", filename).read_text(encoding="utf-8")
+
+
+def render_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> ModelCard:
+    """Renders the model card of a saved model folder from its `config.json` and `results.json`.
+
+    Args:
+        folder: a folder written by `save_pretrained` (must contain `config.json` with an emi model_type).
+        repo_id: the repo the card is for (used in the loading snippet); defaults to the folder name.
+
+    Returns:
+        A `huggingface_hub.ModelCard`: YAML metadata (`library_name: transformers`, tags, license, `model-index` with
+        the validation mean and per-emotion Pearson r) and a Markdown body. `str(card)` is the README.md text.
+
+    Raises:
+        ValueError: no `config.json`, unknown model_type, or a malformed `results.json`.
+    """
+    import jinja2
+
+    folder = Path(folder)
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise ValueError(f"{folder} has no config.json: is it a folder written by `model.save_pretrained(...)`?")
+    config = _read_json(config_path)
+    model_type = config.get("model_type")
+    if model_type not in MODEL_TYPES:
+        raise ValueError(
+            f"{config_path} has model_type {model_type!r}; emi-hf model cards exist for {sorted(MODEL_TYPES)}."
+        )
+    template_name, modality, model_class = MODEL_TYPES[model_type]
+    label_names = _label_names(config)
+    results = load_results(folder, label_names) or {}
+    if results.get("modality") not in (None, modality):
+        raise ValueError(
+            f"{folder}/results.json says modality {results['modality']!r} but config.json is a {model_type} model: "
+            "is this the results file of another run?"
+        )
+    repo_id = repo_id or folder.resolve().name
+    model_name = repo_id.split("/")[-1]
+    dataset = results.get("dataset") or "the training data"
+    validation = results.get("validation")
+
+    eval_results = None
+    if validation is not None:
+        common = dict(
+            task_type=TASK_TYPE, task_name=TASK_NAME, dataset_type=results.get("dataset_repo_id") or dataset,
+            dataset_name=dataset, dataset_split="validation",
+        )
+        eval_results = [
+            EvalResult(metric_type="mean_pearson", metric_name="Mean Pearson r", metric_value=validation["mean_pearson"],
+                       **common)
+        ] + [
+            EvalResult(metric_type="pearsonr", metric_name=f"Pearson r ({name})", metric_config=name,
+                       metric_value=validation["per_emotion"][name], **common)
+            for name in label_names
+            if name in validation.get("per_emotion", {})
+        ]
+    card_data = ModelCardData(
+        library_name="transformers",
+        license=results.get("license", "other"),
+        tags=CARD_TAGS + MODALITY_TAGS[modality],
+        datasets=[results["dataset_repo_id"]] if results.get("dataset_repo_id") else None,
+        metrics=["pearsonr"],
+        model_name=model_name,
+        eval_results=eval_results,
+    )
+
+    context = {
+        "card_data": card_data.to_yaml(),
+        "repo_id": repo_id,
+        "model_name": model_name,
+        "model_class": model_class,
+        "modality": modality,
+        "config": config,
+        "label_names": label_names,
+        "dataset": dataset,
+        "validation": validation,
+        "num_clips": (validation or {}).get("num_clips"),
+        "per_emotion": [(n, validation["per_emotion"][n]) for n in label_names if n in validation.get("per_emotion", {})]
+        if validation
+        else [],
+        "training": results.get("training") or {},
+        "fusion_weights": list(zip(label_names, config.get("fusion_weights") or [])),
+        "has_remote_code": bool(config.get("auto_map")) and all((folder / name).is_file() for name in CODE_FILES),
+        "versions": results.get("versions") or _versions(),
+        "versions_at_upload": not results.get("versions"),
+    }
+    environment = jinja2.Environment(
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined
+    )
+    text = environment.from_string(_template_text(template_name)).render(**context)
+    return ModelCard(text)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _model_files(folder: Path) -> list[Path]:
+    files = sorted(
+        path
+        for path in folder.iterdir()
+        if path.is_file() and path.suffix in MODEL_FILE_SUFFIXES and path.name not in MODEL_FILE_EXCLUDES
+    )
+    names = {path.name for path in files}
+    if not any(name.endswith(".safetensors") for name in names):
+        raise ValueError(
+            f"{folder} has no .safetensors weights: save the model with `model.save_pretrained(folder)` "
+            "(safetensors is the default) before pushing."
+        )
+    return files
+
+
+def push_model(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str = "Upload emi-hf model",
+    model_card: str | ModelCard | None = None,
+) -> CommitInfo:
+    """Publishes a trained model folder, with a generated model card, to a Hub model repo.
+
+    Uploads the top-level `.safetensors`, `.json` (config, processor config, `results.json`) and `.py` (the
+    `configuration_emi.py` / `modeling_emi.py` code that `auto_map` points to) files of `folder`, plus `README.md`
+    rendered by :func:`render_model_card`. Sub-folders (checkpoints, logs) are not uploaded. The repo is created if
+    it does not exist; so is the branch `revision` (from `main`).
+
+    Args:
+        folder: output of `model.save_pretrained(folder)` (and `processor.save_pretrained(folder)`).
+        repo_id: `namespace/name`.
+        token: write token; defaults to HF_TOKEN or the token saved by `hf auth login`.
+        private: create the repo private (ignored if it already exists).
+        revision: branch to commit to; created from `main` if missing. Default: `main`.
+        commit_message: the commit's summary.
+        model_card: README text or `ModelCard` to upload instead of the generated card.
+
+    Returns:
+        `huggingface_hub.CommitInfo` (`.oid` is the commit id, `.commit_url` its page).
+
+    Raises:
+        MissingTokenError: no token, or the Hub rejects it. HubOfflineError: HF_HUB_OFFLINE=1.
+        ValueError: the folder is not a saved emi-hf model, or its results.json is malformed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"Model folder {folder} does not exist.")
+    files = _model_files(folder)
+    card = model_card if model_card is not None else render_model_card(folder, repo_id)
+    config = _read_json(folder / "config.json")
+    missing_code = [name for name in CODE_FILES if not (folder / name).is_file()]
+    if not config.get("auto_map") or missing_code:
+        warnings.warn(
+            f"{folder} lacks {'auto_map in config.json' if not config.get('auto_map') else ''}"
+            f"{' and ' if not config.get('auto_map') and missing_code else ''}{', '.join(missing_code)}: the pushed "
+            "model will load with emi-hf installed, but not with `trust_remote_code=True` alone. Save it with "
+            "emi_hf imported (which registers the classes for auto_map) to include the code.",
+            stacklevel=2,
+        )
+
+    _require_online(f"push {folder} to {repo_id}")
+    token = _require_token(token)
+    api = HfApi(token=token)
+    with _explained_hub_errors(api, repo_id, "model", revision, token, pushing=True):
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        if revision is not None and revision != constants.DEFAULT_REVISION:
+            api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
+        operations = [CommitOperationAdd(path_in_repo=path.name, path_or_fileobj=str(path)) for path in files]
+        operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode("utf-8")))
+        return api.create_commit(
+            repo_id, operations, commit_message=commit_message, revision=revision, repo_type="model"
+        )
+
+
+def pull_model(
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    local_dir: str | os.PathLike | None = None,
+    token: str | None = None,
+) -> Path:
+    """Downloads a model repo (a snapshot of `revision`) and returns the local folder.
+
+    Load it with the class of its model type, e.g. `EmiFusionModel.from_pretrained(pull_model("org/emi-fusion"))`.
+    Files come from the Hugging Face cache when already there; with HF_HUB_OFFLINE=1, only from there.
+
+    Args:
+        repo_id: `namespace/name`.
+        revision: branch, tag or commit id; default `main`.
+        local_dir: copy the files into this folder instead of returning the cache's snapshot folder.
+        token: read token, needed for private repos only.
+
+    Raises:
+        MissingRepoError, MissingRevisionError, HubOfflineError, MissingTokenError (messages say what to do).
+    """
+    api = HfApi(token=token)
+    with _explained_hub_errors(api, repo_id, "model", revision, token, pushing=False):
+        return Path(snapshot_download(repo_id, revision=revision, local_dir=local_dir, token=token))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Features
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+_FEATURES_CARD = """---
+tags:
+- emi-hf
+- emotion-recognition
+- abaw
+---
+
+# Cached emi-hf features
+
+Per-clip features written by `emi-hf extract` (face embeddings, Action Unit intensities, wav2vec 2.0 frames, masks,
+labels), as a `datasets.DatasetDict` in the `save_to_disk` layout. Splits: {splits}.
+
+```python
+from emi_hf.hub import pull_features
+features = pull_features("{repo_id}")   # snapshot_download + datasets.load_from_disk
+```
+
+`load_dataset("{repo_id}")` does not read this layout. The features derive from face and voice recordings:
+share them only under the licence and consent terms of the source videos.
+"""
+
+
+def push_features(
+    dataset_dict_path_or_obj: str | os.PathLike | DatasetDict | Dataset,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool = True,
+    revision: str | None = None,
+    commit_message: str = "Upload emi-hf features",
+) -> CommitInfo:
+    """Uploads cached features (a `DatasetDict`, or a folder written by its `save_to_disk`) as a dataset repo.
+
+    The repo is created **private by default**: features of face and voice recordings inherit the source videos'
+    licence and consent terms. Read the module docstring for the layout and why.
+
+    Args:
+        dataset_dict_path_or_obj: a `datasets.DatasetDict` / `Dataset`, or the path of its `save_to_disk` folder.
+        repo_id: `namespace/name` of the dataset repo.
+        token, private, revision, commit_message: as in :func:`push_model`.
+
+    Returns:
+        `huggingface_hub.CommitInfo`.
+    """
+    _require_online(f"push features to {repo_id}")
+    token = _require_token(token)
+    with tempfile.TemporaryDirectory(prefix="emi-features-") as staging:
+        if isinstance(dataset_dict_path_or_obj, (str, os.PathLike)):
+            folder = Path(dataset_dict_path_or_obj)
+            if not ((folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file()):
+                raise ValueError(
+                    f"{folder} is not a folder written by `DatasetDict.save_to_disk` / `Dataset.save_to_disk` "
+                    "(no dataset_dict.json or state.json)."
+                )
+            splits = sorted(path.name for path in folder.iterdir() if (path / "state.json").is_file()) or ["(one)"]
+        else:
+            folder = Path(staging) / "features"
+            dataset_dict_path_or_obj.save_to_disk(str(folder))
+            splits = sorted(getattr(dataset_dict_path_or_obj, "keys", lambda: ["(one)"])())
+        card = _FEATURES_CARD.format(repo_id=repo_id, splits=", ".join(splits))
+        api = HfApi(token=token)
+        with _explained_hub_errors(api, repo_id, "dataset", revision, token, pushing=True):
+            api.create_repo(repo_id, private=private, exist_ok=True, repo_type="dataset")
+            if revision is not None and revision != constants.DEFAULT_REVISION:
+                api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="dataset")
+            operations = [
+                CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(), path_or_fileobj=str(path))
+                for path in sorted(folder.rglob("*"))
+                if path.is_file() and path.name != "README.md"
+            ]
+            operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode("utf-8")))
+            return api.create_commit(
+                repo_id, operations, commit_message=commit_message, revision=revision, repo_type="dataset"
+            )
+
+
+def pull_features(
+    repo_id: str,
+    revision: str | None = None,
+    *,
+    token: str | None = None,
+    local_dir: str | os.PathLike | None = None,
+) -> DatasetDict | Dataset:
+    """Downloads a features dataset repo pushed by :func:`push_features` and opens it (memory-mapped).
+
+    Raises:
+        MissingRepoError, MissingRevisionError, HubOfflineError, MissingTokenError.
+    """
+    from datasets import load_from_disk
+
+    api = HfApi(token=token)
+    with _explained_hub_errors(api, repo_id, "dataset", revision, token, pushing=False):
+        folder = snapshot_download(repo_id, repo_type="dataset", revision=revision, local_dir=local_dir, token=token)
+    return load_from_disk(folder)
