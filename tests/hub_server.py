@@ -14,6 +14,9 @@ Uploads: `preupload` answers `uploadMode: "regular"` for every file, so the clie
 the NDJSON commit (base64) and never needs Git LFS or Xet storage. This works whether or not `hf_xet` is installed:
 with it, `upload_folder` goes through the pipelined uploader, which only contacts Xet for non-regular files.
 
+Not implemented (404): pull requests, LFS / Xet uploads, tree pagination (every listing is one page), `paths-info`,
+commit history, discussions. `datasets.load_dataset(repo_id)` and `HfFileSystem` need some of those.
+
 Auth: a request is authenticated by `Authorization: Bearer <token>` with a token from `tokens` (token -> user
 name). Writes need a valid token (401 otherwise); private repos are invisible without one (404 `RepoNotFound`, as
 on the Hub). Any valid token may write anywhere (no organisation permissions).
