@@ -303,3 +303,13 @@ def test_fusion_config_validation():
     config = tiny_fusion_config()
     assert config.fusion_weights == [0.5] * 6
     assert EmiFusionConfig.from_dict(config.to_dict()).audio_config.speech_encoder_config.hidden_size == 32
+
+
+def test_long_audio_is_encoded_in_windows():
+    model = EmiAudioModel(tiny_audio_config(encoder_window_s=0.5)).eval()  # 8000-sample windows
+    wave = torch.randn(1, 8000 * 3 + 1000)  # 3 windows + a 1000-sample tail joined to the last one
+    with torch.no_grad():
+        features, mask = model.embed_audio(wave)
+        first, _ = model._encode_window(wave[:, :8000], torch.ones(1, 8000, dtype=torch.long))
+    assert mask.all() and features.shape[1] == 3 * first.shape[1] + model.backbone._get_feat_extract_output_lengths(9000) - first.shape[1]
+    torch.testing.assert_close(features[:, : first.shape[1]], first)

@@ -126,6 +126,8 @@ class EmiAudioConfig(_EmiTemporalConfigMixin, PreTrainedConfig):
         audio_feature_dim (`int`, defaults to 768): size of an encoder frame; must equal the encoder's hidden size.
         sampling_rate (`int`, defaults to 16000): waveform rate the encoder expects.
         freeze_backbone (`bool`, defaults to `True`): keep the speech encoder frozen (eval mode, no gradients).
+        encoder_window_s (`float`, defaults to 30.0): longer waveforms are encoded in consecutive windows of this
+            many seconds, so memory stays bounded (self-attention over a whole long recording is quadratic).
         The temporal fields are those of [`EmiVisualConfig`].
     """
 
@@ -140,6 +142,7 @@ class EmiAudioConfig(_EmiTemporalConfigMixin, PreTrainedConfig):
     audio_feature_dim: int = 768
     sampling_rate: int = 16000
     freeze_backbone: bool = True
+    encoder_window_s: float = 30.0
     hidden_size: int = 256
     tcn_kernel_size: int = 3
     tcn_dilations: list[int] | tuple[int, ...] = (1, 2, 4, 8)

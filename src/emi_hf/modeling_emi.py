@@ -571,6 +571,22 @@ class EmiAudioModel(_TemporalRegressor):
         """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_values, dtype=torch.long)
+        window = max(int(self.config.encoder_window_s * self.config.sampling_rate), 400)
+        hidden_chunks, mask_chunks = [], []
+        for start in range(0, input_values.shape[1], window):
+            # The last window is joined to the previous one when it is too short for the conv feature encoder.
+            if 0 < input_values.shape[1] - start - window < window // 4:
+                window = input_values.shape[1] - start
+            hidden, mask = self._encode_window(
+                input_values[:, start : start + window], attention_mask[:, start : start + window]
+            )
+            hidden_chunks.append(hidden)
+            mask_chunks.append(mask)
+            if start + window >= input_values.shape[1]:
+                break
+        return torch.cat(hidden_chunks, dim=1), torch.cat(mask_chunks, dim=1)
+
+    def _encode_window(self, input_values, attention_mask):
         # Encoders with group-norm feature extractors (wav2vec2-base) were trained on zero-padded inputs without an
         # attention mask; layer-norm ones (large, WavLM, HuBERT-large) take it.
         pass_mask = getattr(self.backbone.config, "feat_extract_norm", "layer") == "layer"
