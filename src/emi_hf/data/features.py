@@ -64,31 +64,49 @@ class ClipFeatures:
         return cls(**values)
 
 
-def extract_clip_features(processor, visual_model, audio_model, path, clip_id: str, labels) -> ClipFeatures:
-    """Processor + frozen backbones on one clip (the processor streams frames; backbones run in chunks)."""
+def extract_clip_features(
+    processor, visual_model, audio_model, path, clip_id: str, labels, chunk_size: int = 128
+) -> ClipFeatures:
+    """
+    Processor + frozen backbones on one clip. Face crops are normalised and embedded `chunk_size` at a time, so
+    float pixels for a whole clip never exist; long audio is encoded in windows by the audio model. A modality
+    with no frame at all is stored as one masked frame (so batches never hold empty sequences).
+    """
     import torch
 
-    inputs = processor(videos=str(path), return_tensors="pt")
-    meta = inputs.metadata[0]
-    frame_mask = inputs["frame_mask"][0].bool()
+    clip = processor.process_clip(str(path))
+    frames = clip.num_frames
+    mask = clip.frame_mask.astype(bool)
+    visual = np.zeros((max(frames, 1), visual_model.config.visual_feature_dim), np.float32)
+    valid = np.flatnonzero(mask)
     with torch.inference_mode():
-        pixel_values = inputs["pixel_values"][0]
-        visual = torch.zeros(pixel_values.shape[0], visual_model.config.visual_feature_dim)
-        if frame_mask.any():
-            visual[frame_mask] = visual_model.embed_faces(pixel_values[frame_mask]).float()
-        audio, audio_mask = audio_model.embed_audio(inputs["input_values"], inputs["attention_mask"])
+        for start in range(0, len(valid), chunk_size):
+            index = valid[start : start + chunk_size]
+            pixels = processor.video_processor(videos=[clip.face_crops[index]], return_tensors="pt")["pixel_values"][0]
+            visual[index] = visual_model.embed_faces(pixels.float()).float().numpy()
+        if clip.waveform is not None and len(clip.waveform) >= 400:
+            audio_inputs = processor.feature_extractor(
+                clip.waveform, sampling_rate=processor.sampling_rate, return_attention_mask=True, return_tensors="pt"
+            )
+            audio, audio_mask = audio_model.embed_audio(audio_inputs["input_values"], audio_inputs["attention_mask"])
+            audio, audio_mask = audio[0].float().numpy(), audio_mask[0].numpy().astype(np.int8)
+        else:
+            audio = np.zeros((1, audio_model.config.audio_feature_dim), np.float32)
+            audio_mask = np.zeros(1, np.int8)
+    au = clip.au_intensities.astype(np.float32) if frames else np.zeros((1, visual_model.config.num_aus), np.float32)
+    timestamps = clip.timestamps.astype(np.float32) if frames else np.zeros(1, np.float32)
     labels = np.full(len(visual_model.config.label_names), np.nan, np.float32) if labels is None else labels
     return ClipFeatures(
         clip_id=clip_id,
-        visual_features=visual.numpy().astype(np.float32),
-        au_features=inputs["au_features"][0].numpy().astype(np.float32),
-        frame_mask=frame_mask.numpy().astype(np.int8),
-        frame_timestamps=np.asarray(meta["timestamps"], dtype=np.float32),
-        audio_features=audio[0].float().numpy(),
-        audio_mask=audio_mask[0].numpy().astype(np.int8),
+        visual_features=visual,
+        au_features=au,
+        frame_mask=mask.astype(np.int8) if frames else np.zeros(1, np.int8),
+        frame_timestamps=timestamps,
+        audio_features=audio,
+        audio_mask=audio_mask,
         labels=np.asarray(labels, dtype=np.float32),
-        face_fraction=float(meta["face_fraction"]),
-        audio_present=bool(meta["audio_present"]),
+        face_fraction=float(clip.face_fraction),
+        audio_present=bool(audio_mask.any()),
     )
 
 
@@ -244,7 +262,7 @@ def merge_features(output_dir: Path, records: dict[str, list], processor, visual
         "label_names": list(visual_config.label_names),
         "visual_feature_dim": visual_config.visual_feature_dim,
         "audio_feature_dim": audio_config.audio_feature_dim,
-        "fps": getattr(processor, "fps", None),
+        "fps": getattr(processor, "target_fps", None),
         "processor_path": "processor",
         "visual_base_model": "base_visual",
         "audio_base_model": "base_audio",
