@@ -1,0 +1,406 @@
+"""EmiProcessor: video / audio files (or decoded arrays) in, batched model inputs out.
+
+```python
+from emi_hf import EmiProcessor
+
+processor = EmiProcessor()                                   # MTCNN + MediaPipe-geometry AUs, 30 fps, 16 kHz
+inputs = processor(videos=["a.mp4", "b.mov"], return_tensors="pt")
+inputs["pixel_values"]    # float32 [B, T, 3, 112, 112]  aligned faces, ImageNet-normalised
+inputs["au_features"]     # float32 [B, T, n_au]         AU intensities in [0, 5], order processor.au_names
+inputs["frame_mask"]      # int64   [B, T]               1 = real frame with a face
+inputs["input_values"]    # float32 [B, S]               16 kHz mono, zero-mean unit-variance per clip
+inputs["attention_mask"]  # int64   [B, S]               1 = real audio sample (all 0 for a clip without audio)
+inputs.metadata           # list of per-clip dicts: path, fps, timestamps, face_fraction, audio_present, ...
+clip = processor.process_clip("a.mp4")                      # numpy ClipData (crops, AUs, waveform, metadata)
+```
+
+The processor is a transformers ``ProcessorMixin`` made of an :class:`EmiVideoProcessor` (face crops -> normalised
+tensors) and a ``Wav2Vec2FeatureExtractor`` (waveform normalisation and padding), plus the media settings (face
+detector, subject policy, AU backend and names, frame rate, ...). ``save_pretrained`` writes all of it to one
+``processor_config.json``; ``from_pretrained`` / ``AutoProcessor.from_pretrained`` (after ``import emi_hf``) read it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from transformers import BatchFeature, Wav2Vec2FeatureExtractor
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
+from transformers.processing_utils import ProcessorMixin
+from transformers.video_processing_utils import BaseVideoProcessor
+
+from .configuration_emi import DEFAULT_AU_NAMES
+from .media.au import check_au_names
+from .media.errors import EmiInputError
+from .media.pipeline import ClipData, ClipPipeline, ClipSettings
+
+__all__ = ["EmiBatch", "EmiVideoProcessor", "EmiProcessor", "register_processor"]
+
+# Names of EmiProcessor.__init__ arguments that are media settings (serialised in processor_config.json).
+_SETTING_NAMES = (
+    "face_detector", "au_backend", "au_names", "target_fps", "detect_every", "detect_max_side", "min_face_score",
+    "subject", "face_size", "mesh_refine", "au_neutral_baseline", "au_baseline_percentile", "openface_match",
+    "audio_peak_db", "max_frames", "max_duration", "chunk_size", "use_cache",
+)
+
+
+class EmiBatch(BatchFeature):
+    """A ``BatchFeature`` whose ``.metadata`` (a list with one dict per clip) is an attribute, not a key, so that
+    ``model(**batch)`` passes only tensors."""
+
+    def __init__(self, data=None, tensor_type=None, metadata: list[dict] | None = None):
+        super().__init__(data, tensor_type=tensor_type)
+        self.metadata = list(metadata or [])
+
+    def __getstate__(self):
+        return {"data": self.data, "metadata": self.metadata}
+
+    def __setstate__(self, state):
+        self.data = state.get("data", {})
+        self.metadata = state.get("metadata", [])
+
+
+class EmiVideoProcessor(BaseVideoProcessor):
+    """Face crops to model pixels: uint8 RGB ``[T, H, W, 3]`` -> float32 ``[T, 3, size, size]`` (resized only when
+    the crops are not already ``size``; rescaled to [0, 1]; normalised with the ImageNet mean / std)."""
+
+    model_input_names = ["pixel_values"]
+    resample = PILImageResampling.BILINEAR
+    image_mean = IMAGENET_DEFAULT_MEAN
+    image_std = IMAGENET_DEFAULT_STD
+    size = {"height": 112, "width": 112}
+    do_resize = True
+    do_rescale = True
+    do_normalize = True
+    do_convert_rgb = False
+    do_sample_frames = False
+
+    def _preprocess(self, videos, do_resize, size, resample, do_center_crop, crop_size, do_rescale, rescale_factor,
+                    do_normalize, image_mean, image_std, return_tensors=None, **kwargs) -> BatchFeature:
+        processed = []
+        for video in videos:
+            if do_resize and tuple(video.shape[-2:]) != (size.height, size.width):
+                video = self.resize(video, size=size, resample=resample)
+            processed.append(self.rescale_and_normalize(video, do_rescale, rescale_factor, do_normalize, image_mean,
+                                                        image_std))
+        return BatchFeature(data={"pixel_values": processed}, tensor_type=return_tensors)
+
+
+def _is_path(value) -> bool:
+    return isinstance(value, (str, os.PathLike))
+
+
+def _as_video_list(videos) -> list:
+    """One entry per clip: a path, a frames array [T, H, W, 3] or None."""
+    if videos is None:
+        return []
+    if _is_path(videos):
+        return [videos]
+    if isinstance(videos, np.ndarray) or hasattr(videos, "numpy"):
+        array = np.asarray(videos)
+        if array.ndim == 5:
+            return list(array)
+        return [array]
+    if isinstance(videos, (list, tuple)):
+        if len(videos) == 0:
+            raise EmiInputError(None, "`videos` is an empty list.")
+        if all(isinstance(v, np.ndarray) and v.ndim == 3 for v in videos):
+            return [np.stack(videos)]  # a list of frames is one video
+        return list(videos)
+    raise TypeError(f"videos must be a path, a list of paths or decoded frames, got {type(videos).__name__}")
+
+
+def _as_audio_list(audio) -> list:
+    if audio is None:
+        return []
+    if _is_path(audio):
+        return [audio]
+    if isinstance(audio, np.ndarray) or hasattr(audio, "numpy"):
+        array = np.asarray(audio)
+        return list(array) if array.ndim == 2 and array.shape[0] > 8 else [array]
+    if isinstance(audio, (list, tuple)):
+        if audio and all(np.isscalar(x) for x in audio):
+            return [np.asarray(audio, np.float32)]
+        return list(audio)
+    raise TypeError(f"audio must be a path, an array or a list of them, got {type(audio).__name__}")
+
+
+class EmiProcessor(ProcessorMixin):
+    r"""Turns videos (and audio) into the inputs of the emi-hf models.
+
+    Args:
+        video_processor ([`EmiVideoProcessor`], *optional*): crops -> normalised tensors (default: 112 px).
+        feature_extractor ([`Wav2Vec2FeatureExtractor`], *optional*): waveform normalisation and padding
+            (default: 16 kHz, zero-mean unit-variance, attention masks).
+        face_detector (`str` or `None`, defaults to `"mtcnn"`): `"mtcnn"` (the paper's), `"mediapipe"` (BlazeFace,
+            faster) or `None` when the inputs are already face crops (every frame then counts as a face and is
+            only resized to `face_size`).
+        au_backend (`str` or `None`, defaults to `"mediapipe"`): `"mediapipe"` (geometry of the face mesh),
+            `"openface"` (OpenFace 2.x CSVs: `au_files=` or `<video>.csv`), `"pyfaceau"` (optional package) or
+            `None` (AU channel all zeros).
+        au_names (`list[str]`): the AUs, in order; must match the model config's `au_names`.
+        target_fps (`float` or `None`, defaults to 30): frames are resampled to this rate (nearest frame, real
+            timestamps kept); `None` keeps every source frame.
+        detect_every (`int`, defaults to 5): run the detector on every k-th frame; the face mesh follows the
+            subject in between (and the detector runs on every frame while no face is tracked).
+        detect_max_side (`int`, *optional*): frames are downscaled to this long side for detection
+            (default: 320 for MTCNN, 640 for MediaPipe).
+        min_face_score (`float`, *optional*): detector score threshold (default: 0.9 MTCNN, 0.5 MediaPipe).
+        subject (`str`, defaults to `"tracked"`): which face with several: `"tracked"`, `"largest"`, `"central"`
+            (see `emi_hf.media.faces`).
+        face_size (`int`, defaults to 112): crop size.
+        mesh_refine (`bool`, defaults to `True`): the face mesh's refined eye / lip model (478 points).
+        au_neutral_baseline (`bool`, defaults to `False`): subtract a per-clip neutral (low percentile) from the
+            `mediapipe` AU geometry, as OpenFace's person-specific normalisation.
+        au_baseline_percentile (`float`, defaults to 10): that percentile.
+        openface_match (`str`, defaults to `"timestamp"`): match OpenFace rows by `"timestamp"` or `"frame"`.
+        audio_peak_db (`float` or `None`, defaults to -3.0): peak normalisation of the waveform (the paper's).
+        max_frames / max_duration (*optional*): process at most this many frames / seconds of each clip.
+        chunk_size (`int`, defaults to 64): frames handled together (memory / batching; results do not depend on it).
+        use_cache (`bool`, defaults to `True`): re-use results of files processed before with the same settings.
+        clip_cache_dir (`str`, *optional*): the cache folder (default `$EMI_HF_CACHE` or `~/.cache/emi_hf/clips`);
+            not saved with the processor.
+        openface_dir (`str`, *optional*): folder of OpenFace CSVs named `<video stem>.csv`; not saved.
+    """
+
+    def __init__(
+        self,
+        video_processor: EmiVideoProcessor | None = None,
+        feature_extractor: Wav2Vec2FeatureExtractor | None = None,
+        face_detector: str | None = "mtcnn",
+        au_backend: str | None = "mediapipe",
+        au_names: Sequence[str] = DEFAULT_AU_NAMES,
+        target_fps: float | None = 30.0,
+        detect_every: int = 5,
+        detect_max_side: int | None = None,
+        min_face_score: float | None = None,
+        subject: str = "tracked",
+        face_size: int = 112,
+        mesh_refine: bool = True,
+        au_neutral_baseline: bool = False,
+        au_baseline_percentile: float = 10.0,
+        openface_match: str = "timestamp",
+        audio_peak_db: float | None = -3.0,
+        max_frames: int | None = None,
+        max_duration: float | None = None,
+        chunk_size: int = 64,
+        use_cache: bool = True,
+        clip_cache_dir: str | os.PathLike | None = None,
+        openface_dir: str | os.PathLike | None = None,
+    ):
+        if video_processor is None:
+            video_processor = EmiVideoProcessor(size={"height": int(face_size), "width": int(face_size)})
+        if feature_extractor is None:
+            feature_extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0,
+                                                         do_normalize=True, return_attention_mask=True)
+        self.face_detector = face_detector
+        self.au_backend = au_backend
+        self.au_names = list(au_names)
+        self.target_fps = float(target_fps) if target_fps is not None else None
+        self.detect_every = int(detect_every)
+        self.detect_max_side = int(detect_max_side) if detect_max_side is not None else None
+        self.min_face_score = float(min_face_score) if min_face_score is not None else None
+        self.subject = subject
+        self.face_size = int(face_size)
+        self.mesh_refine = bool(mesh_refine)
+        self.au_neutral_baseline = bool(au_neutral_baseline)
+        self.au_baseline_percentile = float(au_baseline_percentile)
+        self.openface_match = openface_match
+        self.audio_peak_db = float(audio_peak_db) if audio_peak_db is not None else None
+        self.max_frames = int(max_frames) if max_frames is not None else None
+        self.max_duration = float(max_duration) if max_duration is not None else None
+        self.chunk_size = int(chunk_size)
+        self.use_cache = bool(use_cache)
+        # machine-specific, not serialised (private attributes are left out of to_dict)
+        self._clip_cache_dir = os.fspath(clip_cache_dir) if clip_cache_dir is not None else None
+        self._openface_dir = os.fspath(openface_dir) if openface_dir is not None else None
+        self._pipeline: ClipPipeline | None = None
+        self._pipeline_lock = threading.Lock()
+        super().__init__(video_processor, feature_extractor)
+        size = self.video_processor.size
+        if (size.height, size.width) != (self.face_size, self.face_size):
+            raise ValueError(f"face_size={self.face_size} but the video processor's size is "
+                             f"{size.height}x{size.width}; pass the same size to both.")
+        self._build_pipeline()  # validates the settings now rather than at the first call
+
+    # -- settings -------------------------------------------------------------------------------------------
+    @property
+    def sampling_rate(self) -> int:
+        return int(self.feature_extractor.sampling_rate)
+
+    @property
+    def model_input_names(self) -> list[str]:
+        return ["pixel_values", "au_features", "frame_mask", "input_values", "attention_mask"]
+
+    def clip_settings(self) -> ClipSettings:
+        """The media settings as a :class:`ClipSettings` (what the clip cache is keyed on)."""
+        return ClipSettings(
+            target_fps=self.target_fps, face_detector=self.face_detector, detect_every=self.detect_every,
+            detect_max_side=self.detect_max_side, min_face_score=self.min_face_score, subject=self.subject,
+            face_size=self.face_size, mesh_refine=self.mesh_refine, au_backend=self.au_backend,
+            au_names=tuple(self.au_names), au_neutral_baseline=self.au_neutral_baseline,
+            au_baseline_percentile=self.au_baseline_percentile, openface_match=self.openface_match,
+            sampling_rate=self.sampling_rate, audio_peak_db=self.audio_peak_db, max_frames=self.max_frames,
+            max_duration=self.max_duration, chunk_size=self.chunk_size)
+
+    def _build_pipeline(self) -> ClipPipeline:
+        settings = self.clip_settings()
+        with self._pipeline_lock:
+            if self._pipeline is None or self._pipeline.settings != settings or \
+                    self._pipeline.openface_dir != self._openface_dir:
+                self._pipeline = ClipPipeline(settings, openface_dir=self._openface_dir)
+            return self._pipeline
+
+    @property
+    def clip_cache_dir(self) -> str | None:
+        return self._clip_cache_dir
+
+    @clip_cache_dir.setter
+    def clip_cache_dir(self, value) -> None:
+        self._clip_cache_dir = os.fspath(value) if value is not None else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The processor_config.json content: both sub-processors and the media settings."""
+        output: dict[str, Any] = {
+            "video_processor": self.video_processor.to_dict(),
+            "feature_extractor": self.feature_extractor.to_dict(),
+        }
+        for name in _SETTING_NAMES:
+            output[name] = getattr(self, name)
+        if getattr(self, "auto_map", None):
+            output["auto_map"] = self.auto_map
+        output["processor_class"] = self.__class__.__name__
+        return output
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`ProcessorMixin.from_pretrained`, then, for a local folder that also holds a model `config.json`,
+        a check that the model's `au_names` are the processor's (a mismatch raises ValueError)."""
+        processor = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        config_file = Path(os.fspath(pretrained_model_name_or_path)) / "config.json"
+        if config_file.is_file():
+            with open(config_file, encoding="utf-8") as handle:
+                config = json.load(handle)
+            au_names = config.get("au_names") or (config.get("visual_config") or {}).get("au_names")
+            if au_names is not None:
+                check_au_names(processor.au_names, au_names, where=str(config_file))
+        return processor
+
+    def check_model_compatibility(self, model_or_config) -> None:
+        """Raises ValueError when a model (or its config) expects other AUs (names or order) than this processor
+        gives. Accepts EmiVisualConfig / EmiFusionConfig, a model, or a config dict."""
+        config = getattr(model_or_config, "config", model_or_config)
+        if isinstance(config, dict):
+            au_names = config.get("au_names") or (config.get("visual_config") or {}).get("au_names")
+        else:
+            visual = getattr(config, "visual_config", None)
+            au_names = getattr(config, "au_names", None) or getattr(visual, "au_names", None)
+        if au_names is not None:
+            check_au_names(self.au_names, au_names)
+
+    # -- processing -----------------------------------------------------------------------------------------
+    def process_clip(self, video=None, audio=None, au_file=None, video_fps: float | None = None,
+                     sampling_rate: int | None = None, use_cache: bool | None = None, cache_dir=None) -> ClipData:
+        """One clip to numpy results (:class:`emi_hf.media.ClipData`: ``face_crops`` uint8 [T, 112, 112, 3],
+        ``au_intensities`` float32 [T, n_au], ``frame_mask`` int8 [T], ``timestamps`` float64 [T],
+        ``face_boxes`` float32 [T, 4], ``waveform`` float32 [S] or None, ``metadata`` dict).
+
+        `video`: a path, RGB frames [T, H, W, 3] (at `video_fps`, default the target rate) or None; `audio`: a
+        separate audio file or waveform (at `sampling_rate`, default 16 kHz) that replaces the video's track;
+        `au_file`: the clip's OpenFace CSV (``au_backend="openface"``).
+        """
+        pipeline = self._build_pipeline()
+        use_cache = self.use_cache if use_cache is None else use_cache
+        return pipeline.process(video, audio=audio, au_file=au_file, video_fps=video_fps,
+                                audio_sampling_rate=sampling_rate, use_cache=use_cache,
+                                cache_dir=cache_dir if cache_dir is not None else self._clip_cache_dir)
+
+    def __call__(self, videos=None, audio=None, return_tensors: str | None = "pt", au_files=None,
+                 video_fps: float | None = None, sampling_rate: int | None = None, use_cache: bool | None = None,
+                 cache_dir=None, **kwargs) -> EmiBatch:
+        """Processes a batch of clips and pads them together.
+
+        Args:
+            videos: a path, a list of paths, decoded frames `[T, H, W, 3]` or a list of such arrays (one per clip).
+            audio: separate audio per clip (paths or waveforms), or the only input for audio-only clips.
+            return_tensors: `"pt"` (default), `"np"` or None (numpy).
+            au_files: OpenFace CSVs, one per clip (`au_backend="openface"`).
+
+        Returns an :class:`EmiBatch` with `pixel_values`, `au_features`, `frame_mask`, `input_values`,
+        `attention_mask` and `.metadata` (one dict per clip; see `ClipPipeline.process`).
+        """
+        if kwargs:
+            raise TypeError(f"EmiProcessor got unexpected arguments {sorted(kwargs)}")
+        video_list = _as_video_list(videos)
+        audio_list = _as_audio_list(audio)
+        if not video_list and not audio_list:
+            raise EmiInputError(None, "nothing to process: pass `videos` and/or `audio`.")
+        count = max(len(video_list), len(audio_list))
+        if video_list and audio_list and len(video_list) != len(audio_list):
+            raise ValueError(f"got {len(video_list)} videos but {len(audio_list)} audio inputs; pass one audio per "
+                             "video (or none, to use the videos' own audio tracks).")
+        au_list = [au_files] if _is_path(au_files) else list(au_files) if au_files is not None else []
+        if au_list and len(au_list) != count:
+            raise ValueError(f"got {len(au_list)} au_files for {count} clips")
+        clips = [
+            self.process_clip(video_list[i] if video_list else None, audio_list[i] if audio_list else None,
+                              au_list[i] if au_list else None, video_fps=video_fps, sampling_rate=sampling_rate,
+                              use_cache=use_cache, cache_dir=cache_dir)
+            for i in range(count)
+        ]
+        return self.collate(clips, return_tensors=return_tensors)
+
+    def collate(self, clips: Sequence[ClipData], return_tensors: str | None = "pt") -> EmiBatch:
+        """Pads per-clip results into one batch (frames to the longest clip, audio to the longest waveform)."""
+        batch = len(clips)
+        size = self.face_size
+        n_au = len(self.au_names)
+        max_frames = max([clip.num_frames for clip in clips] + [1])
+        pixel_values = np.zeros((batch, max_frames, 3, size, size), np.float32)
+        au_features = np.zeros((batch, max_frames, n_au), np.float32)
+        frame_mask = np.zeros((batch, max_frames), np.int64)
+        for b, clip in enumerate(clips):
+            t = clip.num_frames
+            if t == 0:
+                continue
+            if clip.au_intensities.shape[1] != n_au:
+                raise ValueError(f"clip has {clip.au_intensities.shape[1]} AUs, the processor {n_au}")
+            pixels = self.video_processor(videos=[clip.face_crops], return_tensors="np")["pixel_values"]
+            pixel_values[b, :t] = np.asarray(pixels[0], np.float32)
+            au_features[b, :t] = clip.au_intensities
+            frame_mask[b, :t] = clip.frame_mask
+        waveforms = [clip.waveform for clip in clips]
+        if any(w is not None for w in waveforms):
+            audio = self.feature_extractor(
+                [w if w is not None else np.zeros(1, np.float32) for w in waveforms], sampling_rate=self.sampling_rate,
+                padding="longest", return_attention_mask=True, return_tensors="np")
+            input_values = np.asarray(audio["input_values"], np.float32)
+            attention_mask = np.asarray(audio["attention_mask"], np.int64)
+            for b, w in enumerate(waveforms):
+                if w is None:
+                    input_values[b] = 0.0
+                    attention_mask[b] = 0
+        else:
+            input_values = np.zeros((batch, self.sampling_rate), np.float32)
+            attention_mask = np.zeros((batch, self.sampling_rate), np.int64)
+        data = {"pixel_values": pixel_values, "au_features": au_features, "frame_mask": frame_mask,
+                "input_values": input_values, "attention_mask": attention_mask}
+        metadata = [dict(clip.metadata) for clip in clips]
+        return EmiBatch(data, tensor_type=return_tensors, metadata=metadata)
+
+
+def register_processor() -> None:
+    """Registers EmiProcessor / EmiVideoProcessor with transformers' Auto classes (idempotent), so that
+    ``AutoProcessor.from_pretrained`` resolves a saved EmiProcessor. Called by ``import emi_hf``."""
+    from transformers import AutoProcessor, AutoVideoProcessor
+
+    from .configuration_emi import EmiAudioConfig, EmiFusionConfig, EmiVisualConfig
+
+    for config_class in (EmiVisualConfig, EmiAudioConfig, EmiFusionConfig):
+        AutoVideoProcessor.register(config_class, EmiVideoProcessor, exist_ok=True)
+        AutoProcessor.register(config_class, EmiProcessor, exist_ok=True)
