@@ -96,11 +96,15 @@ def bad_files(media_dir, tmp_path_factory):
     (folder / "cut_header.mp4").write_bytes(data[: len(data) // 2])  # moov atom at the end: lost
     (folder / "truncated.mp4").write_bytes((media_dir / "WolfgangLanger_Pexels.mp4").read_bytes()[:100_000])
     shutil.copy(media_dir / "README.md", folder / "text.mp4")
+    garbage = bytearray(data)  # container intact, every video / audio packet random: nothing decodes
+    start, end = garbage.find(b"mdat") + 4, garbage.find(b"moov") - 4
+    garbage[start:end] = np.random.default_rng(1).integers(0, 256, end - start, np.uint8).tobytes()
+    (folder / "garbage.mp4").write_bytes(bytes(garbage))
     return folder
 
 
-@pytest.mark.parametrize("name", ["empty.mp4", "random.mp4", "cut_header.mp4", "text.mp4", "OpenFace_Test.csv",
-                                  "."])
+@pytest.mark.parametrize("name", ["empty.mp4", "random.mp4", "cut_header.mp4", "text.mp4", "garbage.mp4",
+                                  "OpenFace_Test.csv", "."])
 def test_unusable_inputs_raise(name, bad_files, media_dir, mp_pipeline):
     path = media_dir / name if name.endswith(".csv") else bad_files / name
     with pytest.raises(EmiInputError) as error:
@@ -119,6 +123,22 @@ def test_truncated_file_is_used_with_a_warning(bad_files, mp_pipeline):
         clip = mp_pipeline.process(bad_files / "truncated.mp4", use_cache=False)
     assert 0 < clip.num_frames < 60
     assert any("truncated" in w for w in clip.metadata["warnings"])
+
+
+def test_single_frame_video(single_face, mp_pipeline, tmp_path):
+    import av
+
+    path = tmp_path / "one_frame.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
+        frame = np.zeros((360, 640, 3), np.uint8)
+        frame[100:212, 264:376] = single_face.face_crops[0]  # an aligned face pasted on black
+        for packet in list(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24"))) + list(stream.encode()):
+            container.mux(packet)
+    clip = mp_pipeline.process(path, use_cache=False)
+    assert clip.num_frames == 1 and clip.timestamps.tolist() == [0.0] and not clip.audio_present
+    assert clip.face_fraction == 1.0
 
 
 # -- alignment -----------------------------------------------------------------------------------------------

@@ -30,7 +30,6 @@ import math
 import os
 import queue
 import threading
-import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -451,7 +450,3 @@ def load_audio(source, sampling_rate: int = 16000, peak_db: float | None = -3.0,
         waveform = waveform[: int(round(max_duration * sampling_rate))]
     return peak_normalize(waveform, peak_db)
 
-
-def _warn(messages: list[str], path) -> None:
-    for message in messages:
-        warnings.warn(f"{path}: {message}", UserWarning, stacklevel=3)

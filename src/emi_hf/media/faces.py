@@ -304,14 +304,12 @@ class FaceMeshLandmarker:
     def on_image(self, image: np.ndarray) -> np.ndarray | None:
         """Mesh [N, 3] in pixels for an image that is itself a face crop."""
         height, width = image.shape[:2]
-        side = max(height, width)
         mesh = self._run(np.ascontiguousarray(image))
         if mesh is None:
             return None
         mesh[:, 0] *= width
         mesh[:, 1] *= height
         mesh[:, 2] *= width
-        del side
         return mesh
 
 

@@ -26,9 +26,9 @@ import os
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
@@ -259,8 +259,9 @@ class ClipPipeline:
 
         Returns a :class:`ClipData`; ``metadata`` has ``path, fps, source_fps, timestamps, num_frames,
         face_fraction, audio_present, video_present, duration, face_boxes, au_names, au_backend, au_fraction,
-        face_detector, tracks, track_ids (subject track per frame, None without a face), sampling_rate, num_samples, warnings, cache_hit, cache_key, seconds`` and, for files,
-        ``media`` (what the container declares).
+        face_detector, tracks, track_ids (subject track per frame, None without a face), detector_runs,
+        sampling_rate, num_samples, audio_start, warnings, cache_hit, cache_key, seconds, visual_seconds`` and,
+        for files, ``media`` (what the container declares).
 
         Raises :class:`EmiInputError` for inputs that cannot be used (see :mod:`emi_hf.media.errors`).
         """
@@ -425,7 +426,7 @@ class ClipPipeline:
         tracker = None
         if s.face_detector is not None:
             tracker = SubjectTracker(self.detector, landmarker, detect_every=s.detect_every, subject=s.subject)
-        crops, faces, boxes, times, indices, repeats, meshes_raw, frame_au, track_ids = [], [], [], [], [], [], [], [], []
+        crops, faces, boxes, times, indices, repeats, meshes_raw, frame_au, track_ids = ([] for _ in range(9))
         mediapipe_au = isinstance(self.au_backend, MediaPipeAUBackend)
         pyfaceau = isinstance(self.au_backend, PyFaceAUBackend)
         try:
