@@ -15,6 +15,7 @@ from .modeling_emi import (
     EmiRegressionOutput,
     EmiVisualModel,
 )
+from .processing_emi import EmiBatch, EmiProcessor, EmiVideoProcessor, register_processor
 
 __version__ = "0.1.0"
 
@@ -34,17 +35,22 @@ def _register_auto_classes() -> None:
 
 
 _register_auto_classes()
+register_processor()
 
 __all__ = [
     "DEFAULT_AU_NAMES",
     "EMOTION_NAMES",
     "EmiAudioConfig",
+    "EmiBatch",
     "EmiAudioModel",
     "EmiFusionConfig",
     "EmiFusionModel",
     "EmiFusionOutput",
     "EmiPreTrainedModel",
+    "EmiProcessor",
     "EmiRegressionOutput",
     "EmiVisualConfig",
+    "EmiVideoProcessor",
     "EmiVisualModel",
+    "register_processor",
 ]
