@@ -64,44 +64,56 @@ class ClipFeatures:
         return cls(**values)
 
 
-def extract_clip_features(
-    processor, visual_model, audio_model, path, clip_id: str, labels, chunk_size: int = 128
-) -> ClipFeatures:
-    """
-    Processor + frozen backbones on one clip. Face crops are normalised and embedded `chunk_size` at a time, so
-    float pixels for a whole clip never exist; long audio is encoded in windows by the audio model. A modality
-    with no frame at all is stored as one masked frame (so batches never hold empty sequences).
-    """
+def embed_clip_faces(processor, visual_model, clip, chunk_size: int = 128) -> np.ndarray:
+    """Face embeddings `[T, 512]` of a ClipData's valid frames (zeros elsewhere), `chunk_size` crops at a time, so
+    float pixels for a whole clip never exist."""
     import torch
 
-    clip = processor.process_clip(str(path))
-    frames = clip.num_frames
-    mask = clip.frame_mask.astype(bool)
-    visual = np.zeros((max(frames, 1), visual_model.config.visual_feature_dim), np.float32)
-    valid = np.flatnonzero(mask)
+    visual = np.zeros((clip.num_frames, visual_model.config.visual_feature_dim), np.float32)
+    valid = np.flatnonzero(clip.frame_mask.astype(bool))
     with torch.inference_mode():
         for start in range(0, len(valid), chunk_size):
             index = valid[start : start + chunk_size]
             pixels = processor.video_processor(videos=[clip.face_crops[index]], return_tensors="pt")["pixel_values"][0]
             visual[index] = visual_model.embed_faces(pixels.float()).float().numpy()
-        if clip.waveform is not None and len(clip.waveform) >= 400:
-            audio_inputs = processor.feature_extractor(
-                clip.waveform, sampling_rate=processor.sampling_rate, return_attention_mask=True, return_tensors="pt"
-            )
-            audio, audio_mask = audio_model.embed_audio(audio_inputs["input_values"], audio_inputs["attention_mask"])
-            audio, audio_mask = audio[0].float().numpy(), audio_mask[0].numpy().astype(np.int8)
-        else:
-            audio = np.zeros((1, audio_model.config.audio_feature_dim), np.float32)
-            audio_mask = np.zeros(1, np.int8)
-    au = clip.au_intensities.astype(np.float32) if frames else np.zeros((1, visual_model.config.num_aus), np.float32)
-    timestamps = clip.timestamps.astype(np.float32) if frames else np.zeros(1, np.float32)
+    return visual
+
+
+def embed_waveform(processor, audio_model, waveform: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Speech-encoder frames `[Ta, D]` and mask `[Ta]` of a 16 kHz waveform; one masked frame when there is none."""
+    import torch
+
+    if waveform is None or len(waveform) < 400:
+        return np.zeros((1, audio_model.config.audio_feature_dim), np.float32), np.zeros(1, np.int8)
+    inputs = processor.feature_extractor(
+        waveform, sampling_rate=processor.sampling_rate, return_attention_mask=True, return_tensors="pt"
+    )
+    with torch.inference_mode():
+        audio, mask = audio_model.embed_audio(inputs["input_values"], inputs["attention_mask"])
+    return audio[0].float().numpy(), mask[0].numpy().astype(np.int8)
+
+
+def extract_clip_features(processor, visual_model, audio_model, path, clip_id: str, labels) -> ClipFeatures:
+    """
+    Processor + frozen backbones on one clip (see `embed_clip_faces`, `embed_waveform`; long audio is encoded in
+    windows by the audio model). A modality with no frame at all is stored as one masked frame, so batches never
+    hold empty sequences.
+    """
+    clip = processor.process_clip(str(path))
+    audio, audio_mask = embed_waveform(processor, audio_model, clip.waveform)
+    if clip.num_frames:
+        visual = embed_clip_faces(processor, visual_model, clip)
+        au, mask, timestamps = clip.au_intensities.astype(np.float32), clip.frame_mask.astype(np.int8), clip.timestamps
+    else:
+        visual = np.zeros((1, visual_model.config.visual_feature_dim), np.float32)
+        au, mask, timestamps = np.zeros((1, visual_model.config.num_aus), np.float32), np.zeros(1, np.int8), [0.0]
     labels = np.full(len(visual_model.config.label_names), np.nan, np.float32) if labels is None else labels
     return ClipFeatures(
         clip_id=clip_id,
         visual_features=visual,
         au_features=au,
-        frame_mask=mask.astype(np.int8) if frames else np.zeros(1, np.int8),
-        frame_timestamps=timestamps,
+        frame_mask=mask,
+        frame_timestamps=np.asarray(timestamps, np.float32),
         audio_features=audio,
         audio_mask=audio_mask,
         labels=np.asarray(labels, dtype=np.float32),
