@@ -1,0 +1,576 @@
+"""Gradio Space for emi-hf: six Emotional Mimicry Intensities of a video clip, from the face and the voice.
+
+Run it locally after `make quickstart` (which writes the checkpoint this app loads by default):
+
+    python demo/app.py                       # http://127.0.0.1:7860 (serves on 0.0.0.0:7860)
+
+Environment variables (all optional):
+
+    EMI_HF_MODEL          checkpoint folder or Hub id; default `quickstart/runs/fusion` under the repository root.
+                          A relative folder is looked up from the working directory, then from the repository root.
+    EMI_HF_EXAMPLES_DIR   folder with example clips: a Hume-Vidmimic2-style folder (valid_split.csv + videos/) or a
+                          folder of videos; default `quickstart/data` under the repository root.
+    EMI_HF_MAX_FILE_MB    upload size cap in MB (default 50).
+    EMI_HF_MAX_DURATION_S clip duration cap in seconds (default 60).
+    EMI_HF_QUEUE_SIZE     requests that may wait in the queue (default 20).
+    GRADIO_SERVER_NAME, GRADIO_SERVER_PORT   where to serve (default 0.0.0.0:7860).
+
+The model and its processor are loaded once, when the app is built; requests then run one at a time through Gradio's
+queue (the face tracker of the processor keeps state per clip, and two CPU-bound requests in parallel would not be
+faster), so several users at once all get their answer, in turn.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Before gradio is imported: no usage analytics, no version check, no Hub telemetry (the app must run offline).
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = "quickstart/runs/fusion"
+DEFAULT_EXAMPLES_DIR = "quickstart/data"
+DEFAULT_MAX_FILE_MB = 50.0
+DEFAULT_MAX_DURATION_S = 60.0
+NUM_EXAMPLES = 4
+NUM_FACE_CROPS = 8
+AUDIO_BIN_S = 0.1  # the audio timeline is shown in bins of this many seconds
+API_NAME = "predict"
+
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".mpg", ".mpeg", ".ogv", ".3gp", ".wmv", ".flv")
+MODALITY_COLORS = {"visual": "#4C72B0", "audio": "#DD8452", "fused": "#2CA02C"}
+MODALITY_LABELS = {"visual": "face (visual)", "audio": "voice (audio)", "fused": "fused"}
+EMOTION_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+
+CSS = """
+#emi-title h1 { margin-bottom: 0.2em; }
+#emi-status { border-left: 4px solid #d97706; padding-left: 0.8em; }
+#emi-limits { font-size: 0.85em; opacity: 0.8; }
+"""
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Configuration: where the model and the examples are
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value not in (None, "") else default
+
+
+def resolve_model_path(model_path: str | os.PathLike | None = None) -> tuple[str, bool]:
+    """
+    (model id or folder, whether it is a local folder). `model_path`, else EMI_HF_MODEL, else the quickstart
+    checkpoint. A relative folder is looked up from the working directory, then from the repository root; a value
+    that is neither an existing folder nor shaped like a Hub id (`org/name`) is returned as the repository-root path.
+    """
+    value = str(model_path or os.environ.get("EMI_HF_MODEL") or DEFAULT_MODEL)
+    candidate = Path(value).expanduser()
+    for folder in ([candidate] if candidate.is_absolute() else [Path.cwd() / candidate, REPO_ROOT / candidate]):
+        if folder.is_dir():
+            return str(folder.resolve()), True
+    looks_like_hub_id = (
+        not candidate.is_absolute() and value.count("/") == 1 and not value.startswith((".", "/", "~"))
+        and value != DEFAULT_MODEL
+    )
+    if looks_like_hub_id:
+        return value, False
+    return str(candidate if candidate.is_absolute() else REPO_ROOT / candidate), True
+
+
+def find_examples(examples_dir: str | os.PathLike | None = None, limit: int = NUM_EXAMPLES) -> list[str]:
+    """
+    The first `limit` validation clips of a Hume-Vidmimic2-style folder (valid_split.csv + videos/), else its first
+    videos; `examples_dir`, else EMI_HF_EXAMPLES_DIR, else the quickstart's synthetic set. [] when there is none.
+    """
+    value = examples_dir or os.environ.get("EMI_HF_EXAMPLES_DIR") or DEFAULT_EXAMPLES_DIR
+    folder = Path(value).expanduser()
+    if not folder.is_absolute() and not folder.is_dir():
+        folder = REPO_ROOT / folder
+    if not folder.is_dir():
+        return []
+    videos_dir = folder / "videos" if (folder / "videos").is_dir() else folder
+    split = folder / "valid_split.csv"
+    paths: list[Path] = []
+    if split.is_file():
+        import csv
+
+        with open(split, newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                clip_id = (row.get("Filename") or "").strip()
+                matches = [videos_dir / f"{clip_id}{ext}" for ext in VIDEO_EXTENSIONS]
+                paths.extend(p for p in matches[:1] + matches[1:] if p.is_file())
+                if len(paths) >= limit:
+                    break
+    if not paths:
+        paths = sorted(p for p in videos_dir.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+    return [str(p) for p in paths[:limit]]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Input checks: video only, size and duration caps
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def refuse(message: str) -> gr.Error:
+    """A gr.Error shown to the user as is (no traceback in the server log: refusing bad input is normal)."""
+    return gr.Error(html.escape(message, quote=False), title="Cannot analyse this video", print_exception=False)
+
+
+def _container_duration(path: str) -> float | None:
+    """Duration from the last video packet's timestamp: for files (e.g. webcam WebM) whose header has none."""
+    import av
+
+    last = None
+    with av.open(path, metadata_errors="ignore") as container:
+        stream = container.streams.video[0]
+        for packet in container.demux(stream):
+            if packet.pts is not None and stream.time_base is not None:
+                end = float((packet.pts + (packet.duration or 0)) * stream.time_base)
+                last = end if last is None else max(last, end)
+    if last is None:
+        return None
+    start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    return max(0.0, last - start)
+
+
+def check_video(path: str | None, max_file_mb: float, max_duration_s: float) -> dict:
+    """Refuses (gr.Error) what the demo cannot or should not process; returns what the header says of the video."""
+    if not path:
+        raise refuse("No video yet: upload a video file or record one with the webcam, then press Analyse.")
+    name = Path(path).name
+    extension = Path(path).suffix.lower()
+    if extension not in VIDEO_EXTENSIONS:
+        raise refuse(f"'{name}' is not a video file: this demo takes videos "
+                       f"({', '.join(e.lstrip('.') for e in VIDEO_EXTENSIONS)}).")
+    size_mb = os.path.getsize(path) / 1e6
+    if size_mb > max_file_mb:
+        raise refuse(f"'{name}' is {size_mb:.1f} MB; this demo takes videos up to {max_file_mb:g} MB. Upload a "
+                       "shorter or smaller clip (e.g. ffmpeg -i IN -t 20 -vf scale=640:-2 OUT.mp4).")
+    from emi_hf.media.decoding import probe_media
+    from emi_hf.media.errors import EmiInputError
+
+    try:
+        info = probe_media(path)
+    except EmiInputError as error:
+        raise refuse(f"'{name}' could not be read as a video: {error.problem} Upload an mp4, mov or webm "
+                       "video.") from error
+    if not info.has_video:
+        raise refuse(f"'{name}' has no video stream (an audio-only file?): this demo needs a video of a face.")
+    duration = info.duration
+    if not duration:
+        try:
+            duration = _container_duration(path)
+        except Exception:  # noqa: BLE001 - an unreadable file is reported by the processor below
+            duration = None
+    if duration is not None and duration > max_duration_s:
+        raise refuse(f"'{name}' lasts {duration:.1f} s; this demo takes clips up to {max_duration_s:g} s. "
+                       "Trim it (e.g. ffmpeg -i IN -t 20 OUT.mp4) and upload it again.")
+    return {"duration": duration, "width": info.width, "height": info.height, "fps": info.fps,
+            "has_audio": info.has_audio}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The analysis: processor once per clip, model once, then plots
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _none_if_nan(values) -> list[float | None]:
+    return [None if (v is None or math.isnan(v)) else float(v) for v in values]
+
+
+@dataclass
+class Analysis:
+    """One clip's numbers (JSON-ready: None where a value is missing)."""
+
+    emotions: list[str]
+    modalities: dict[str, list[float | None] | None]  # "visual" / "audio" / "fused" -> six values, or None
+    timestamps: list[float]
+    frame_intensities: list[list[float | None]]  # visual timeline [frames][6], None where no face
+    audio_times: list[float]
+    audio_frame_intensities: list[list[float | None]]  # audio timeline [audio frames][6]
+    face_fraction: float
+    num_frames: int
+    audio_present: bool
+    has_audio_track: bool  # the container declares an audio stream (it may still be unusable, e.g. silent)
+    duration: float | None
+    fps: float | None
+    warnings: list[str] = field(default_factory=list)
+    face_crops: list[tuple[np.ndarray, str]] = field(default_factory=list)
+    timing: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def main(self) -> tuple[str, list[float | None]]:
+        for name in ("fused", "visual", "audio"):
+            if self.modalities.get(name) is not None and any(v is not None for v in self.modalities[name]):
+                return name, self.modalities[name]
+        return "none", [None] * len(self.emotions)
+
+    def missing(self) -> list[str]:
+        notes = []
+        if self.num_frames == 0:
+            notes.append("no video frames could be decoded")
+        elif self.face_fraction <= 0.0:
+            notes.append("no face in any frame (100% of frames): the visual model was skipped")
+        elif self.face_fraction < 1.0:
+            notes.append(f"no face in {100 * (1 - self.face_fraction):.0f}% of frames (those frames are masked)")
+        if not self.audio_present:
+            reasons = [w.split(";")[0] for w in self.warnings if "audio" in w]
+            if self.has_audio_track:
+                reason = f" ({reasons[0]})" if reasons else " (the audio track is silent or unreadable)"
+                notes.append(f"no usable audio{reason}: the audio model was skipped")
+            else:
+                notes.append("no audio: the clip has no audio track, so the audio model was skipped")
+        return notes
+
+    def to_json(self) -> dict:
+        kind, values = self.main
+        return {
+            "emotions": self.emotions,
+            "intensities": dict(zip(self.emotions, values)),
+            "intensities_from": kind,
+            **{name: (dict(zip(self.emotions, v)) if v is not None else None) for name, v in self.modalities.items()},
+            "face_fraction": self.face_fraction,
+            "num_frames": self.num_frames,
+            "frames_with_face": int(round(self.face_fraction * self.num_frames)),
+            "audio_present": self.audio_present,
+            "has_audio_track": self.has_audio_track,
+            "duration_s": self.duration,
+            "fps": self.fps,
+            "missing": self.missing(),
+            "warnings": self.warnings,
+            "timeline": {"timestamps": self.timestamps, "frame_intensities": self.frame_intensities,
+                         "audio_times": self.audio_times, "audio_frame_intensities": self.audio_frame_intensities},
+            "timing_s": self.timing,
+        }
+
+
+def face_crops(crops: np.ndarray, frame_mask: np.ndarray, timestamps: list[float],
+               limit: int) -> list[tuple[np.ndarray, str]]:
+    """Up to `limit` of the clip's aligned face crops (uint8 RGB), evenly spread over the frames with a face."""
+    valid = np.flatnonzero(np.asarray(frame_mask) > 0).tolist()
+    if not valid:
+        return []
+    count = min(limit, len(valid))
+    picks = sorted({valid[round(k * (len(valid) - 1) / max(1, count - 1))] for k in range(count)})
+    return [(np.ascontiguousarray(crops[i]), f"{timestamps[i]:.1f} s") for i in picks]
+
+
+class EmiDemo:
+    """Holds the model and processor (loaded once) and analyses one clip per call."""
+
+    def __init__(self, model_path=None, max_file_mb: float = DEFAULT_MAX_FILE_MB,
+                 max_duration_s: float = DEFAULT_MAX_DURATION_S, device: str | None = None):
+        self.max_file_mb = float(max_file_mb)
+        self.max_duration_s = float(max_duration_s)
+        self.model_id, self.is_local = resolve_model_path(model_path)
+        self.model = self.processor = None
+        self.load_error: str | None = None
+        self._lock = threading.Lock()
+        if self.is_local and not Path(self.model_id).is_dir():
+            self.load_error = (
+                f"No model found at `{self.model_id}`. Run `make quickstart` in the repository (it trains a model on "
+                "synthetic data and writes this checkpoint), or set the environment variable `EMI_HF_MODEL` to a "
+                "checkpoint folder or a Hub model id, then restart the app."
+            )
+            return
+        try:
+            from emi_hf.inference import load_for_inference
+
+            self.model, self.processor = load_for_inference(self.model_id, device=device)
+        except Exception as error:  # noqa: BLE001 - the app must start and say what went wrong
+            self.load_error = (
+                f"The model `{self.model_id}` could not be loaded ({type(error).__name__}: {error}). Run `make "
+                "quickstart`, or set `EMI_HF_MODEL` to a checkpoint folder (or a Hub id, with network access), then "
+                "restart the app."
+            )
+
+    @property
+    def ready(self) -> bool:
+        return self.model is not None
+
+    @property
+    def model_type(self) -> str | None:
+        return self.model.config.model_type if self.ready else None
+
+    def analyse(self, video_path: str | None) -> Analysis:
+        if not self.ready:
+            raise refuse((self.load_error or "No model loaded.").replace("`", "'"))
+        info = check_video(video_path, self.max_file_mb, self.max_duration_s)
+        import torch
+
+        from emi_hf.media.errors import EmiInputError
+
+        names = [self.model.config.id2label[i] for i in range(len(self.model.config.id2label))]
+        device = next(self.model.parameters()).device
+        with self._lock, torch.inference_mode():
+            began = time.perf_counter()
+            try:
+                # use_cache=False: nothing derived from an upload is kept on disk.
+                clip = self.processor.process_clip(video_path, use_cache=False)
+            except EmiInputError as error:
+                raise refuse(f"'{Path(video_path).name}' could not be processed: {error.problem} "
+                             f"{error.hint or ''}".strip()) from error
+            inputs = self.processor.collate([clip], return_tensors="pt")
+            preprocessed = time.perf_counter()
+            tensors = {k: v.to(device) for k, v in inputs.items() if isinstance(v, torch.Tensor)}
+            output = self.model(**tensors)
+            finished = time.perf_counter()
+        meta = inputs.metadata[0]
+        timestamps = [float(t) for t in clip.timestamps]
+        num_frames = len(timestamps)
+
+        if self.model_type == "emi_fusion":
+            modalities = {"visual": output.visual_intensities[0], "audio": output.audio_intensities[0],
+                          "fused": output.intensities[0]}
+            visual_frames, audio_frames = output.frame_intensities, output.audio_frame_intensities
+        elif self.model_type == "emi_audio":
+            modalities = {"visual": None, "audio": output.intensities[0], "fused": None}
+            visual_frames, audio_frames = None, output.frame_intensities
+        else:
+            modalities = {"visual": output.intensities[0], "audio": None, "fused": None}
+            visual_frames, audio_frames = output.frame_intensities, None
+        modalities = {k: (_none_if_nan(v.float().cpu().tolist()) if v is not None else None)
+                      for k, v in modalities.items()}
+
+        frame_rows = []
+        if visual_frames is not None:
+            frame_rows = [_none_if_nan(row) for row in visual_frames[0][:num_frames].float().cpu().tolist()]
+        audio_times, audio_rows = [], []
+        if audio_frames is not None and clip.waveform is not None:
+            rows = audio_frames[0].float().cpu()
+            rows = rows[~torch.isnan(rows).any(-1)]
+            if len(rows):
+                # Audio frames (e.g. 50 per second) evenly cover the waveform, which starts at
+                # metadata["audio_start"]; averaged over bins of AUDIO_BIN_S for a readable timeline.
+                seconds = len(clip.waveform) / self.processor.sampling_rate
+                bins = max(1, min(len(rows), round(seconds / AUDIO_BIN_S)))
+                edges = np.linspace(0, len(rows), bins + 1).round().astype(int)
+                start = float(meta.get("audio_start") or 0.0)
+                audio_rows = [_none_if_nan(rows[a:b].mean(0).tolist()) for a, b in zip(edges[:-1], edges[1:])]
+                audio_times = [start + seconds * (a + b) / 2 / len(rows) for a, b in zip(edges[:-1], edges[1:])]
+
+        crops = face_crops(clip.face_crops, clip.frame_mask, timestamps, NUM_FACE_CROPS)
+        return Analysis(
+            emotions=names,
+            modalities=modalities,
+            timestamps=timestamps,
+            frame_intensities=frame_rows,
+            audio_times=audio_times,
+            audio_frame_intensities=audio_rows,
+            face_fraction=float(meta.get("face_fraction", 0.0)),
+            num_frames=num_frames,
+            audio_present=bool(meta.get("audio_present", False)),
+            has_audio_track=bool(info.get("has_audio")),
+            duration=float(meta["duration"]) if meta.get("duration") is not None else info.get("duration"),
+            fps=float(meta["fps"]) if meta.get("fps") is not None else None,
+            warnings=[str(w) for w in meta.get("warnings", []) or []],
+            face_crops=crops,
+            timing={"preprocess": round(preprocessed - began, 3), "model": round(finished - preprocessed, 3)},
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Figures and text
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def bar_chart(analysis: Analysis):
+    """Grouped bars: per emotion, the visual, audio and fused intensities (a missing modality has no bars)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 3.6), dpi=100, layout="constrained")
+    axes = figure.add_subplot()
+    present = [m for m in ("visual", "audio", "fused") if analysis.modalities.get(m) is not None]
+    width = 0.8 / max(1, len(present))
+    x = np.arange(len(analysis.emotions))
+    for k, modality in enumerate(present):
+        values = [np.nan if v is None else v for v in analysis.modalities[modality]]
+        missing = all(v is None for v in analysis.modalities[modality])
+        label = MODALITY_LABELS[modality] + (" - missing" if missing else "")
+        bars = axes.bar(x + (k - (len(present) - 1) / 2) * width, np.nan_to_num(values), width,
+                        label=label, color=MODALITY_COLORS[modality], alpha=0.35 if missing else 1.0)
+        if modality == analysis.main[0]:
+            for bar, value in zip(bars, values):
+                if not np.isnan(value):
+                    axes.annotate(f"{value:.2f}", (bar.get_x() + bar.get_width() / 2, value), ha="center",
+                                  va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+    axes.set_xticks(x, [name.replace(" ", "\n") for name in analysis.emotions], fontsize=9)
+    axes.set_ylim(0, 1.08)
+    axes.set_ylabel("intensity")
+    axes.grid(axis="y", alpha=0.3)
+    axes.spines[["top", "right"]].set_visible(False)
+    axes.set_title("Clip intensities", loc="left", fontsize=11, fontweight="bold")
+    axes.legend(loc="lower right", ncols=3, fontsize=8, frameon=False, bbox_to_anchor=(1.0, 1.0))
+    return figure
+
+
+def timeline_chart(analysis: Analysis):
+    """Frame-level intensities over the clip: the face (per video frame) and, when there is audio, the voice."""
+    from matplotlib.figure import Figure
+
+    panels = []
+    if analysis.frame_intensities:
+        panels.append(("face, per video frame", analysis.timestamps, analysis.frame_intensities))
+    if analysis.audio_frame_intensities:
+        panels.append(("voice, per audio frame", analysis.audio_times, analysis.audio_frame_intensities))
+    figure = Figure(figsize=(8, 2.0 + 1.5 * max(1, len(panels))), dpi=100, layout="constrained")
+    if not panels:
+        axes = figure.add_subplot()
+        axes.text(0.5, 0.5, "no frame-level intensities: no face and no audio", ha="center", va="center")
+        axes.set_axis_off()
+        return figure
+    axes_list = figure.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    for axes, (title, times, rows) in zip(axes_list, panels):
+        values = np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=float)
+        times = np.asarray(times[: len(values)], dtype=float)
+        for j, name in enumerate(analysis.emotions):
+            axes.plot(times, values[:, j], color=EMOTION_COLORS[j % len(EMOTION_COLORS)], lw=1.4, label=name)
+        no_data = np.isnan(values).all(axis=1)
+        if no_data.any() and len(times) > 1:
+            step = float(np.median(np.diff(times))) if len(times) > 1 else 0.1
+            for t in times[no_data]:
+                axes.axvspan(t - step / 2, t + step / 2, color="0.85", lw=0)
+        axes.set_ylim(0, 1)
+        axes.set_title(title + (" (grey: no face)" if no_data.any() and "face" in title else ""), fontsize=9,
+                       loc="left")
+        axes.set_ylabel("intensity", fontsize=8)
+        axes.grid(alpha=0.3)
+        axes.spines[["top", "right"]].set_visible(False)
+    axes_list[-1].set_xlabel("time (s)")
+    axes_list[0].legend(loc="upper left", fontsize=8, frameon=False, bbox_to_anchor=(1.01, 1.0))
+    figure.suptitle("Timeline of frame-level intensities", x=0.01, ha="left", fontsize=11, fontweight="bold")
+    return figure
+
+
+def summary_markdown(analysis: Analysis) -> str:
+    kind, values = analysis.main
+    lines = []
+    ranked = sorted(((v, n) for n, v in zip(analysis.emotions, values) if v is not None), reverse=True)
+    if ranked:
+        top = ", ".join(f"**{n}** {v:.2f}" for v, n in ranked[:2])
+        lines.append(f"Strongest ({MODALITY_LABELS.get(kind, kind)}): {top}")
+    else:
+        lines.append("**No usable input:** neither a face nor audio was found, so there is no estimate.")
+    duration = f"{analysis.duration:.1f} s" if analysis.duration else "unknown duration"
+    audio = "present" if analysis.audio_present else "not usable" if analysis.has_audio_track else "no track"
+    fps = f" at {analysis.fps:g} fps" if analysis.fps else ""
+    lines.append(f"\n{analysis.num_frames} frames{fps} over {duration}; face in "
+                 f"{round(analysis.face_fraction * analysis.num_frames)} of {analysis.num_frames} frames "
+                 f"({100 * analysis.face_fraction:.0f}%); audio: {audio}.")
+    missing = analysis.missing()
+    if missing:
+        lines.append("\n**Missing:** " + "; ".join(missing) + ".")
+    for warning in analysis.warnings:
+        if "masked" not in warning:  # those are the missing modalities, said above
+            lines.append(f"\n_Note: {warning}_")
+    shown = [m for m in ("visual", "audio", "fused") if analysis.modalities.get(m) is not None]
+    lines.append("\n| Emotion | " + " | ".join(MODALITY_LABELS[m] for m in shown) + " |")
+    lines.append("|---|" + "---:|" * len(shown))
+    for i, name in enumerate(analysis.emotions):
+        cells = []
+        for m in shown:
+            v = analysis.modalities[m][i]
+            cells.append("-" if v is None else f"{v:.2f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The Blocks
+# ----------------------------------------------------------------------------------------------------------------------
+
+INTRO = """# Emotional Mimicry Intensity
+Upload a short video of a face (or record one with the webcam) to estimate, for the whole clip and frame by frame, the
+intensity in [0, 1] of six emotions: Admiration, Amusement, Determination, Empathic Pain, Excitement and Joy, from the
+face, from the voice, and fused. An intensity is a model's estimate of how the clip would be annotated, not a measure
+of what the person feels."""
+
+
+def build_demo(model_path: str | os.PathLike | None = None, examples_dir: str | os.PathLike | None = None,
+               max_file_mb: float | None = None, max_duration_s: float | None = None,
+               queue_size: int | None = None) -> gr.Blocks:
+    """
+    The app, with the model and processor loaded (once). Arguments default to the environment variables named in the
+    module docstring. A missing model does not fail: the app starts and says how to get one.
+    """
+    max_file_mb = max_file_mb if max_file_mb is not None else _env_float("EMI_HF_MAX_FILE_MB", DEFAULT_MAX_FILE_MB)
+    max_duration_s = (max_duration_s if max_duration_s is not None
+                      else _env_float("EMI_HF_MAX_DURATION_S", DEFAULT_MAX_DURATION_S))
+    queue_size = queue_size if queue_size is not None else int(_env_float("EMI_HF_QUEUE_SIZE", 20))
+    engine = EmiDemo(model_path, max_file_mb=max_file_mb, max_duration_s=max_duration_s)
+    examples = find_examples(examples_dir)
+
+    def predict(video):
+        """Analyses a video: (bar chart, timeline, face crops, summary, raw numbers as JSON)."""
+        analysis = engine.analyse(video)
+        result = analysis.to_json()
+        result["model"] = engine.model_id
+        return (bar_chart(analysis), timeline_chart(analysis), analysis.face_crops, summary_markdown(analysis),
+                result)
+
+    with gr.Blocks(title="Emotional Mimicry Intensity", analytics_enabled=False) as demo:
+        gr.Markdown(INTRO, elem_id="emi-title")
+        if not engine.ready:
+            gr.Markdown(f"⚠️ **The app has no model.** {engine.load_error}", elem_id="emi-status")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=320):
+                video = gr.Video(label="Video", sources=["upload", "webcam"], height=300, elem_id="emi-video")
+                button = gr.Button("Analyse", variant="primary", elem_id="emi-analyse")
+                if examples:
+                    gr.Examples(examples=[[p] for p in examples], inputs=[video], label="Examples (synthetic clips)",
+                                examples_per_page=NUM_EXAMPLES)
+                gr.Markdown(
+                    f"Limits: videos ({', '.join(e.lstrip('.') for e in VIDEO_EXTENSIONS[:5])}, ...) up to "
+                    f"{max_file_mb:g} MB and {max_duration_s:g} s. Requests run one at a time; others wait in the "
+                    f"queue. Model: `{engine.model_id}`.",
+                    elem_id="emi-limits",
+                )
+            with gr.Column(scale=3, min_width=420):
+                bars = gr.Plot(label="Clip intensities: face, voice and fused", show_label=False, format="png",
+                               elem_id="emi-bars")
+                summary = gr.Markdown(label="Summary", value="_Results appear here._", elem_id="emi-summary")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3, min_width=420):
+                timeline = gr.Plot(label="Timeline: frame-level intensities", show_label=False, format="png",
+                                   elem_id="emi-timeline")
+            with gr.Column(scale=2, min_width=320):
+                faces = gr.Gallery(label="Detected faces (aligned crops)", columns=4, height=300,
+                                   object_fit="contain", format="png", elem_id="emi-faces")
+        with gr.Accordion("Raw numbers (JSON, as the API returns them)", open=False):
+            raw = gr.JSON(label="Result", elem_id="emi-json")
+        button.click(predict, inputs=[video], outputs=[bars, timeline, faces, summary, raw], api_name=API_NAME,
+                     concurrency_limit=1)
+    demo.queue(max_size=queue_size, default_concurrency_limit=1)
+    demo.emi_engine = engine  # for tests and for `launch`
+    return demo
+
+
+def launch(demo: gr.Blocks, **kwargs):
+    """`demo.launch` with the app's theme, CSS and upload cap (Gradio 6 takes theme and css in launch)."""
+    engine = getattr(demo, "emi_engine", None)
+    options = dict(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        css=CSS,
+        theme=gr.themes.Soft(),
+        footer_links=["api", "gradio"],
+        max_file_size=f"{int(math.ceil(engine.max_file_mb))}mb" if engine else None,
+    )
+    options.update(kwargs)
+    return demo.launch(**options)
+
+
+if __name__ == "__main__":
+    launch(build_demo())

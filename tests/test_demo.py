@@ -1,0 +1,297 @@
+"""The Gradio demo (demo/app.py): launched in-process on 127.0.0.1 with a tiny random model, called with gradio_client
+on real clips from ../shared/media; plus its input checks, configuration and the no-model start.
+
+Every socket the process opens during these tests is checked: only loopback addresses are allowed (gradio's analytics
+and version check must stay off).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import ipaddress
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+APP_PATH = REPO_ROOT / "demo" / "app.py"
+API = "/predict"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Harness (also used by test_demo_browser.py)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def load_app():
+    """demo/app.py as a module (demo/ is not a package)."""
+    name = "emi_demo_app"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, APP_PATH)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look the module up while the file runs
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def save_tiny_checkpoint(folder: Path) -> Path:
+    """A tiny random EmiFusionModel with a MediaPipe processor at 10 fps, saved as a checkpoint folder."""
+    import torch
+
+    from conftest import tiny_fusion_config
+    from emi_hf import EmiFusionModel
+    from emi_hf.processing_emi import EmiProcessor
+
+    torch.manual_seed(0)
+    EmiFusionModel(tiny_fusion_config()).save_pretrained(folder)
+    EmiProcessor(face_detector="mediapipe", target_fps=10, use_cache=False).save_pretrained(folder)
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def launched(demo, app):
+    """Serves `demo` on 127.0.0.1 (a free port) in this process; yields its URL."""
+    _, url, _ = app.launch(demo, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
+                           quiet=True)
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+class LoopbackOnly:
+    """Refuses (and records) any socket connection or name lookup beyond the loopback interface."""
+
+    LOCAL_NAMES = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
+
+    def __init__(self):
+        self.violations: list[str] = []
+
+    def _allowed(self, host) -> bool:
+        host = str(host).strip("[]")
+        if host in self.LOCAL_NAMES:
+            return True
+        try:
+            return ipaddress.ip_address(host.split("%")[0]).is_loopback
+        except ValueError:
+            return False
+
+    def __enter__(self):
+        guard = self
+        self._connect, self._connect_ex = socket.socket.connect, socket.socket.connect_ex
+        self._getaddrinfo = socket.getaddrinfo
+
+        def check(sock, address):
+            if sock.family in (socket.AF_INET, socket.AF_INET6) and not guard._allowed(address[0]):
+                guard.violations.append(f"connect {address}")
+                raise OSError(f"test guard: no network beyond 127.0.0.1 (tried {address})")
+
+        def connect(sock, address):
+            check(sock, address)
+            return guard._connect(sock, address)
+
+        def connect_ex(sock, address):
+            check(sock, address)
+            return guard._connect_ex(sock, address)
+
+        def getaddrinfo(host, *args, **kwargs):
+            if host is not None and not guard._allowed(host if isinstance(host, str) else host.decode()):
+                guard.violations.append(f"lookup {host}")
+                raise socket.gaierror(f"test guard: no name lookups beyond localhost (tried {host})")
+            return guard._getaddrinfo(host, *args, **kwargs)
+
+        socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = connect, connect_ex, getaddrinfo
+        return self
+
+    def __exit__(self, *exc):
+        socket.socket.connect, socket.socket.connect_ex = self._connect, self._connect_ex
+        socket.getaddrinfo = self._getaddrinfo
+        return False
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Fixtures
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def app(network_guard):
+    return load_app()
+
+
+@pytest.fixture(scope="module")
+def network_guard():
+    with LoopbackOnly() as guard:
+        yield guard
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("demo_model"))
+
+
+@pytest.fixture(scope="module")
+def served(app, tiny_checkpoint, media_dir, network_guard):
+    """(url, client, demo) of the app with the tiny model, examples from the shared media folder."""
+    from gradio_client import Client
+
+    demo = app.build_demo(model_path=tiny_checkpoint, examples_dir=media_dir, max_file_mb=20, max_duration_s=30)
+    assert demo.emi_engine.ready, demo.emi_engine.load_error
+    with launched(demo, app) as url:
+        assert url.startswith("http://127.0.0.1:")
+        yield url, Client(url, verbose=False), demo
+
+
+def check_result(result: dict) -> None:
+    from emi_hf import EMOTION_NAMES
+
+    assert result["emotions"] == list(EMOTION_NAMES)
+    assert list(result["intensities"]) == list(EMOTION_NAMES)
+    for modality in ("intensities", "visual", "audio", "fused"):
+        for value in result[modality].values():
+            assert value is None or 0.0 <= value <= 1.0, (modality, value)
+    assert 0.0 <= result["face_fraction"] <= 1.0
+    assert len(result["timeline"]["timestamps"]) == result["num_frames"]
+    assert len(result["timeline"]["frame_intensities"]) == result["num_frames"]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Configuration (no server)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_model_path_resolution(app, tmp_path, monkeypatch):
+    monkeypatch.delenv("EMI_HF_MODEL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    path, local = app.resolve_model_path()
+    assert local and path == str(REPO_ROOT / "quickstart" / "runs" / "fusion")
+    (tmp_path / "my_run").mkdir()
+    monkeypatch.setenv("EMI_HF_MODEL", "my_run")
+    assert app.resolve_model_path() == (str((tmp_path / "my_run").resolve()), True)
+    monkeypatch.setenv("EMI_HF_MODEL", "some-org/emi-fusion")
+    assert app.resolve_model_path() == ("some-org/emi-fusion", False)
+    assert app.resolve_model_path(tmp_path / "missing") == (str(tmp_path / "missing"), True)
+
+
+def test_examples_are_the_first_validation_clips(app, tmp_path, monkeypatch):
+    monkeypatch.delenv("EMI_HF_EXAMPLES_DIR", raising=False)
+    (tmp_path / "videos").mkdir()
+    for clip_id in ("00000", "00001", "00002", "00003", "00004", "00005", "00006"):
+        (tmp_path / "videos" / f"{clip_id}.mp4").write_bytes(b"x")
+    (tmp_path / "valid_split.csv").write_text("Filename,Joy\n00004,0.5\n00002,0.1\n00006,0.2\n")
+    examples = app.find_examples(tmp_path, limit=2)
+    assert [Path(p).name for p in examples] == ["00004.mp4", "00002.mp4"]
+    monkeypatch.setenv("EMI_HF_EXAMPLES_DIR", str(tmp_path / "videos"))
+    assert [Path(p).name for p in app.find_examples(limit=3)] == ["00000.mp4", "00001.mp4", "00002.mp4"]
+    assert app.find_examples(tmp_path / "nowhere") == []
+
+
+def test_input_checks_refuse_with_clear_messages(app, media_dir, tmp_path):
+    import gradio as gr
+
+    def refused(path, **caps) -> str:
+        with pytest.raises(gr.Error) as info:
+            app.check_video(path and str(path), caps.get("max_file_mb", 50), caps.get("max_duration_s", 60))
+        return info.value.message
+
+    clip = media_dir / "single_face.mp4"  # 2.4 s
+    assert app.check_video(str(clip), 50, 60)["duration"] == pytest.approx(2.4, abs=0.2)
+    assert "up to 0.01 MB" in refused(clip, max_file_mb=0.01)
+    assert "lasts 2.4 s" in refused(clip, max_duration_s=1)
+    text = tmp_path / "notes.txt"
+    text.write_text("not a video")
+    assert "is not a video file" in refused(text)
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("plain text with a video extension")
+    assert "could not be read as a video" in refused(fake)
+    audio_only = tmp_path / "speech.mp4"
+    shutil.copy(media_dir / "debate_5s_16k.wav", audio_only)  # a WAV renamed: audio, no video stream
+    message = refused(audio_only)
+    assert "no video stream" in message or "could not be read" in message
+    assert "upload a video" in refused(None).lower()
+
+
+def test_app_without_a_model_starts_and_says_what_to_do(app, tmp_path, media_dir, network_guard):
+    from gradio_client import Client, handle_file
+
+    demo = app.build_demo(model_path=tmp_path / "no_model_here", examples_dir=tmp_path)
+    message = demo.emi_engine.load_error
+    assert not demo.emi_engine.ready and "make quickstart" in message and "EMI_HF_MODEL" in message
+    with launched(demo, app) as url:
+        with pytest.raises(Exception, match="make quickstart"):
+            Client(url, verbose=False).predict(handle_file(str(media_dir / "single_face.mp4")), api_name=API)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The served app, through gradio_client
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_predict_a_real_clip(served, media_dir):
+    from gradio_client import handle_file
+
+    _, client, _ = served
+    began = time.perf_counter()
+    bars, timeline, faces, summary, result = client.predict(handle_file(str(media_dir / "single_face.mp4")),
+                                                            api_name=API)
+    print(f"single_face.mp4 in {time.perf_counter() - began:.1f} s: {result['timing_s']}")
+    check_result(result)
+    assert result["intensities_from"] == "fused"
+    assert result["audio_present"] is True
+    assert result["face_fraction"] > 0.8  # one frontal face, MediaPipe finds it in (nearly) every frame
+    assert 20 <= result["num_frames"] <= 26  # 2.4 s at 10 fps
+    assert all(v is not None for m in ("visual", "audio", "fused") for v in result[m].values())
+    assert bars["type"] == "matplotlib" and bars["plot"].startswith("data:image/png;base64,")
+    assert timeline["type"] == "matplotlib"
+    assert 1 <= len(faces) <= 8 and all(Path(item["image"]).is_file() for item in faces)
+    assert faces[0]["caption"].endswith(" s")
+    assert "| Joy |" in summary and "audio: present" in summary
+
+
+def test_two_requests_at_once_both_get_answers(served, media_dir):
+    from gradio_client import handle_file
+
+    _, client, _ = served
+    no_audio = client.submit(handle_file(str(media_dir / "multi_face_5_frames.mp4")), api_name=API)
+    no_face = client.submit(handle_file(str(media_dir / "no_face.mp4")), api_name=API)
+    result_no_audio = no_audio.result(timeout=120)[-1]
+    result_no_face = no_face.result(timeout=120)[-1]
+
+    check_result(result_no_audio)
+    assert result_no_audio["audio_present"] is False
+    assert all(v is None for v in result_no_audio["audio"].values())
+    assert any("no audio" in note for note in result_no_audio["missing"])
+
+    check_result(result_no_face)
+    assert result_no_face["face_fraction"] == 0.0 and result_no_face["audio_present"] is True
+    assert all(v is None for v in result_no_face["visual"].values())
+    assert all(v is not None for v in result_no_face["fused"].values())  # the fusion falls back to the audio
+    assert any("no face" in note for note in result_no_face["missing"])
+
+
+def test_non_video_upload_is_refused(served, tmp_path):
+    from gradio_client import handle_file
+
+    _, client, _ = served
+    text = tmp_path / "notes.txt"
+    text.write_text("not a video")
+    with pytest.raises(Exception, match="is not a video file"):
+        client.predict(handle_file(str(text)), api_name=API)
+
+
+def test_only_loopback_was_touched(served, network_guard):
+    assert network_guard.violations == []
+    with pytest.raises(OSError):  # the guard itself works
+        socket.create_connection(("192.0.2.1", 80), timeout=0.1)
+    assert network_guard.violations == ["lookup 192.0.2.1"]
