@@ -1,0 +1,322 @@
+"""Cached features -> padded batches, with little per-batch Python work.
+
+A split of the features `DatasetDict` is a memory-mapped Arrow table. [`FeatureTable`] turns each needed column into a
+list of zero-copy NumPy views, one per clip (`[T, 512]`, `[T, n_au]`, `[T]`, ...), once; a batch is then a handful of
+`np.copyto` calls into a preallocated padded array, so loading costs a few milliseconds per batch whatever the model.
+
+Sequences are padded to the longest clip of the batch; padding has mask 0, which the models ignore. Long clips are
+capped (`max_frames` video frames, `max_audio_frames` audio frames):
+
+- training: a random window, drawn per (seed, epoch, clip), so the crop is the same for any number of processes and
+  after a resume;
+- evaluation: the centre window, deterministic.
+
+Video and audio windows of a clip start at the same relative position, so fusion sees roughly the same moment.
+
+Batches come from [`EpochBatchSampler`]: a permutation drawn from (seed, epoch) in training, the split's order in
+evaluation. Under `accelerate`, the sampler yields *global* batches and `split_batches=True` gives each process its
+slice, so the optimisation does not depend on the number of processes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..configuration_emi import DEFAULT_AU_NAMES, EMOTION_NAMES
+
+VISUAL_COLUMNS = ("visual_features", "au_features", "frame_mask")
+AUDIO_COLUMNS = ("audio_features", "audio_mask")
+MODALITY_COLUMNS = {
+    "visual": VISUAL_COLUMNS,
+    "audio": AUDIO_COLUMNS,
+    "fusion": VISUAL_COLUMNS + AUDIO_COLUMNS,
+}
+FEATURES_METADATA = "emi_features.json"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Features folder
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def load_feature_splits(features_dir: str | Path):
+    """(DatasetDict, metadata dict, folder the metadata paths are relative to).
+
+    `features_dir` is an extraction folder (`emi_features.json` + `dataset/`) or a folder saved with
+    `DatasetDict.save_to_disk`; the metadata is read from `emi_features.json` in it (or in its parent, when the
+    dataset folder itself is given) and completed from the dataset's schema where absent.
+    """
+    from ..data.features import load_features
+
+    features_dir = Path(features_dir)
+    datasets = load_features(features_dir)
+    root = features_dir
+    metadata = {}
+    for candidate in (features_dir, features_dir.parent):
+        path = candidate / FEATURES_METADATA
+        if path.is_file():
+            metadata = json.loads(path.read_text())
+            root = candidate
+            break
+    return datasets, complete_metadata(metadata, datasets), root
+
+
+def complete_metadata(metadata: dict, datasets) -> dict:
+    """Fills `au_names`, `label_names`, `visual_feature_dim`, `audio_feature_dim` from the schema when missing."""
+    metadata = dict(metadata)
+    split = next(iter(datasets.values()))
+    features = split.features
+    if "au_features" in features:
+        num_aus = features["au_features"].shape[1]
+        if "au_names" not in metadata:
+            metadata["au_names"] = (
+                list(DEFAULT_AU_NAMES) if num_aus == len(DEFAULT_AU_NAMES) else [f"AU{i:02d}" for i in range(num_aus)]
+            )
+        elif len(metadata["au_names"]) != num_aus:
+            raise ValueError(f"emi_features.json names {len(metadata['au_names'])} AUs but au_features have {num_aus}.")
+    if "visual_features" in features:
+        metadata.setdefault("visual_feature_dim", features["visual_features"].shape[1])
+    if "audio_features" in features:
+        metadata.setdefault("audio_feature_dim", features["audio_features"].shape[1])
+    if "label_names" not in metadata:
+        num_labels = getattr(features.get("labels"), "length", len(EMOTION_NAMES))
+        metadata["label_names"] = (
+            list(EMOTION_NAMES) if num_labels in (-1, None, len(EMOTION_NAMES)) else [f"label_{i}" for i in range(num_labels)]
+        )
+    return metadata
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Zero-copy views of Arrow columns
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _to_numpy(array) -> np.ndarray:
+    try:
+        return array.to_numpy(zero_copy_only=True)
+    except Exception:  # nulls or a type without a zero-copy path: one copy, once
+        return array.to_numpy(zero_copy_only=False)
+
+
+def _frame_matrix(array) -> np.ndarray:
+    """A (fixed or variable) list array whose items all have the same length -> `[items, width]` view."""
+    import pyarrow as pa
+
+    if pa.types.is_fixed_size_list(array.type):
+        width = array.type.list_size
+        return _to_numpy(array.flatten()).reshape(-1, width)
+    offsets = _to_numpy(array.offsets).astype(np.int64)
+    if len(offsets) <= 1:
+        return np.zeros((0, 0), np.float32)
+    width = int(offsets[1] - offsets[0])
+    if not np.all(np.diff(offsets) == width):
+        raise ValueError("A feature column has frames of different widths.")
+    values = _to_numpy(array.values)
+    return values[offsets[0] : offsets[-1]].reshape(-1, width) if width else np.zeros((len(offsets) - 1, 0), values.dtype)
+
+
+def _column_rows(column) -> list[np.ndarray]:
+    """One NumPy view per row of a `pyarrow.ChunkedArray` column (2-D for `Array2D`, 1-D for sequences)."""
+    import pyarrow as pa
+
+    rows = []
+    for chunk in column.chunks:
+        if isinstance(chunk, pa.ExtensionArray):
+            chunk = chunk.storage
+        kind = chunk.type
+        if pa.types.is_fixed_size_list(kind):
+            matrix = _frame_matrix(chunk)
+            rows.extend(matrix)
+            continue
+        if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)):
+            rows.extend(_to_numpy(chunk))
+            continue
+        offsets = _to_numpy(chunk.offsets).astype(np.int64)  # into the un-sliced child array
+        child = chunk.values
+        nested = pa.types.is_list(child.type) or pa.types.is_large_list(child.type) or pa.types.is_fixed_size_list(child.type)
+        # Row k of `values` is item k of the child array, which is what the offsets count.
+        values = _frame_matrix(child) if nested else _to_numpy(child)
+        rows.extend(values[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1))
+    return rows
+
+
+class FeatureTable:
+    """
+    Per-clip NumPy views of one split's columns, built once (no copy: the views point into the memory-mapped Arrow
+    files). `table["audio_features"][i]` is clip `i`'s `[Ta, D]` array.
+    """
+
+    def __init__(self, dataset, columns: Sequence[str]):
+        if getattr(dataset, "_indices", None) is not None:  # a select()/shuffle() view: materialise it once
+            dataset = dataset.flatten_indices()
+        self.num_rows = len(dataset)
+        names = set(dataset.column_names)
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise ValueError(f"The features have no column(s) {missing}; they have {sorted(names)}.")
+        self.columns = {name: _column_rows(dataset.data.column(name)) for name in columns}
+        # Trailing shape of each column's frames ((512,) for visual_features, () for masks), from the schema.
+        self.widths = {name: tuple(getattr(dataset.features[name], "shape", (None,))[1:]) for name in columns}
+        if "labels" in names:
+            labels = dataset.data.column("labels")
+            rows = _column_rows(labels)
+            self.labels = np.stack([np.asarray(r, dtype=np.float32) for r in rows]) if rows else np.zeros((0, 0))
+        else:  # an unlabeled split
+            self.labels = None
+        self.clip_ids = list(dataset["clip_id"]) if "clip_id" in names else [str(i) for i in range(self.num_rows)]
+
+    def __getitem__(self, column: str) -> list[np.ndarray]:
+        return self.columns[column]
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Batches
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _window(length: int, cap: int | None, position: float) -> tuple[int, int]:
+    """(start, stop) of a window of at most `cap` frames starting at relative `position` in [0, 1]."""
+    if cap is None or length <= cap:
+        return 0, length
+    start = min(int(position * (length - cap + 1)), length - cap)
+    return start, start + cap
+
+
+def _pad_stack(rows: list[np.ndarray], windows: list[tuple[int, int]], dtype, tail_shape=()) -> np.ndarray:
+    length = max([stop - start for start, stop in windows] + [1])
+    out = np.zeros((len(rows), length, *tail_shape), dtype=dtype)
+    for i, (row, (start, stop)) in enumerate(zip(rows, windows)):
+        if stop > start:
+            out[i, : stop - start] = row[start:stop]
+    return out
+
+
+class ClipBatchDataset(torch.utils.data.Dataset):
+    """
+    Map-style dataset over a [`FeatureTable`] whose `__getitems__` returns a whole padded batch (the DataLoader then
+    needs no per-item collation; use `collate_fn=identity_collate`).
+
+    A batch holds the model inputs of `modality` (`visual_features` `[B, T, 512]`, `au_features` `[B, T, n_au]`,
+    `frame_mask` `[B, T]` int64; `audio_features` `[B, Ta, D]`, `audio_mask` `[B, Ta]` int64), `labels` `[B, L]`
+    (NaN for unlabeled clips) and `index` `[B]`, the clip's row in the split.
+    """
+
+    def __init__(
+        self,
+        table: FeatureTable,
+        modality: str,
+        num_labels: int,
+        max_frames: int | None = None,
+        max_audio_frames: int | None = None,
+        random_crop: bool = False,
+        seed: int = 0,
+    ):
+        self.table = table
+        self.modality = modality
+        self.columns = MODALITY_COLUMNS[modality]
+        self.num_labels = num_labels
+        self.max_frames = max_frames
+        self.max_audio_frames = max_audio_frames
+        self.random_crop = random_crop
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if self.random_crop:
+            self._positions = np.random.default_rng([self.seed, 7, epoch]).random(len(self.table))
+        else:
+            self._positions = np.full(len(self.table), 0.5)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.__getitems__([index])
+
+    def __getitems__(self, indices: Sequence[int]) -> dict:
+        indices = [int(i) for i in indices]
+        batch = {}
+        if "visual_features" in self.columns:
+            visual = [self.table["visual_features"][i] for i in indices]
+            windows = [_window(len(v), self.max_frames, self._positions[i]) for v, i in zip(visual, indices)]
+            batch["visual_features"] = _pad_stack(visual, windows, np.float32, self.table.widths["visual_features"])
+            aus = [self.table["au_features"][i] for i in indices]
+            batch["au_features"] = _pad_stack(aus, windows, np.float32, self.table.widths["au_features"])
+            batch["frame_mask"] = _pad_stack([self.table["frame_mask"][i] for i in indices], windows, np.int64)
+        if "audio_features" in self.columns:
+            audio = [self.table["audio_features"][i] for i in indices]
+            windows = [_window(len(a), self.max_audio_frames, self._positions[i]) for a, i in zip(audio, indices)]
+            batch["audio_features"] = _pad_stack(audio, windows, np.float32, self.table.widths["audio_features"])
+            batch["audio_mask"] = _pad_stack([self.table["audio_mask"][i] for i in indices], windows, np.int64)
+        if self.table.labels is not None:
+            labels = self.table.labels[indices]
+        else:
+            labels = np.full((len(indices), self.num_labels), np.nan, np.float32)
+        batch["labels"] = np.ascontiguousarray(labels, dtype=np.float32)
+        batch["index"] = np.asarray(indices, dtype=np.int64)
+        return {key: torch.from_numpy(value) for key, value in batch.items()}
+
+
+def identity_collate(batch):
+    """The dataset already returns a collated batch."""
+    return batch
+
+
+class EpochBatchSampler:
+    """
+    Batches of row indices: a permutation drawn from `(seed, epoch)` when `shuffle`, else the split's order. With
+    `drop_last` every batch is full (training: each process then gets an equal slice under `split_batches`).
+    """
+
+    def __init__(self, num_items: int, batch_size: int, shuffle: bool, drop_last: bool, seed: int = 0):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        self.num_items = num_items
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.num_items // self.batch_size
+        return math.ceil(self.num_items / self.batch_size)
+
+    def __iter__(self):
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, 11, self.epoch]).permutation(self.num_items)
+        else:
+            order = np.arange(self.num_items)
+        for batch in range(len(self)):
+            yield order[batch * self.batch_size : (batch + 1) * self.batch_size].tolist()
+
+
+def make_loader(dataset: ClipBatchDataset, sampler: EpochBatchSampler) -> torch.utils.data.DataLoader:
+    """A single-process DataLoader (batches are cheap views + copies; workers would only add IPC)."""
+    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=identity_collate, num_workers=0)
+
+
+MODEL_INPUTS = {
+    "visual": VISUAL_COLUMNS,
+    "audio": AUDIO_COLUMNS,
+    "fusion": VISUAL_COLUMNS + AUDIO_COLUMNS,
+}
+
+
+def model_inputs(batch: dict, modality: str) -> dict:
+    """The forward kwargs of the `modality` model from a batch."""
+    return {key: batch[key] for key in MODEL_INPUTS[modality]}

@@ -1,0 +1,163 @@
+"""Random cached features with learnable labels, in the schema `emi-hf extract` writes (tests and benchmarks).
+
+`make_feature_dataset(folder, ...)` writes `folder/dataset` (a `DatasetDict` saved with `save_to_disk`) and
+`folder/emi_features.json`, the layout of an extraction folder, without running any backbone. Per clip, labels
+`y ~ U(0, 1)^6` and, per frame, with a slowly varying per-clip gain `g(t)`:
+
+    visual_features[t] = g(t) * (y - 0.5) @ M_visual + noise      (face embeddings: Admiration..Empathic Pain)
+    au_features[t]     = clip(2.5 + 2 * (y - 0.5) @ M_au + noise, 0, 5)
+    audio_features[t]  = g(t) * (y - 0.5) @ M_audio + noise       (voice: Determination..Joy)
+
+so that a model can learn each modality's emotions, and fusion is better than either. Some clips have no face in
+any frame (`frame_mask` all 0) and some no audio (`audio_mask` all 0, `audio_present` False); clip lengths vary.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ..configuration_emi import DEFAULT_AU_NAMES, EMOTION_NAMES
+
+VISUAL_EMOTIONS = (0, 1, 2, 3)  # emotions the visual stream carries (indices into EMOTION_NAMES)
+AUDIO_EMOTIONS = (2, 3, 4, 5)
+
+
+def _mappings(seed: int, num_aus: int, visual_dim: int, audio_dim: int):
+    rng = np.random.default_rng([seed, 0])
+    num_labels = len(EMOTION_NAMES)
+    visual = rng.normal(size=(num_labels, visual_dim)).astype(np.float32)
+    visual[[i for i in range(num_labels) if i not in VISUAL_EMOTIONS]] = 0
+    audio = rng.normal(size=(num_labels, audio_dim)).astype(np.float32)
+    audio[[i for i in range(num_labels) if i not in AUDIO_EMOTIONS]] = 0
+    aus = rng.normal(size=(num_labels, num_aus)).astype(np.float32) / np.sqrt(num_labels)
+    aus[[i for i in range(num_labels) if i not in VISUAL_EMOTIONS]] = 0
+    return visual, aus, audio
+
+
+def synthetic_clip(
+    index: int, split_seed: int, mappings, frames: tuple[int, int], audio_frames: tuple[int, int],
+    no_face: bool, no_audio: bool, noise: float, fps: float = 30.0,
+) -> dict:
+    """One row of the features schema (see the module docstring)."""
+    visual_map, au_map, audio_map = mappings
+    rng = np.random.default_rng([split_seed, index])
+    labels = rng.random(len(EMOTION_NAMES)).astype(np.float32)
+    centred = labels - 0.5
+    num_frames = int(rng.integers(frames[0], frames[1] + 1))
+    num_audio = int(rng.integers(audio_frames[0], audio_frames[1] + 1))
+
+    def gain(n):
+        return (0.6 + 0.4 * np.sin(np.linspace(0, np.pi, n) + rng.random()))[:, None].astype(np.float32)
+
+    visual = gain(num_frames) * (centred @ visual_map)[None] + noise * rng.standard_normal(
+        (num_frames, visual_map.shape[1]), dtype=np.float32
+    )
+    aus = np.clip(2.5 + 2 * (centred @ au_map)[None] + 0.3 * noise * rng.standard_normal(
+        (num_frames, au_map.shape[1]), dtype=np.float32), 0, 5)
+    frame_mask = np.ones(num_frames, np.int8)
+    if num_frames > 4:
+        frame_mask[rng.random(num_frames) < 0.1] = 0  # a few frames without a face
+    if no_face:
+        frame_mask[:] = 0
+        visual[:] = 0
+        aus[:] = 0
+    audio = gain(num_audio) * (centred @ audio_map)[None] + noise * rng.standard_normal(
+        (num_audio, audio_map.shape[1]), dtype=np.float32
+    )
+    audio_mask = np.ones(num_audio, np.int8)
+    if no_audio:
+        audio[:] = 0
+        audio_mask[:] = 0
+    return {
+        "clip_id": f"{split_seed % 1000:03d}{index:05d}",
+        "visual_features": visual.astype(np.float32),
+        "au_features": aus.astype(np.float32),
+        "frame_mask": frame_mask,
+        "frame_timestamps": (np.arange(num_frames) / fps).astype(np.float32),
+        "audio_features": audio.astype(np.float32),
+        "audio_mask": audio_mask,
+        "labels": labels,
+        "face_fraction": float(frame_mask.mean()) if num_frames else 0.0,
+        "audio_present": not no_audio,
+    }
+
+
+def _split_rows(count, split_seed, mappings, frames, audio_frames, no_face_fraction, no_audio_fraction, noise,
+                unlabeled=False):
+    rng = np.random.default_rng([split_seed, 1])
+    for index in range(count):
+        no_face = rng.random() < no_face_fraction
+        no_audio = (not no_face) and rng.random() < no_audio_fraction  # keep at least one modality
+        row = synthetic_clip(index, split_seed, mappings, frames, audio_frames, no_face, no_audio, noise)
+        if unlabeled:
+            row["labels"] = np.full(len(EMOTION_NAMES), np.nan, np.float32)
+        yield row
+
+
+def make_feature_dataset(
+    output_dir: str | Path,
+    num_train: int = 64,
+    num_valid: int = 32,
+    num_test: int = 0,
+    frames: tuple[int, int] = (6, 20),
+    audio_frames: tuple[int, int] = (8, 30),
+    num_aus: int = len(DEFAULT_AU_NAMES),
+    audio_dim: int = 32,
+    no_face_fraction: float = 0.1,
+    no_audio_fraction: float = 0.1,
+    noise: float = 1.0,
+    seed: int = 0,
+    processor_dir: str | Path | None = None,
+    base_models: dict | None = None,
+) -> Path:
+    """
+    Writes a features folder (`dataset/` + `emi_features.json`) of random clips whose labels the models can learn;
+    returns `output_dir`. `frames` / `audio_frames` are (min, max) sequence lengths; `processor_dir` is copied to
+    `output_dir/processor` and named in the metadata; `base_models` `{"visual": model, "audio": model}` are saved as
+    `base_visual` / `base_audio` (the folders training takes the backbones from), as `emi-hf extract` does.
+    """
+    from datasets import Dataset, DatasetDict
+
+    from ..data.features import _feature_schema
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    schema = _feature_schema(num_aus, audio_dim, len(EMOTION_NAMES))
+    mappings = _mappings(seed, num_aus, 512, audio_dim)
+    splits = {}
+    cache = output_dir / ".cache"
+    for name, count, offset in (("train", num_train, 1), ("validation", num_valid, 2), ("test", num_test, 3)):
+        if count:
+            kwargs = dict(count=count, split_seed=seed * 10 + offset, mappings=mappings, frames=frames,
+                          audio_frames=audio_frames, no_face_fraction=no_face_fraction,
+                          no_audio_fraction=no_audio_fraction, noise=noise, unlabeled=name == "test")
+            splits[name] = Dataset.from_generator(_split_rows, gen_kwargs=kwargs, features=schema,
+                                                  cache_dir=str(cache))
+    dataset_dir = output_dir / "dataset"
+    if dataset_dir.exists():
+        shutil.rmtree(dataset_dir)
+    DatasetDict(splits).save_to_disk(str(dataset_dir))
+    shutil.rmtree(cache, ignore_errors=True)
+    au_names = list(DEFAULT_AU_NAMES) if num_aus == len(DEFAULT_AU_NAMES) else [f"AU{i:02d}" for i in range(num_aus)]
+    metadata = {
+        "format_version": 1,
+        "au_names": au_names,
+        "label_names": list(EMOTION_NAMES),
+        "visual_feature_dim": 512,
+        "audio_feature_dim": audio_dim,
+        "dataset_path": "dataset",
+        "dataset": "synthetic-features",
+        "splits": {name: {"extracted": len(split)} for name, split in splits.items()},
+    }
+    if processor_dir is not None:
+        shutil.copytree(processor_dir, output_dir / "processor", dirs_exist_ok=True)
+        metadata["processor_path"] = "processor"
+    for modality, model in (base_models or {}).items():
+        model.save_pretrained(output_dir / f"base_{modality}")
+        metadata[f"{modality}_base_model"] = f"base_{modality}"
+    (output_dir / "emi_features.json").write_text(json.dumps(metadata, indent=2))
+    return output_dir
