@@ -1,0 +1,213 @@
+"""Predictions over a split, the mean-Pearson tables, `evaluate_model` (for `emi-hf evaluate`) and scatter plots.
+
+Clips a model cannot score (no face in any frame for the visual model, no audio for the audio model; NaN
+intensities) are left out of that model's metric and counted as `num_missing_modality`. A fusion model scores a clip
+when either modality is present (it falls back to the one there). Unlabeled clips (NaN labels) are left out too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..metrics import mean_pearson
+from .data import (
+    MODALITY_COLUMNS,
+    ClipBatchDataset,
+    EpochBatchSampler,
+    FeatureTable,
+    load_feature_splits,
+    make_loader,
+    model_inputs,
+)
+
+MODEL_TYPE_TO_MODALITY = {"emi_visual": "visual", "emi_audio": "audio", "emi_fusion": "fusion"}
+
+
+@torch.no_grad()
+def predict(model, loader, modality: str, accelerator=None) -> dict[str, np.ndarray]:
+    """
+    Runs `model` over `loader` and returns NumPy arrays in the split's row order: `index` `[N]`, `labels` `[N, L]`,
+    `intensities` `[N, L]` (NaN where the clip could not be scored), `mask` `[N]` (clip scored), and for fusion
+    `visual_intensities`, `audio_intensities`, `visual_mask`, `audio_mask`. With an `accelerator` (and a prepared
+    loader) each process runs its share and `gather_for_metrics` collects everything, without the duplicates that
+    even batches add.
+    """
+    model.eval()
+    chunks = defaultdict(list)
+    for batch in loader:
+        outputs = model(**model_inputs(batch, modality))
+        record = {"index": batch["index"], "labels": batch["labels"].float(),
+                  "intensities": outputs.intensities.float()}
+        if modality == "fusion":
+            record["visual_intensities"] = outputs.visual_intensities.float()
+            record["audio_intensities"] = outputs.audio_intensities.float()
+            record["visual_mask"] = outputs.visual_mask.to(torch.uint8)
+            record["audio_mask"] = outputs.audio_mask.to(torch.uint8)
+            record["mask"] = (outputs.visual_mask | outputs.audio_mask).to(torch.uint8)
+        else:
+            record["mask"] = outputs.modality_mask.to(torch.uint8)  # uint8: gloo gathers no bool tensors
+        if accelerator is not None:
+            record = accelerator.gather_for_metrics(record)
+        for key, value in record.items():
+            chunks[key].append(value.detach().cpu())
+    arrays = {key: torch.cat(values).numpy() for key, values in chunks.items()}
+    if not arrays:
+        return {}
+    _, first = np.unique(arrays["index"], return_index=True)  # sorted by row, one entry per row
+    arrays = {key: value[first] for key, value in arrays.items()}
+    for key in ("mask", "visual_mask", "audio_mask"):
+        if key in arrays:
+            arrays[key] = arrays[key].astype(bool)
+    return arrays
+
+
+def metric_block(predictions: np.ndarray, mask: np.ndarray, labels: np.ndarray, label_names) -> dict:
+    """`{"mean_pearson", "per_emotion", "num_clips", "num_missing_modality"}` over labeled clips the model scored.
+
+    `mean_pearson` is None (and `per_emotion` empty) when fewer than 2 clips qualify (e.g. an unlabeled split)."""
+    labeled = np.isfinite(labels).all(axis=1)
+    scored = mask & np.isfinite(predictions).all(axis=1)
+    use = labeled & scored
+    block = {"mean_pearson": None, "per_emotion": {}}
+    if use.sum() >= 2:
+        block = mean_pearson(predictions[use], labels[use], label_names=list(label_names))
+    block["num_clips"] = int(use.sum())
+    block["num_missing_modality"] = int((labeled & ~scored).sum())
+    return block
+
+
+def score_predictions(arrays: dict, label_names, modality: str) -> dict:
+    """The metric block of the model's main prediction; for fusion also `visual`, `audio` and `fusion` blocks."""
+    block = metric_block(arrays["intensities"], arrays["mask"], arrays["labels"], label_names)
+    if modality == "fusion":
+        block = {
+            **block,
+            "visual": metric_block(arrays["visual_intensities"], arrays["visual_mask"], arrays["labels"], label_names),
+            "audio": metric_block(arrays["audio_intensities"], arrays["audio_mask"], arrays["labels"], label_names),
+            "fusion": dict(block),
+        }
+    return block
+
+
+def build_eval_loader(dataset, modality: str, num_labels: int, batch_size: int, max_frames, max_audio_frames):
+    table = FeatureTable(dataset, MODALITY_COLUMNS[modality])
+    clips = ClipBatchDataset(table, modality, num_labels, max_frames, max_audio_frames, random_crop=False)
+    return make_loader(clips, EpochBatchSampler(len(clips), batch_size, shuffle=False, drop_last=False)), table
+
+
+def evaluate_model(
+    model_dir: str | os.PathLike,
+    features_dir: str | os.PathLike,
+    split: str = "validation",
+    batch_size: int = 32,
+    max_frames: int | None = None,
+    max_audio_frames: int | None = None,
+    device: str | None = None,
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """
+    Evaluates a saved model (any of the three types) on a split of cached features, in one process.
+
+    Returns `(results, predictions [N, L], labels [N, L])` in the split's row order (NaN rows: clips the model could
+    not score, or unlabeled). `results` holds `split`, `modality`, `label_names`, `num_clips_total` and the metric
+    block (`mean_pearson`, `per_emotion`, `num_clips`, `num_missing_modality`); for a fusion model also `visual`,
+    `audio` and `fusion` blocks and the `fusion_weights`. The sequence caps default to the ones the model was trained
+    with (its `results.json`), else 512 / 1024 frames (centre windows).
+    """
+    from transformers import AutoModel
+
+    import emi_hf  # noqa: F401  (registers the Auto classes)
+
+    model_dir = Path(model_dir)
+    model = AutoModel.from_pretrained(model_dir)
+    modality = MODEL_TYPE_TO_MODALITY.get(model.config.model_type)
+    if modality is None:
+        raise ValueError(f"{model_dir} holds a {model.config.model_type!r} model, not an emi-hf one.")
+    trained_with = {}
+    if (model_dir / "results.json").is_file():
+        trained_with = json.loads((model_dir / "results.json").read_text()).get("training", {})
+    if max_frames is None:
+        max_frames = trained_with.get("max_frames", 512)
+    if max_audio_frames is None:
+        max_audio_frames = trained_with.get("max_audio_frames", 1024)
+    max_frames, max_audio_frames = max_frames or None, max_audio_frames or None  # 0 / None recorded: no cap
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    datasets, metadata, _ = load_feature_splits(features_dir)
+    if split not in datasets:
+        raise ValueError(f"{features_dir} has no split {split!r}; it has {sorted(datasets)}.")
+    label_names = [model.config.id2label[i] for i in range(len(model.config.id2label))]
+    loader, table = build_eval_loader(datasets[split], modality, len(label_names), batch_size, max_frames,
+                                      max_audio_frames)
+    if device != "cpu":
+        loader = _DeviceLoader(loader, device)
+    arrays = predict(model, loader, modality)
+    results = {
+        "split": split,
+        "modality": modality,
+        "model": str(model_dir),
+        "features": str(features_dir),
+        "label_names": label_names,
+        "num_clips_total": len(table),
+        **score_predictions(arrays, label_names, modality),
+    }
+    if modality == "fusion":
+        results["fusion_weights"] = dict(zip(label_names, model.config.fusion_weights))
+    return results, arrays["intensities"], arrays["labels"]
+
+
+class _DeviceLoader:
+    def __init__(self, loader, device):
+        self.loader, self.device = loader, device
+
+    def __iter__(self):
+        for batch in self.loader:
+            yield {key: value.to(self.device) for key, value in batch.items()}
+
+    def __len__(self):
+        return len(self.loader)
+
+
+def plot_scatter(predictions, labels, label_names=None, path: str | os.PathLike = "scatter.png",
+                 title: str | None = None) -> Path:
+    """
+    Writes a PNG of predicted vs annotated intensity, one panel per emotion with its Pearson r in the title.
+    Rows with NaN (unscored or unlabeled clips) are left out. Uses matplotlib's Agg canvas (no display, no pyplot
+    state). Returns the path.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from ..configuration_emi import EMOTION_NAMES
+    from ..metrics import pearson_per_label
+
+    predictions = np.asarray(predictions, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.float64)
+    label_names = list(label_names or EMOTION_NAMES)[: predictions.shape[1]]
+    keep = np.isfinite(predictions).all(axis=1) & np.isfinite(labels).all(axis=1)
+    predictions, labels = predictions[keep], labels[keep]
+    r = pearson_per_label(predictions, labels, label_names) if len(labels) >= 2 else [float("nan")] * len(label_names)
+    columns = min(3, len(label_names))
+    rows = -(-len(label_names) // columns)
+    figure = Figure(figsize=(4 * columns, 3.8 * rows), dpi=100)
+    FigureCanvasAgg(figure)
+    for i, name in enumerate(label_names):
+        axis = figure.add_subplot(rows, columns, i + 1)
+        axis.scatter(labels[:, i], predictions[:, i], s=8, alpha=0.5, edgecolors="none")
+        axis.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle="--")
+        axis.set_xlim(-0.02, 1.02)
+        axis.set_ylim(-0.02, 1.02)
+        axis.set_title(f"{name}  (r = {r[i]:.3f})")
+        axis.set_xlabel("annotated intensity")
+        axis.set_ylabel("predicted intensity")
+    figure.suptitle(title or f"predicted vs annotated, {len(labels)} clips, mean r = {np.nanmean(r):.3f}")
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    return path
