@@ -126,3 +126,13 @@ def test_failures_are_reported_and_the_rest_is_kept(tmp_path, models):
 def test_missing_features_folder_says_what_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="emi-hf extract"):
         load_features(tmp_path / "nowhere")
+
+
+def test_resuming_with_other_backbone_weights_is_refused(tmp_path, models):
+    visual, audio = models
+    records = make_records(tmp_path)
+    run_extraction(records, tmp_path / "out", SavedSettings(), visual, audio, progress=False, clip_fn=fake_clip)
+    other_visual = EmiVisualModel(tiny_visual_config())  # new random backbone
+    with pytest.raises(ValueError, match="other backbone weights"):
+        run_extraction(records, tmp_path / "out", SavedSettings(), other_visual, audio, progress=False,
+                       clip_fn=fake_clip)

@@ -156,6 +156,7 @@ def run_extraction(
     started = time.time()
     if is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
+        _check_same_backbones(output_dir, visual_model, audio_model)
         processor.save_pretrained(output_dir / "processor")
         visual_model.save_pretrained(output_dir / "base_visual")
         audio_model.save_pretrained(output_dir / "base_audio")
@@ -202,6 +203,32 @@ def run_extraction(
         (output_dir / "extraction_report.json").write_text(json.dumps(report, indent=2))
     barrier()
     return report
+
+
+def backbone_fingerprint(model) -> str:
+    """sha256 of a model's backbone weights (identifies the features it makes)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.backbone.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _check_same_backbones(output_dir: Path, visual_model, audio_model) -> None:
+    """A resumed extraction must use the backbones that made the clips already there, or features would mix."""
+    path = output_dir / "backbones.json"
+    current = {"visual": backbone_fingerprint(visual_model), "audio": backbone_fingerprint(audio_model)}
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved != current:
+            raise ValueError(
+                f"{output_dir} holds features made with other backbone weights ({path}); resuming would mix "
+                "features. Use another --output folder, or delete this one to start again."
+            )
+    else:
+        path.write_text(json.dumps(current, indent=2))
 
 
 def _collect_failures(output_dir: Path) -> list[dict]:
