@@ -125,7 +125,7 @@ def find_examples(examples_dir: str | os.PathLike | None = None, limit: int = NU
 
 def refuse(message: str) -> gr.Error:
     """A gr.Error shown to the user as is (no traceback in the server log: refusing bad input is normal)."""
-    return gr.Error(html.escape(message, quote=False), title="Cannot analyse this video", print_exception=False)
+    return gr.Error(html.escape(message, quote=False), print_exception=False)
 
 
 def _container_duration(path: str) -> float | None:
@@ -498,6 +498,17 @@ face, from the voice, and fused. An intensity is a model's estimate of how the c
 of what the person feels."""
 
 
+def _short(model_id: str) -> str:
+    """A model folder relative to the repository when inside it, else its last two path parts (or the Hub id)."""
+    path = Path(model_id)
+    if not path.is_absolute():
+        return model_id
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(Path(*path.parts[-2:]))
+
+
 def build_demo(model_path: str | os.PathLike | None = None, examples_dir: str | os.PathLike | None = None,
                max_file_mb: float | None = None, max_duration_s: float | None = None,
                queue_size: int | None = None) -> gr.Blocks:
@@ -530,11 +541,11 @@ def build_demo(model_path: str | os.PathLike | None = None, examples_dir: str | 
                 button = gr.Button("Analyse", variant="primary", elem_id="emi-analyse")
                 if examples:
                     gr.Examples(examples=[[p] for p in examples], inputs=[video], label="Examples (synthetic clips)",
-                                examples_per_page=NUM_EXAMPLES)
+                                examples_per_page=NUM_EXAMPLES, elem_id="emi-examples")
                 gr.Markdown(
                     f"Limits: videos ({', '.join(e.lstrip('.') for e in VIDEO_EXTENSIONS[:5])}, ...) up to "
                     f"{max_file_mb:g} MB and {max_duration_s:g} s. Requests run one at a time; others wait in the "
-                    f"queue. Model: `{engine.model_id}`.",
+                    f"queue. Model: `{_short(engine.model_id)}`",
                     elem_id="emi-limits",
                 )
             with gr.Column(scale=3, min_width=420):

@@ -1,0 +1,125 @@
+"""The demo in a real browser: Debian's Chromium, headless, driven by Playwright's Python package.
+
+Uploads a real clip, presses Analyse, waits for the results (summary, plots, face crops) and saves a screenshot
+(EMI_HF_SCREENSHOT, default tests/artifacts/demo_screenshot.png). The page must load nothing from outside 127.0.0.1.
+
+Chromium is Debian's (`apt-get install chromium`, /usr/bin/chromium), not a Playwright download. Without it the test
+skips, unless EMI_HF_INSTALL_BROWSER=1, in which case it installs it with apt-get first (needs root).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_demo import LoopbackOnly, launched, load_app, save_tiny_checkpoint  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOT = Path(os.environ.get("EMI_HF_SCREENSHOT", REPO_ROOT / "tests" / "artifacts" / "demo_screenshot.png"))
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-default-apps",
+                 "--disable-features=Translate,OptimizationHints,MediaRouter"]
+CLIP = "single_face.mp4"
+
+
+def find_chromium() -> str:
+    for candidate in (os.environ.get("EMI_HF_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
+                      shutil.which("chromium-browser")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    if os.environ.get("EMI_HF_INSTALL_BROWSER") == "1":
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-q"], check=False, env=env, capture_output=True, timeout=600)
+        done = subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], env=env, capture_output=True,
+                              text=True, timeout=900)
+        if done.returncode == 0 and Path("/usr/bin/chromium").is_file():
+            return "/usr/bin/chromium"
+        pytest.skip(f"EMI_HF_INSTALL_BROWSER=1 but `apt-get install chromium` failed: {done.stderr[-500:]}")
+    pytest.skip("Chromium not found (/usr/bin/chromium): `apt-get install chromium`, or run with "
+                "EMI_HF_INSTALL_BROWSER=1 to let this test install it (root), or set EMI_HF_CHROMIUM")
+
+
+def example_clips(folder: Path, media_dir: Path) -> Path:
+    """Four synthetic validation clips, as the quickstart's examples look; the real media if that fails."""
+    try:
+        from emi_hf.data.synthetic import generate_synthetic_dataset
+
+        generate_synthetic_dataset(folder, num_train=0, num_valid=4, seed=0)
+        return folder
+    except Exception as error:  # noqa: BLE001 - examples are decoration here
+        print(f"synthetic examples unavailable ({error}); using {media_dir}")
+        return media_dir
+
+
+def test_upload_analyse_and_screenshot(media_dir, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install "
+                                                                   "playwright (its browser download is not needed)")
+    chromium = find_chromium()
+    app = load_app()
+    model = save_tiny_checkpoint(tmp_path / "model")
+    examples = example_clips(tmp_path / "examples", media_dir)
+    with LoopbackOnly() as guard:
+        demo = app.build_demo(model_path=model, examples_dir=examples)
+        with launched(demo, app) as url, sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                requests: list[str] = []
+                page.on("request", lambda request: requests.append(request.url))
+                page.goto(url)
+                page.wait_for_selector("#emi-analyse", timeout=30_000)
+                assert page.locator("#emi-video input[type=file]").count() == 1
+                assert page.get_by_text("Examples (synthetic clips)").count() >= 1
+
+                # A non-video file: the page refuses it, and Analyse without a video says what to do.
+                notes = tmp_path / "notes.txt"
+                notes.write_text("not a video")
+                page.locator("#emi-video input[type=file]").set_input_files(str(notes))
+                page.click("#emi-analyse")
+                page.get_by_text("No video yet").first.wait_for(timeout=30_000)
+                while page.locator("[data-testid=toast-close]").count():  # dismiss the messages
+                    page.locator("[data-testid=toast-close]").first.click()
+                    page.wait_for_timeout(300)
+
+                page.locator("#emi-video input[type=file]").set_input_files(str(media_dir / CLIP))
+                page.wait_for_selector("#emi-video video", timeout=30_000)  # upload done, preview shown
+                began = time.perf_counter()
+                page.click("#emi-analyse")
+                page.wait_for_function(
+                    "() => (document.querySelector('#emi-summary')?.innerText || '').includes('Strongest')",
+                    timeout=90_000)
+                page.wait_for_selector("#emi-faces img", timeout=30_000)
+                page.wait_for_selector("#emi-bars img", timeout=30_000)
+                page.wait_for_selector("#emi-timeline img", timeout=30_000)
+                page.wait_for_timeout(500)  # let images finish painting
+                print(f"{CLIP}: results in the page {time.perf_counter() - began:.1f} s after the click")
+
+                summary = page.locator("#emi-summary").inner_text()
+                assert "Joy" in summary and "audio: present" in summary
+                assert page.locator("#emi-faces img").count() >= 1
+                SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(SCREENSHOT), full_page=True)
+                print(f"screenshot: {SCREENSHOT}")
+
+                # One click on an example loads it into the video input.
+                page.locator("#emi-examples img, #emi-examples video").first.click()
+                first_example = Path(app.find_examples(examples)[0]).stem
+                page.wait_for_function(
+                    "name => (document.querySelector('#emi-video video')?.src || '').includes(name)",
+                    arg=first_example, timeout=30_000)
+            finally:
+                browser.close()
+    assert SCREENSHOT.stat().st_size > 10_000
+    outside = sorted({u for u in requests if u.split(":")[0] in ("http", "https", "ws", "wss")
+                      and not u.split("/")[2].startswith(("127.0.0.1", "localhost"))})
+    assert outside == [], f"the page loaded from outside 127.0.0.1: {outside[:5]}"
+    assert guard.violations == []
