@@ -82,10 +82,11 @@ def format_results_table(results: dict) -> str:
     if not columns and "per_emotion" in results:
         columns = {"pearson": results}
     names = list(next(iter(columns.values()))["per_emotion"]) if columns else []
-    lines = [f"{'emotion':<15}" + "".join(f"{c:>12}" for c in columns)]
+    width = {c: max(12, len(c) + 2) for c in columns}
+    lines = [f"{'emotion':<15}" + "".join(f"{c:>{width[c]}}" for c in columns)]
     for name in names:
-        lines.append(f"{name:<15}" + "".join(f"{columns[c]['per_emotion'][name]:>12.4f}" for c in columns))
-    lines.append(f"{'mean Pearson':<15}" + "".join(f"{columns[c]['mean_pearson']:>12.4f}" for c in columns))
+        lines.append(f"{name:<15}" + "".join(f"{columns[c]['per_emotion'][name]:>{width[c]}.4f}" for c in columns))
+    lines.append(f"{'mean Pearson':<15}" + "".join(f"{columns[c]['mean_pearson']:>{width[c]}.4f}" for c in columns))
     return "\n".join(lines)
 
 
@@ -214,6 +215,11 @@ def _quiet_third_party_logs() -> None:
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     warnings.filterwarnings("ignore", message=".*SymbolDatabase.GetPrototype.*")
+    import datasets
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # per-file load/save bars; extraction keeps its own bar
+    datasets.disable_progress_bars()
 
 
 def main(argv: list[str] | None = None) -> int:
