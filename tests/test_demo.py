@@ -207,6 +207,8 @@ def test_input_checks_refuse_with_clear_messages(app, media_dir, tmp_path):
 
     clip = media_dir / "single_face.mp4"  # 2.4 s
     assert app.check_video(str(clip), 50, 60)["duration"] == pytest.approx(2.4, abs=0.2)
+    # files whose header has no duration (webcam WebM) are measured from their packets
+    assert app._container_duration(str(clip)) == pytest.approx(2.4, abs=0.2)
     assert "up to 0.01 MB" in refused(clip, max_file_mb=0.01)
     assert "lasts 2.4 s" in refused(clip, max_duration_s=1)
     text = tmp_path / "notes.txt"
