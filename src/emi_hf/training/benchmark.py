@@ -36,7 +36,9 @@ def time_epoch(
     import torch
 
     from .arguments import TrainingArguments
-    from .data import MODALITY_COLUMNS, ClipBatchDataset, EpochBatchSampler, FeatureTable, load_feature_splits, make_loader
+    from .data import (
+        MODALITY_COLUMNS, ClipBatchDataset, EpochBatchSampler, FeatureTable, load_feature_splits, make_loader,
+    )
     from .loop import train
     from .synthetic import make_feature_dataset
 

@@ -86,9 +86,8 @@ def complete_metadata(metadata: dict, datasets) -> dict:
         metadata.setdefault("audio_feature_dim", features["audio_features"].shape[1])
     if "label_names" not in metadata:
         num_labels = getattr(features.get("labels"), "length", len(EMOTION_NAMES))
-        metadata["label_names"] = (
-            list(EMOTION_NAMES) if num_labels in (-1, None, len(EMOTION_NAMES)) else [f"label_{i}" for i in range(num_labels)]
-        )
+        default = num_labels in (-1, None, len(EMOTION_NAMES))
+        metadata["label_names"] = list(EMOTION_NAMES) if default else [f"label_{i}" for i in range(num_labels)]
     return metadata
 
 
@@ -118,7 +117,9 @@ def _frame_matrix(array) -> np.ndarray:
     if not np.all(np.diff(offsets) == width):
         raise ValueError("A feature column has frames of different widths.")
     values = _to_numpy(array.values)
-    return values[offsets[0] : offsets[-1]].reshape(-1, width) if width else np.zeros((len(offsets) - 1, 0), values.dtype)
+    if not width:
+        return np.zeros((len(offsets) - 1, 0), values.dtype)
+    return values[offsets[0] : offsets[-1]].reshape(-1, width)
 
 
 def _column_rows(column) -> list[np.ndarray]:
@@ -139,7 +140,7 @@ def _column_rows(column) -> list[np.ndarray]:
             continue
         offsets = _to_numpy(chunk.offsets).astype(np.int64)  # into the un-sliced child array
         child = chunk.values
-        nested = pa.types.is_list(child.type) or pa.types.is_large_list(child.type) or pa.types.is_fixed_size_list(child.type)
+        nested = any(check(child.type) for check in (pa.types.is_list, pa.types.is_large_list, pa.types.is_fixed_size_list))
         # Row k of `values` is item k of the child array, which is what the offsets count.
         values = _frame_matrix(child) if nested else _to_numpy(child)
         rows.extend(values[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1))

@@ -23,7 +23,9 @@ computed on the whole global batch (predictions are gathered, the local slice ke
 by the number of processes to undo DDP's gradient averaging), which matters for the batch-statistic losses
 (CCC, Pearson) and for clips without the modality. The learning-rate schedule and random crops do not depend on the
 process count either. What remains is floating point summation order (and dropout masks, which are drawn per
-process): with dropout 0 the 1- and 2-process runs agree to about 1e-6 in the metric.
+process): with dropout 0 the 1- and 2-process runs agree to about 1e-6 in the metric. On CPUs, start N processes
+with `torchrun --nproc_per_node N train.py --cpu ...` (gloo); `accelerate launch --cpu` starts a single process
+unless an accelerate config file sets up multi-CPU training.
 
 **Resume granularity.** Checkpoints are written at epoch boundaries and resuming restarts at the next epoch; the
 RNG is reseeded from (seed, epoch, process) at each epoch start and the data order and crops are functions of (seed,
@@ -118,7 +120,8 @@ class TrainingState:
 
 def temporal_overrides(args: TrainingArguments, modality: str) -> dict:
     """Config fields of the temporal model set on the command line (others keep the config's defaults)."""
-    overrides = {field: getattr(args, flag) for flag, field in TEMPORAL_FLAGS.items() if getattr(args, flag) is not None}
+    overrides = {field: getattr(args, flag) for flag, field in TEMPORAL_FLAGS.items()
+                 if getattr(args, flag) is not None}
     if modality == "audio":
         overrides.pop("channel_dropout", None)
     if "hidden_size" in overrides and "intermediate_size" not in overrides:
@@ -192,7 +195,8 @@ def build_unimodal_model(modality: str, args: TrainingArguments, metadata: dict,
                                   label_names=list(metadata["label_names"]), **overrides)
         model = model_class(config)
         note = (
-            f"{modality} backbone: RANDOM weights (no --base-model and no base_{modality} folder next to the features): "
+            f"{modality} backbone: RANDOM weights (no --base-model and no base_{modality} folder next to the "
+            "features): "
             "the checkpoint scores cached features but not raw video/audio until trained from a base model"
         )
     return model, note
@@ -436,7 +440,8 @@ def _train(args, accelerator, output_dir: Path, started: float, on_epoch_end, se
     eval_batch = math.ceil(eval_batch / num_processes) * num_processes  # split_batches needs a multiple
     eval_table = FeatureTable(datasets[args.eval_split], MODALITY_COLUMNS[modality])
     eval_clips = ClipBatchDataset(eval_table, modality, len(label_names), args.max_frames, args.max_audio_frames)
-    eval_loader = make_loader(eval_clips, EpochBatchSampler(len(eval_clips), eval_batch, shuffle=False, drop_last=False))
+    eval_sampler = EpochBatchSampler(len(eval_clips), eval_batch, shuffle=False, drop_last=False)
+    eval_loader = make_loader(eval_clips, eval_sampler)
 
     if modality == "fusion" and args.fusion_mode == "late":
         eval_loader = accelerator.prepare(eval_loader)
