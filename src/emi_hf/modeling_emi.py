@@ -177,12 +177,30 @@ class TemporalConvBlock(GradientCheckpointingLayer):
 
     def forward(self, hidden_states: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
         """`hidden_states` `[batch, frames, hidden]`, `frame_mask` `[batch, frames, 1]` (float 0/1)."""
-        residual = hidden_states
         x = self.conv1((hidden_states * frame_mask).transpose(1, 2)).transpose(1, 2)
-        x = self.dropout(F.gelu(self.norm1(x)))
-        x = self.conv2((x * frame_mask).transpose(1, 2)).transpose(1, 2)
-        x = self.dropout(F.gelu(self.norm2(x)))
-        return (residual + x) * frame_mask
+        x = F.gelu(self.norm1(x)) * frame_mask
+        x = self.conv2(x.transpose(1, 2)).transpose(1, 2)
+        x = F.gelu(self.norm2(x))
+        # One dropout per block: on the CPU, drawing dropout masks costs as much as a convolution.
+        return (hidden_states + self.dropout(x)) * frame_mask
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention through `scaled_dot_product_attention`, with a key padding mask."""
+
+    def __init__(self, hidden_size: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
+        self.out_proj = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor, key_padding_mask: torch.Tensor) -> torch.Tensor:
+        batch, frames, width = hidden_states.shape
+        qkv = self.qkv(hidden_states).view(batch, frames, 3, self.num_heads, width // self.num_heads)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4)  # each [batch, heads, frames, head_dim]
+        allowed = ~key_padding_mask[:, None, None, :]  # True = attend
+        attended = F.scaled_dot_product_attention(query, key, value, attn_mask=allowed)
+        return self.out_proj(attended.transpose(1, 2).reshape(batch, frames, width))
 
 
 class TransformerEncoderLayer(GradientCheckpointingLayer):
@@ -190,22 +208,17 @@ class TransformerEncoderLayer(GradientCheckpointingLayer):
 
     def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int, dropout: float):
         super().__init__()
-        self.self_attn = nn.MultiheadAttention(hidden_size, num_heads, dropout=dropout, batch_first=True)
+        self.self_attn = SelfAttention(hidden_size, num_heads)
         self.norm1 = nn.LayerNorm(hidden_size)
         self.norm2 = nn.LayerNorm(hidden_size)
         self.feed_forward = nn.Sequential(
-            nn.Linear(hidden_size, intermediate_size),
-            nn.GELU(),
-            nn.Dropout(dropout),
-            nn.Linear(intermediate_size, hidden_size),
+            nn.Linear(hidden_size, intermediate_size), nn.GELU(), nn.Linear(intermediate_size, hidden_size)
         )
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, hidden_states: torch.Tensor, key_padding_mask: torch.Tensor) -> torch.Tensor:
         """`hidden_states` `[batch, frames, hidden]`; `key_padding_mask` `[batch, frames]`, True = ignore."""
-        x = self.norm1(hidden_states)
-        attended, _ = self.self_attn(x, x, x, key_padding_mask=key_padding_mask, need_weights=False)
-        hidden_states = hidden_states + self.dropout(attended)
+        hidden_states = hidden_states + self.dropout(self.self_attn(self.norm1(hidden_states), key_padding_mask))
         return hidden_states + self.dropout(self.feed_forward(self.norm2(hidden_states)))
 
 
@@ -364,8 +377,6 @@ class EmiPreTrainedModel(PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.MultiheadAttention):
-            module._reset_parameters()
         elif isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(module, nn.BatchNorm2d):
