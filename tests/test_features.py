@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import tiny_audio_config, tiny_visual_config
 
 from emi_hf import EmiAudioModel, EmiVisualModel
@@ -132,7 +133,10 @@ def test_resuming_with_other_backbone_weights_is_refused(tmp_path, models):
     visual, audio = models
     records = make_records(tmp_path)
     run_extraction(records, tmp_path / "out", SavedSettings(), visual, audio, progress=False, clip_fn=fake_clip)
-    other_visual = EmiVisualModel(tiny_visual_config())  # new random backbone
+    other_visual = EmiVisualModel(tiny_visual_config())
+    other_visual.load_state_dict(visual.state_dict())
+    with torch.no_grad():
+        other_visual.backbone.conv1.weight.add_(0.01)  # other backbone weights
     with pytest.raises(ValueError, match="other backbone weights"):
         run_extraction(records, tmp_path / "out", SavedSettings(), other_visual, audio, progress=False,
                        clip_fn=fake_clip)
