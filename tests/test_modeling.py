@@ -313,3 +313,19 @@ def test_long_audio_is_encoded_in_windows():
         first, _ = model._encode_window(wave[:, :8000], torch.ones(1, 8000, dtype=torch.long))
     assert mask.all() and features.shape[1] == 3 * first.shape[1] + model.backbone._get_feat_extract_output_lengths(9000) - first.shape[1]
     torch.testing.assert_close(features[:, : first.shape[1]], first)
+
+
+def test_repeated_frames_are_embedded_once_with_the_same_result():
+    model = EmiVisualModel(tiny_visual_config()).eval()
+    pixels = torch.randn(1, 5, 3, 112, 112)
+    pixels[0, 2] = pixels[0, 1]  # a repeated source frame
+    pixels[0, 4] = pixels[0, 3]
+    mask = torch.tensor([[1, 1, 1, 0, 1]])  # frame 4 repeats a masked frame: embedded itself
+    calls = []
+    original = model.embed_faces
+    model.embed_faces = lambda x: calls.append(len(x)) or original(x)
+    with torch.no_grad():
+        features = model._embed_frames(pixels, mask)
+        expected = original(pixels[0]).view(1, 5, 512) * mask[..., None]
+    assert calls == [3]
+    torch.testing.assert_close(features, expected, atol=1e-5, rtol=1e-5)

@@ -466,12 +466,20 @@ class EmiVisualModel(_TemporalRegressor):
         return torch.cat(embeddings)
 
     def _embed_frames(self, pixel_values: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-        """Runs the backbone on valid frames only and scatters back: `[B, T, 3, H, W]` -> `[B, T, 512]`."""
+        """
+        Runs the backbone on valid frames only and scatters back: `[B, T, 3, H, W]` -> `[B, T, 512]`. A frame whose
+        crop equals the previous frame's (a source frame repeated by frame-rate conversion) reuses its embedding.
+        """
         batch, frames = pixel_values.shape[:2]
         features = pixel_values.new_zeros(batch, frames, self.config.visual_feature_dim)
         valid = frame_mask.bool()
-        if valid.any():
-            features[valid] = self.embed_faces(pixel_values[valid]).to(features.dtype)
+        repeat = torch.zeros_like(valid)
+        repeat[:, 1:] = valid[:, 1:] & valid[:, :-1] & (pixel_values[:, 1:] == pixel_values[:, :-1]).flatten(2).all(-1)
+        distinct = valid & ~repeat
+        if distinct.any():
+            features[distinct] = self.embed_faces(pixel_values[distinct]).to(features.dtype)
+            source = torch.where(distinct, torch.arange(frames, device=valid.device), 0).cummax(dim=1).values
+            features = torch.where(repeat[..., None], features.gather(1, source[..., None].expand_as(features)), features)
         return features
 
     def forward(

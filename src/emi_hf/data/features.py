@@ -70,12 +70,19 @@ def embed_clip_faces(processor, visual_model, clip, chunk_size: int = 128) -> np
     import torch
 
     visual = np.zeros((clip.num_frames, visual_model.config.visual_feature_dim), np.float32)
-    valid = np.flatnonzero(clip.frame_mask.astype(bool))
+    mask = clip.frame_mask.astype(bool)
+    # A crop equal to the previous frame's (a source frame repeated by frame-rate conversion) is embedded once.
+    repeat = np.zeros_like(mask)
+    if clip.num_frames > 1:
+        repeat[1:] = mask[1:] & mask[:-1] & (clip.face_crops[1:] == clip.face_crops[:-1]).reshape(len(mask) - 1, -1).all(1)
+    distinct = np.flatnonzero(mask & ~repeat)
     with torch.inference_mode():
-        for start in range(0, len(valid), chunk_size):
-            index = valid[start : start + chunk_size]
+        for start in range(0, len(distinct), chunk_size):
+            index = distinct[start : start + chunk_size]
             pixels = processor.video_processor(videos=[clip.face_crops[index]], return_tensors="pt")["pixel_values"][0]
             visual[index] = visual_model.embed_faces(pixels.float()).float().numpy()
+    source = np.maximum.accumulate(np.where(mask & ~repeat, np.arange(len(mask)), 0)) if len(mask) else mask
+    visual[repeat] = visual[source[repeat]]
     return visual
 
 
