@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,8 @@ ROWS: list[dict] = []
 
 
 def row(section, what, value, unit, target=None, passed=None, note=""):
-    entry = dict(section=section, what=what, value=value, unit=unit, target=target, passed=passed, note=note)
+    entry = dict(section=section, what=what, value=value, unit=unit, target=target, passed=passed, note=note,
+                 measured=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     ROWS.append(entry)
     status = "" if passed is None else ("PASS" if passed else "FAIL")
     print(f"[{section}] {what}: {value} {unit} {('(target ' + target + ')') if target else ''} {status} {note}",
@@ -241,8 +241,9 @@ def bench_memory(media: Path, short_clip: Path, long_clip: Path) -> None:
             "processor = EmiProcessor(face_detector='mediapipe', use_cache=False)\n"
             "visual, _ = build_visual_base('random'); audio, _ = build_audio_base('random')\n"
             "features = extract_clip_features(processor, visual.eval(), audio.eval(), %r, '00000', None)\n"
-            "print('RESULT', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "
-            "features.visual_features.shape[0])\n"
+            # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child would report its parent's peak.
+            "peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+            "print('RESULT', int(peak) / 1024, features.visual_features.shape[0])\n"
         ) % str(path)
         out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
         line = [l for l in out.stdout.splitlines() if l.startswith("RESULT")]
@@ -260,7 +261,12 @@ def bench_memory(media: Path, short_clip: Path, long_clip: Path) -> None:
             note="face crops are kept per frame (37 KB each) until the clip's AU baseline is known")
 
 
-def write_table(path: Path, machine: str, threads: int, seconds: float) -> None:
+def write_table(path: Path, machine: str, threads: int, seconds: float, sections: list[str]) -> None:
+    """Writes the table; rows of sections not run this time are kept from the previous results file."""
+    previous = path.with_suffix(".json")
+    if previous.exists():
+        kept = [r for r in json.loads(previous.read_text())["rows"] if r["section"] not in sections]
+        ROWS[:0] = kept
     lines = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine}, {threads} torch threads "
         f"(benchmark wall time {seconds / 60:.1f} min).",
@@ -311,7 +317,7 @@ def main() -> None:
         bench_predict(media, short_clip)
     if "memory" in args.sections and long_clip is not None:
         bench_memory(media, short_clip, long_clip)
-    write_table(Path(args.output), machine, args.threads, time.time() - began)
+    write_table(Path(args.output), machine, args.threads, time.time() - began, args.sections)
 
 
 if __name__ == "__main__":
