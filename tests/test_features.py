@@ -140,3 +140,32 @@ def test_resuming_with_other_backbone_weights_is_refused(tmp_path, models):
     with pytest.raises(ValueError, match="other backbone weights"):
         run_extraction(records, tmp_path / "out", SavedSettings(), other_visual, audio, progress=False,
                        clip_fn=fake_clip)
+
+
+def test_repeated_crops_are_embedded_once_in_extraction(models):
+    from types import SimpleNamespace
+
+    from emi_hf import EmiProcessor
+    from emi_hf.data.features import embed_clip_faces
+
+    visual, _ = models
+    visual.eval()
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 255, (6, 112, 112, 3), dtype=np.uint8)
+    crops[2] = crops[1]
+    crops[5] = crops[4]
+    mask = np.array([1, 1, 1, 1, 0, 1], np.int8)  # frame 5 repeats a masked frame: embedded itself
+    clip = SimpleNamespace(face_crops=crops, frame_mask=mask, num_frames=6)
+    processor = EmiProcessor(face_detector="mediapipe")
+    calls = []
+    original = visual.embed_faces
+    visual.embed_faces = lambda x: calls.append(len(x)) or original(x)
+    try:
+        deduped = embed_clip_faces(processor, visual, clip, chunk_size=2)
+    finally:
+        del visual.embed_faces
+    pixels = processor.video_processor(videos=[crops], return_tensors="pt")["pixel_values"][0]
+    with torch.no_grad():
+        expected = original(pixels).numpy() * mask[:, None]
+    assert sum(calls) == 4
+    np.testing.assert_allclose(deduped, expected, atol=1e-5)

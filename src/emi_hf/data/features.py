@@ -73,8 +73,11 @@ def embed_clip_faces(processor, visual_model, clip, chunk_size: int = 128) -> np
     mask = clip.frame_mask.astype(bool)
     # A crop equal to the previous frame's (a source frame repeated by frame-rate conversion) is embedded once.
     repeat = np.zeros_like(mask)
-    if clip.num_frames > 1:
-        repeat[1:] = mask[1:] & mask[:-1] & (clip.face_crops[1:] == clip.face_crops[:-1]).reshape(len(mask) - 1, -1).all(1)
+    crops = clip.face_crops.reshape(len(mask), -1)
+    for start in range(1, len(mask), chunk_size):  # in chunks: a whole-clip comparison would double the crops' memory
+        stop = min(start + chunk_size, len(mask))
+        repeat[start:stop] = (crops[start:stop] == crops[start - 1 : stop - 1]).all(1)
+    repeat &= mask & np.roll(mask, 1)
     distinct = np.flatnonzero(mask & ~repeat)
     with torch.inference_mode():
         for start in range(0, len(distinct), chunk_size):
