@@ -9,24 +9,6 @@ import time
 import torch
 
 
-def _visual_config(model):
-    config = model.config
-    return getattr(config, "visual_config", None) or (config if config.model_type == "emi_visual" else None)
-
-
-def check_au_names(model, processor) -> None:
-    """A model must be fed the AUs it was trained on, in the same order."""
-    visual_config = _visual_config(model)
-    if visual_config is None:
-        return
-    expected, got = list(visual_config.au_names), list(processor.au_names)
-    if expected != got:
-        raise ValueError(
-            f"The processor's AU backend gives {got} but the model was trained on {expected}: use the processor "
-            "saved with the model (EmiProcessor.from_pretrained(model_dir)) or one configured with the same AUs."
-        )
-
-
 def load_for_inference(model_name_or_path: str | os.PathLike, processor=None, revision: str | None = None,
                        device: str | None = None):
     """(model in eval mode on `device`, processor); `processor` is a folder, an EmiProcessor, or None (the model's)."""
@@ -41,7 +23,7 @@ def load_for_inference(model_name_or_path: str | os.PathLike, processor=None, re
     model = model.to(device).eval()
     if processor is None or isinstance(processor, (str, os.PathLike)):
         processor = EmiProcessor.from_pretrained(processor or model_name_or_path, revision=revision)
-    check_au_names(model, processor)
+    processor.check_model_compatibility(model)  # the AUs it was trained on, in the same order
     return model, processor
 
 
