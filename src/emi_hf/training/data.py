@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..configuration_emi import DEFAULT_AU_NAMES, EMOTION_NAMES
+from ..data.features import FEATURES_METADATA, load_features
 
 VISUAL_COLUMNS = ("visual_features", "au_features", "frame_mask")
 AUDIO_COLUMNS = ("audio_features", "audio_mask")
@@ -37,8 +38,6 @@ MODALITY_COLUMNS = {
     "audio": AUDIO_COLUMNS,
     "fusion": VISUAL_COLUMNS + AUDIO_COLUMNS,
 }
-FEATURES_METADATA = "emi_features.json"
-
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Features folder
@@ -52,8 +51,6 @@ def load_feature_splits(features_dir: str | Path):
     `DatasetDict.save_to_disk`; the metadata is read from `emi_features.json` in it (or in its parent, when the
     dataset folder itself is given) and completed from the dataset's schema where absent.
     """
-    from ..data.features import load_features
-
     features_dir = Path(features_dir)
     datasets = load_features(features_dir)
     root = features_dir
