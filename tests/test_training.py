@@ -181,6 +181,9 @@ def test_late_fusion_fits_weights_and_beats_each_modality(trained, features, tmp
     assert fused > max(visual, audio), (fused, visual, audio)
     assert visual == pytest.approx(trained["visual"]["validation"]["mean_pearson"], abs=1e-6)
     assert results["validation"]["num_missing_modality"] == 0  # a fused clip needs either modality
+    crossfit = results["validation_crossfit"]
+    assert len(crossfit["per_emotion"]) == 6 and crossfit["num_clips"] == results["validation"]["num_clips"]
+    assert -1.0 <= crossfit["mean_pearson"] <= 1.0
     model = EmiFusionModel.from_pretrained(tmp_path / "fusion")
     assert model.config.fusion_weights == list(results["fusion_weights"].values())
     evaluated, _, _ = evaluate_model(tmp_path / "fusion", features, "validation")
