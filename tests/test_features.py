@@ -169,3 +169,66 @@ def test_repeated_crops_are_embedded_once_in_extraction(models):
         expected = original(pixels).numpy() * mask[:, None]
     assert sum(calls) == 4
     np.testing.assert_allclose(deduped, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("detector", ["mediapipe", "mtcnn"])
+def test_streamed_face_embeddings_equal_embedding_the_kept_crops(models, media_dir, tmp_path, detector):
+    """The background-thread embedder (crops not kept) gives exactly what embedding the kept crops gives, and the
+    rest of the clip is unchanged; a clip without crops is not written to the clip cache."""
+    from emi_hf import EmiProcessor
+    from emi_hf.data.features import FaceEmbedder, clip_face_embeddings, embed_clip_faces
+
+    visual, _ = models
+    visual.eval()
+    processor = EmiProcessor(face_detector=detector, max_frames=90)
+    path = media_dir / "WolfgangLanger_Pexels.mp4"
+    cache = tmp_path / "cache"
+    streamed = processor.process_clip(path, face_embedder=FaceEmbedder(processor, visual), cache_dir=cache)
+    assert not streamed.has_crops and streamed.face_crops.shape[0] == 0
+    assert not list(cache.glob("*.npz"))  # nothing cached without crops
+    kept = processor.process_clip(path, cache_dir=cache)  # written to the cache
+    assert kept.has_crops and kept.face_embeddings is None
+    assert len(list(cache.glob("*.npz"))) == 1
+    expected = embed_clip_faces(processor, visual, kept)
+    assert streamed.face_embeddings.shape == (kept.num_frames, visual.config.visual_feature_dim)
+    np.testing.assert_array_equal(streamed.face_embeddings, expected)
+    np.testing.assert_array_equal(clip_face_embeddings(processor, visual, kept), expected)
+    for name in ("au_intensities", "frame_mask", "timestamps", "face_boxes", "waveform"):
+        np.testing.assert_array_equal(getattr(streamed, name), getattr(kept, name))
+    hit = processor.process_clip(path, face_embedder=FaceEmbedder(processor, visual), cache_dir=cache)
+    assert hit.metadata["cache_hit"]  # cached crops are embedded on the way out
+    np.testing.assert_allclose(hit.face_embeddings, expected, atol=1e-5)
+    batch = processor.collate([streamed, hit])  # embeddings -> visual_features, whether or not crops were kept
+    assert "pixel_values" not in batch and batch["visual_features"].shape[-1] == visual.config.visual_feature_dim
+    kept.face_crops = kept.face_crops[:0]
+    kept.face_embeddings = None
+    with pytest.raises(ValueError, match="keep_crops"):
+        processor.collate([kept])
+
+
+def test_embedder_failure_surfaces_and_stops_the_thread(media_dir):
+    import threading
+
+    from emi_hf import EmiProcessor
+
+    def broken(crops):
+        raise RuntimeError("backbone exploded")
+
+    before = threading.active_count()
+    processor = EmiProcessor(face_detector="mediapipe", max_frames=150, chunk_size=16, use_cache=False)
+    with pytest.raises(RuntimeError, match="backbone exploded"):
+        processor.process_clip(media_dir / "WolfgangLanger_Pexels.mp4", face_embedder=broken)
+    assert threading.active_count() == before
+
+
+def test_faceless_clip_gets_zero_embeddings(models, media_dir):
+    from emi_hf import EmiProcessor
+    from emi_hf.data.features import FaceEmbedder, clip_face_embeddings
+
+    visual, _ = models
+    frames = np.zeros((12, 96, 128, 3), np.uint8)  # no face anywhere
+    processor = EmiProcessor(face_detector="mediapipe", use_cache=False)
+    clip = processor.process_clip(frames, face_embedder=FaceEmbedder(processor, visual))
+    assert clip.frame_mask.sum() == 0
+    embeddings = clip_face_embeddings(processor, visual, clip)
+    assert embeddings.shape == (12, visual.config.visual_feature_dim) and not embeddings.any()

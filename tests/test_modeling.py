@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from conftest import TINY_WAV2VEC2, tiny_audio_config, tiny_fusion_config, tiny_visual_config
 
 import emi_hf
@@ -329,3 +330,28 @@ def test_repeated_frames_are_embedded_once_with_the_same_result():
         expected = original(pixels[0]).view(1, 5, 512) * mask[..., None]
     assert calls == [3]
     torch.testing.assert_close(features, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_inference_backbone_folds_batchnorm_and_follows_weight_changes():
+    """Inference uses a BatchNorm-folded copy of the frozen ResNet18 (same function up to rounding), rebuilt when a
+    backbone weight changes; with gradients to the backbone the backbone itself runs."""
+    model = EmiVisualModel(tiny_visual_config()).eval()
+    for module in model.backbone.modules():  # non-trivial statistics, so folding is really exercised
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.normal_(0, 0.1)
+    pixels = torch.randn(5, 3, 112, 112)
+    with torch.no_grad():
+        reference = model.backbone(pixels)
+        folded = model.embed_faces(pixels)
+        assert model._inference_backbone() is not model.backbone
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in model._inference_backbone().modules())
+    torch.testing.assert_close(folded, reference, atol=1e-4, rtol=1e-4)
+    with torch.no_grad():
+        model.backbone.conv1.weight.mul_(2.0)  # in-place change: the folded copy must be rebuilt
+        torch.testing.assert_close(model.embed_faces(pixels), model.backbone(pixels), atol=1e-4, rtol=1e-4)
+    model.config.freeze_backbone = False
+    model.train()
+    assert model._inference_backbone() is model.backbone

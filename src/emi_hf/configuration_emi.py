@@ -65,7 +65,7 @@ class EmiVisualConfig(_EmiTemporalConfigMixin, PreTrainedConfig):
         face_size (`int`, defaults to 112): side of the aligned face crops the backbone sees.
         backbone (`str`, defaults to `"resnet18"`): torchvision architecture of the face backbone.
         freeze_backbone (`bool`, defaults to `True`): keep the face backbone frozen (eval mode, no gradients).
-        backbone_chunk_size (`int`, defaults to 256): face crops per backbone call when running from pixels.
+        backbone_chunk_size (`int`, defaults to 32): face crops per backbone call when running from pixels.
         hidden_size (`int`): width of the temporal model.
         tcn_kernel_size (`int`): kernel of the dilated 1-D convolutions (odd).
         tcn_dilations (`list[int]`): one residual TCN block per dilation.
@@ -87,7 +87,7 @@ class EmiVisualConfig(_EmiTemporalConfigMixin, PreTrainedConfig):
     face_size: int = 112
     backbone: str = "resnet18"
     freeze_backbone: bool = True
-    backbone_chunk_size: int = 256
+    backbone_chunk_size: int = 32
     hidden_size: int = 128
     tcn_kernel_size: int = 3
     tcn_dilations: list[int] | tuple[int, ...] = (1, 2, 4)

@@ -36,16 +36,23 @@ def predict_clips(model, processor, videos, batch_size: int = 1) -> list[dict]:
     """
     Predicts each video (paths); returns one dict per clip: `intensities` {emotion: value} (fused for a fusion
     model), `visual` / `audio` (fusion models), `frame_intensities` [[6 values] per frame], `timestamps`,
-    `face_fraction`, `audio_present`, `timing` (preprocess_s, compute_s).
+    `face_fraction`, `audio_present`, `timing` (preprocess_s: decoding, faces, AUs and the face backbone, which
+    runs in a background thread while the clip is decoded and tracked; compute_s: the speech encoder and the
+    temporal models).
     """
+    from .data.features import FaceEmbedder
+
     videos = [videos] if isinstance(videos, (str, os.PathLike)) else list(videos)
     names = list(model.config.id2label[i] for i in range(len(model.config.id2label)))
     device = next(model.parameters()).device
+    visual_model = getattr(model, "visual", model if hasattr(model, "embed_faces") else None)
+    embedder = FaceEmbedder(processor, visual_model) if visual_model is not None else None
     results = []
     for start in range(0, len(videos), batch_size):
         chunk = [str(v) for v in videos[start : start + batch_size]]
         began = time.perf_counter()
-        inputs = processor(videos=chunk, return_tensors="pt")
+        clips = [processor.process_clip(path, face_embedder=embedder) for path in chunk]
+        inputs = processor.collate(clips, return_tensors="pt")
         preprocessed = time.perf_counter()
         tensors = {k: v.to(device) for k, v in inputs.items() if isinstance(v, torch.Tensor)}
         output = model(**tensors)

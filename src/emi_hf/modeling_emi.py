@@ -17,6 +17,7 @@ This file is copied next to the weights by ``save_pretrained``: it imports only 
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from dataclasses import dataclass
@@ -302,6 +303,34 @@ def build_resnet18_trunk() -> nn.Module:
     return trunk
 
 
+def _fold_resnet_batchnorm(backbone: nn.Module) -> nn.Module:
+    """An eval-mode copy of a torchvision ResNet with every BatchNorm folded into the convolution before it
+    (``conv1/bn1``, ``conv2/bn2`` of each block, ``downsample[0]/[1]``); other modules are returned as they are.
+    Explicit pairs rather than torch.fx tracing, which patches ``nn.Module.__call__`` process-wide and would break
+    modules running in other threads (the embedder runs beside the face detector)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    from torchvision.models.resnet import ResNet
+
+    if not isinstance(backbone, ResNet):
+        return backbone
+    folded = copy.deepcopy(backbone).eval()
+    with torch.no_grad():
+        holders = [folded] + [block for layer in (folded.layer1, folded.layer2, folded.layer3, folded.layer4)
+                              for block in layer]
+        for holder in holders:
+            for conv_name, bn_name in (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")):
+                conv, bn = getattr(holder, conv_name, None), getattr(holder, bn_name, None)
+                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                    setattr(holder, conv_name, fuse_conv_bn_eval(conv, bn))
+                    setattr(holder, bn_name, nn.Identity())
+            downsample = getattr(holder, "downsample", None)
+            if isinstance(downsample, nn.Sequential) and len(downsample) == 2 and \
+                    isinstance(downsample[0], nn.Conv2d) and isinstance(downsample[1], nn.BatchNorm2d):
+                holder.downsample = nn.Sequential(fuse_conv_bn_eval(downsample[0], downsample[1]))
+    folded.requires_grad_(False)
+    return folded.to(memory_format=torch.channels_last)
+
+
 def load_resnet18_imagenet_state_dict(weights: str | os.PathLike | None = None) -> dict:
     """
     The ImageNet ResNet18 weights (torchvision's IMAGENET1K_V1), without the classifier.
@@ -454,12 +483,30 @@ class EmiVisualModel(_TemporalRegressor):
         self.backbone.load_state_dict(load_resnet18_imagenet_state_dict(weights))
         return self
 
+    def _inference_backbone(self) -> nn.Module:
+        """
+        The backbone for inference: a copy with each BatchNorm folded into the convolution before it (the same
+        function, up to float rounding, and about 20% faster on CPU), rebuilt whenever a backbone weight changes.
+        Used only when no gradient is needed and the backbone is in eval mode; otherwise the backbone itself.
+        """
+        if self.backbone.training or (torch.is_grad_enabled() and not self.config.freeze_backbone):
+            return self.backbone
+        tensors = list(self.backbone.parameters()) + list(self.backbone.buffers())
+        key = tuple((t.data_ptr(), t._version, t.device.type, t.dtype) for t in tensors)
+        cached = self.__dict__.get("_folded_backbone")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        folded = _fold_resnet_batchnorm(self.backbone)
+        self.__dict__["_folded_backbone"] = (key, folded)  # not a registered submodule: never saved
+        return folded
+
     def embed_faces(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Face embeddings of crops `[N, 3, H, W]` -> `[N, visual_feature_dim]`, in chunks of `backbone_chunk_size`."""
         chunks = pixel_values.split(self.config.backbone_chunk_size)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbone):
+            backbone = self._inference_backbone()
             embeddings = [
-                self.backbone(chunk.contiguous(memory_format=torch.channels_last)) for chunk in chunks
+                backbone(chunk.contiguous(memory_format=torch.channels_last)) for chunk in chunks
             ]
         if not embeddings:
             return pixel_values.new_zeros(0, self.config.visual_feature_dim)

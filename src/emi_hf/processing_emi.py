@@ -146,7 +146,7 @@ class EmiProcessor(ProcessorMixin):
         au_names (`list[str]`): the AUs, in order; must match the model config's `au_names`.
         target_fps (`float` or `None`, defaults to 30): frames are resampled to this rate (nearest frame, real
             timestamps kept); `None` keeps every source frame.
-        detect_every (`int`, defaults to 5): run the detector on every k-th frame; the face mesh follows the
+        detect_every (`int`, defaults to 10): run the detector on every k-th frame; the face mesh follows the
             subject in between (and the detector runs on every frame while no face is tracked).
         detect_max_side (`int`, *optional*): frames are downscaled to this long side for detection
             (default: 320 for MTCNN, 640 for MediaPipe).
@@ -176,7 +176,7 @@ class EmiProcessor(ProcessorMixin):
         au_backend: str | None = "mediapipe",
         au_names: Sequence[str] = DEFAULT_AU_NAMES,
         target_fps: float | None = 30.0,
-        detect_every: int = 5,
+        detect_every: int = 10,
         detect_max_side: int | None = None,
         min_face_score: float | None = None,
         subject: str = "tracked",
@@ -305,20 +305,25 @@ class EmiProcessor(ProcessorMixin):
 
     # -- processing -----------------------------------------------------------------------------------------
     def process_clip(self, video=None, audio=None, au_file=None, video_fps: float | None = None,
-                     sampling_rate: int | None = None, use_cache: bool | None = None, cache_dir=None) -> ClipData:
+                     sampling_rate: int | None = None, use_cache: bool | None = None, cache_dir=None,
+                     face_embedder=None, keep_crops: bool | None = None) -> ClipData:
         """One clip to numpy results (:class:`emi_hf.media.ClipData`: ``face_crops`` uint8 [T, 112, 112, 3],
         ``au_intensities`` float32 [T, n_au], ``frame_mask`` int8 [T], ``timestamps`` float64 [T],
         ``face_boxes`` float32 [T, 4], ``waveform`` float32 [S] or None, ``metadata`` dict).
 
         `video`: a path, RGB frames [T, H, W, 3] (at `video_fps`, default the target rate) or None; `audio`: a
         separate audio file or waveform (at `sampling_rate`, default 16 kHz) that replaces the video's track;
-        `au_file`: the clip's OpenFace CSV (``au_backend="openface"``).
+        `au_file`: the clip's OpenFace CSV (``au_backend="openface"``). `face_embedder` (e.g.
+        ``emi_hf.data.features.FaceEmbedder(processor, visual_model)``) embeds the crops in a background thread while
+        the clip is processed and fills ``face_embeddings``; with it the crops are not kept unless `keep_crops`
+        (see :meth:`emi_hf.media.ClipPipeline.process`).
         """
         pipeline = self._build_pipeline()
         use_cache = self.use_cache if use_cache is None else use_cache
         return pipeline.process(video, audio=audio, au_file=au_file, video_fps=video_fps,
                                 audio_sampling_rate=sampling_rate, use_cache=use_cache,
-                                cache_dir=cache_dir if cache_dir is not None else self._clip_cache_dir)
+                                cache_dir=cache_dir if cache_dir is not None else self._clip_cache_dir,
+                                face_embedder=face_embedder, keep_crops=keep_crops)
 
     def __call__(self, videos=None, audio=None, return_tensors: str | None = "pt", au_files=None,
                  video_fps: float | None = None, sampling_rate: int | None = None, use_cache: bool | None = None,
@@ -356,12 +361,22 @@ class EmiProcessor(ProcessorMixin):
         return self.collate(clips, return_tensors=return_tensors)
 
     def collate(self, clips: Sequence[ClipData], return_tensors: str | None = "pt") -> EmiBatch:
-        """Pads per-clip results into one batch (frames to the longest clip, audio to the longest waveform)."""
+        """Pads per-clip results into one batch (frames to the longest clip, audio to the longest waveform).
+
+        Clips processed with a ``face_embedder`` (every clip with frames has ``face_embeddings``) give
+        ``visual_features`` `[B, T, D]` instead of ``pixel_values``: the models take either.
+        """
         batch = len(clips)
         size = self.face_size
         n_au = len(self.au_names)
         max_frames = max([clip.num_frames for clip in clips] + [1])
-        pixel_values = np.zeros((batch, max_frames, 3, size, size), np.float32)
+        with_frames = [clip for clip in clips if clip.num_frames]
+        embedded = bool(with_frames) and all(clip.face_embeddings is not None for clip in with_frames)
+        if embedded:
+            dim = max(clip.face_embeddings.shape[1] for clip in with_frames)
+            visual_values = np.zeros((batch, max_frames, dim), np.float32)
+        else:
+            visual_values = np.zeros((batch, max_frames, 3, size, size), np.float32)
         au_features = np.zeros((batch, max_frames, n_au), np.float32)
         frame_mask = np.zeros((batch, max_frames), np.int64)
         for b, clip in enumerate(clips):
@@ -370,8 +385,15 @@ class EmiProcessor(ProcessorMixin):
                 continue
             if clip.au_intensities.shape[1] != n_au:
                 raise ValueError(f"clip has {clip.au_intensities.shape[1]} AUs, the processor {n_au}")
-            pixels = self.video_processor(videos=[clip.face_crops], return_tensors="np")["pixel_values"]
-            pixel_values[b, :t] = np.asarray(pixels[0], np.float32)
+            if embedded:
+                if clip.face_embeddings.shape[1]:  # 0 columns: no face in the clip
+                    visual_values[b, :t] = clip.face_embeddings
+            else:
+                if not clip.has_crops:
+                    raise ValueError("a clip processed with keep_crops=False has no face crops to batch; process "
+                                     "it again with keep_crops=True (the default without a face_embedder)")
+                pixels = self.video_processor(videos=[clip.face_crops], return_tensors="np")["pixel_values"]
+                visual_values[b, :t] = np.asarray(pixels[0], np.float32)
             au_features[b, :t] = clip.au_intensities
             frame_mask[b, :t] = clip.frame_mask
         waveforms = [clip.waveform for clip in clips]
@@ -388,7 +410,8 @@ class EmiProcessor(ProcessorMixin):
         else:
             input_values = np.zeros((batch, self.sampling_rate), np.float32)
             attention_mask = np.zeros((batch, self.sampling_rate), np.int64)
-        data = {"pixel_values": pixel_values, "au_features": au_features, "frame_mask": frame_mask,
+        data = {"visual_features" if embedded else "pixel_values": visual_values, "au_features": au_features,
+                "frame_mask": frame_mask,
                 "input_values": input_values, "attention_mask": attention_mask}
         metadata = [dict(clip.metadata) for clip in clips]
         return EmiBatch(data, tensor_type=return_tensors, metadata=metadata)

@@ -79,14 +79,48 @@ def embed_clip_faces(processor, visual_model, clip, chunk_size: int = 128) -> np
         repeat[start:stop] = (crops[start:stop] == crops[start - 1 : stop - 1]).all(1)
     repeat &= mask & np.roll(mask, 1)
     distinct = np.flatnonzero(mask & ~repeat)
+    device = next(visual_model.parameters()).device
     with torch.inference_mode():
         for start in range(0, len(distinct), chunk_size):
             index = distinct[start : start + chunk_size]
             pixels = processor.video_processor(videos=[clip.face_crops[index]], return_tensors="pt")["pixel_values"][0]
-            visual[index] = visual_model.embed_faces(pixels.float()).float().numpy()
+            visual[index] = visual_model.embed_faces(pixels.float().to(device)).float().cpu().numpy()
     source = np.maximum.accumulate(np.where(mask & ~repeat, np.arange(len(mask)), 0)) if len(mask) else mask
     visual[repeat] = visual[source[repeat]]
     return visual
+
+
+class FaceEmbedder:
+    """``crops uint8 [n, S, S, 3] -> float32 [n, D]``: the processor's pixel normalisation, then the visual model's
+    frozen backbone (on the model's device, in inference mode). Passed to ``process_clip(face_embedder=...)`` it
+    runs in the pipeline's background thread, overlapping decoding, detection and the face mesh."""
+
+    def __init__(self, processor, visual_model):
+        self.processor = processor
+        self.visual_model = visual_model
+        self.dim = int(visual_model.config.visual_feature_dim)
+
+    def __call__(self, crops: np.ndarray) -> np.ndarray:
+        import torch
+
+        device = next(self.visual_model.parameters()).device
+        pixels = self.processor.video_processor(videos=[crops], return_tensors="pt")["pixel_values"][0]
+        with torch.inference_mode():
+            return self.visual_model.embed_faces(pixels.float().to(device)).float().cpu().numpy()
+
+
+def clip_face_embeddings(processor, visual_model, clip) -> np.ndarray:
+    """`[T, D]` face embeddings of a ClipData: the ones computed while it was processed, else from its crops."""
+    dim = int(visual_model.config.visual_feature_dim)
+    if clip.face_embeddings is not None:
+        if clip.face_embeddings.shape[1] == dim:
+            return clip.face_embeddings
+        if clip.face_embeddings.shape[1] == 0:  # no face in the clip: nothing was embedded
+            return np.zeros((clip.num_frames, dim), np.float32)
+        raise ValueError(f"clip embeddings have {clip.face_embeddings.shape[1]} dims, the model {dim}")
+    if not clip.has_crops:
+        raise ValueError("the clip has neither face embeddings nor face crops (processed with keep_crops=False)")
+    return embed_clip_faces(processor, visual_model, clip)
 
 
 def embed_waveform(processor, audio_model, waveform: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -99,8 +133,9 @@ def embed_waveform(processor, audio_model, waveform: np.ndarray | None) -> tuple
         waveform, sampling_rate=processor.sampling_rate, return_attention_mask=True, return_tensors="pt"
     )
     with torch.inference_mode():
-        audio, mask = audio_model.embed_audio(inputs["input_values"], inputs["attention_mask"])
-    return audio[0].float().numpy(), mask[0].numpy().astype(np.int8)
+        device = next(audio_model.parameters()).device
+        audio, mask = audio_model.embed_audio(inputs["input_values"].to(device), inputs["attention_mask"].to(device))
+    return audio[0].float().cpu().numpy(), mask[0].cpu().numpy().astype(np.int8)
 
 
 def extract_clip_features(processor, visual_model, audio_model, path, clip_id: str, labels) -> ClipFeatures:
@@ -109,10 +144,10 @@ def extract_clip_features(processor, visual_model, audio_model, path, clip_id: s
     windows by the audio model). A modality with no frame at all is stored as one masked frame, so batches never
     hold empty sequences.
     """
-    clip = processor.process_clip(str(path))
+    clip = processor.process_clip(str(path), face_embedder=FaceEmbedder(processor, visual_model), keep_crops=False)
     audio, audio_mask = embed_waveform(processor, audio_model, clip.waveform)
     if clip.num_frames:
-        visual = embed_clip_faces(processor, visual_model, clip)
+        visual = clip_face_embeddings(processor, visual_model, clip)
         au, mask, timestamps = clip.au_intensities.astype(np.float32), clip.frame_mask.astype(np.int8), clip.timestamps
     else:
         visual = np.zeros((1, visual_model.config.visual_feature_dim), np.float32)

@@ -23,12 +23,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
@@ -64,7 +66,7 @@ class ClipSettings:
 
     target_fps: float | None = 30.0
     face_detector: str | None = "mtcnn"
-    detect_every: int = 5
+    detect_every: int = 10
     detect_max_side: int | None = None  # None: the detector's default (mtcnn 320 px, mediapipe 640 px)
     min_face_score: float | None = None  # None: the detector's default (mtcnn 0.9, mediapipe 0.5)
     subject: str = "tracked"
@@ -119,6 +121,8 @@ class ClipData:
         face_boxes: float32 ``[T, 4]`` subject box ``x0, y0, x1, y1`` in source pixels (NaN without a face).
         waveform: float32 ``[S]`` 16 kHz mono, peak-normalised; ``None`` when the clip has no (usable) audio.
         metadata: dict, see :meth:`ClipPipeline.process`.
+        face_embeddings: float32 ``[T, D]`` face embeddings (zeros where ``frame_mask`` is 0) when the clip was
+            processed with a ``face_embedder``, else ``None``. Never written to the cache (they depend on the model).
     """
 
     face_crops: np.ndarray
@@ -128,6 +132,12 @@ class ClipData:
     face_boxes: np.ndarray
     waveform: np.ndarray | None
     metadata: dict = field(default_factory=dict)
+    face_embeddings: np.ndarray | None = None
+
+    @property
+    def has_crops(self) -> bool:
+        """False when the crops were not kept (``keep_crops=False``): ``face_crops`` is then empty."""
+        return self.face_crops.shape[0] == self.num_frames
 
     @property
     def num_frames(self) -> int:
@@ -205,6 +215,97 @@ def _resample_array_frames(times: np.ndarray, target_fps: float | None, max_fram
     return pairs
 
 
+def _embed_crops(embedder, clip: ClipData, chunk_size: int) -> np.ndarray:
+    """Embeddings ``[T, D]`` of a clip's kept crops (face frames only; a crop equal to the previous frame's is
+    embedded once)."""
+    mask = clip.frame_mask.astype(bool)
+    crops = clip.face_crops
+    distinct = []
+    for t in np.flatnonzero(mask):
+        if not (t and mask[t - 1] and np.array_equal(crops[t], crops[t - 1])):
+            distinct.append(t)
+    dim = int(getattr(embedder, "dim", 0))
+    values: dict[int, np.ndarray] = {}
+    for start in range(0, len(distinct), chunk_size):
+        rows = distinct[start:start + chunk_size]
+        for row, embedding in zip(rows, np.asarray(embedder(crops[rows]), np.float32)):
+            values[row] = embedding
+    dim = next(iter(values.values())).shape[0] if values else dim
+    out = np.zeros((clip.num_frames, dim), np.float32)
+    last = None
+    for t in range(clip.num_frames):
+        if t in values:
+            last = values[t]
+            out[t] = last
+        elif mask[t] and last is not None:  # a repeat of the previous frame's crop
+            out[t] = last
+        elif not mask[t]:
+            last = None
+    return out
+
+
+class _EmbeddingWorker:
+    """Runs a face embedder on chunks of crops in a background thread (the backbone overlaps decoding, detection
+    and the face mesh); at most `max_pending` chunks wait, so crops never pile up."""
+
+    def __init__(self, embedder: Callable[[np.ndarray], np.ndarray], max_pending: int = 2):
+        self.embedder = embedder
+        self.results: dict[int, np.ndarray] = {}
+        self.error: BaseException | None = None
+        self.queue: queue.Queue = queue.Queue(maxsize=max_pending)
+        self.thread = threading.Thread(target=self._run, name="emi-face-embedder", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if self.error is not None:
+                continue  # drain after a failure
+            rows, crops = item
+            try:
+                embeddings = np.asarray(self.embedder(crops), np.float32)
+                if embeddings.shape[0] != len(rows):
+                    raise ValueError(f"the face embedder returned {embeddings.shape[0]} rows for {len(rows)} crops")
+                for row, embedding in zip(rows, embeddings):
+                    self.results[row] = embedding
+            except BaseException as error:  # re-raised in the calling thread by finish()
+                self.error = error
+
+    def submit(self, rows: list[int], crops: np.ndarray) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((rows, crops))
+
+    def finish(self, count: int) -> np.ndarray:
+        """Waits for every chunk; per-row embeddings ``[count, D]`` (zeros for rows without a face)."""
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        dim = next(iter(self.results.values())).shape[0] if self.results else int(getattr(self.embedder, "dim", 0))
+        out = np.zeros((count, dim), np.float32)
+        for row, embedding in self.results.items():
+            out[row] = embedding
+        return out
+
+    def cancel(self) -> None:
+        """Stops the thread after an error in the calling thread (no-op once finished)."""
+        if self.thread.is_alive():
+            self.error = self.error or RuntimeError("cancelled")
+            while True:  # make room for the sentinel
+                try:
+                    self.queue.put_nowait(None)
+                    break
+                except queue.Full:
+                    try:
+                        self.queue.get_nowait()
+                    except queue.Empty:
+                        pass
+            self.thread.join()
+
+
 class ClipPipeline:
     """The media path for one clip at a time, with the given :class:`ClipSettings`."""
 
@@ -245,7 +346,9 @@ class ClipPipeline:
 
     # -- main entry -----------------------------------------------------------------------------------------
     def process(self, video=None, audio=None, au_file=None, video_fps: float | None = None,
-                audio_sampling_rate: int | None = None, use_cache: bool = True, cache_dir=None) -> ClipData:
+                audio_sampling_rate: int | None = None, use_cache: bool = True, cache_dir=None,
+                face_embedder: Callable[[np.ndarray], np.ndarray] | None = None,
+                keep_crops: bool | None = None) -> ClipData:
         """Processes one clip.
 
         Args:
@@ -256,6 +359,14 @@ class ClipPipeline:
                 kHz). When given it replaces the video's own audio track.
             au_file: the OpenFace CSV of this clip (``au_backend="openface"``).
             use_cache / cache_dir: the clip cache (see module doc); only file inputs are cached.
+            face_embedder: optional ``crops uint8 [n, S, S, 3] -> float32 [n, D]`` (see
+                :func:`emi_hf.data.features.face_embedder`). It runs in a background thread on each chunk's new
+                face crops while the next chunk is decoded and tracked, once per source frame (frames repeated by
+                the frame-rate conversion are not embedded again), and fills ``ClipData.face_embeddings``. On a
+                cache hit it embeds the cached crops.
+            keep_crops: keep the face crops in ``ClipData.face_crops`` (default: True without a `face_embedder`,
+                False with one). Without them memory no longer grows with the clip's length (37 KB a frame);
+                the clip is then not written to the cache, which stores crops.
 
         Returns a :class:`ClipData`; ``metadata`` has ``path, fps, source_fps, timestamps, num_frames,
         face_fraction, audio_present, video_present, duration, face_boxes, au_names, au_backend, au_fraction,
@@ -273,6 +384,7 @@ class ClipPipeline:
             au_file = self.au_backend.find_csv(os.fspath(video))
         key = None
         cache_path = None
+        s = self.settings
         if use_cache and is_file and (audio is None or audio_is_file):
             probe_media(video)  # clear errors before hashing
             key = self.cache_key(video, au_file, audio)
@@ -281,12 +393,15 @@ class ClipPipeline:
                 try:
                     clip = ClipData.load(cache_path)
                     clip.metadata.update(path=os.fspath(video), cache_hit=True, cache_key=key)
+                    if face_embedder is not None:
+                        clip.face_embeddings = _embed_crops(face_embedder, clip, s.chunk_size)
                     return clip
                 except Exception as error:  # a damaged entry: recompute and overwrite
                     warnings.warn(f"ignoring unreadable cache entry {cache_path} ({error})", UserWarning, stacklevel=2)
-        clip = self._process(video, audio, au_file, video_fps, audio_sampling_rate)
+        keep_crops = face_embedder is None if keep_crops is None else bool(keep_crops)
+        clip = self._process(video, audio, au_file, video_fps, audio_sampling_rate, face_embedder, keep_crops)
         clip.metadata.update(cache_hit=False, cache_key=key)
-        if cache_path is not None:
+        if cache_path is not None and keep_crops:
             try:
                 clip.save(cache_path)
             except OSError as error:
@@ -294,7 +409,8 @@ class ClipPipeline:
                               UserWarning, stacklevel=2)
         return clip
 
-    def _process(self, video, audio, au_file, video_fps, audio_sampling_rate) -> ClipData:
+    def _process(self, video, audio, au_file, video_fps, audio_sampling_rate, face_embedder=None,
+                 keep_crops: bool = True) -> ClipData:
         s = self.settings
         started = time.perf_counter()
         notes: list[str] = []
@@ -325,7 +441,7 @@ class ClipPipeline:
             source_fps = None
             frames_iter = iter(())
 
-        visual = self._visual(frames_iter)
+        visual = self._visual(frames_iter, face_embedder, keep_crops)
         num_frames = len(visual["timestamps"])
         if media_info is not None:
             notes.extend(report.warnings)
@@ -403,7 +519,8 @@ class ClipPipeline:
         if media_info is not None:
             metadata["media"] = media_info.to_dict()
         return ClipData(face_crops=visual["crops"], au_intensities=au.astype(np.float32), frame_mask=frame_mask,
-                        timestamps=timestamps, face_boxes=boxes, waveform=waveform, metadata=metadata)
+                        timestamps=timestamps, face_boxes=boxes, waveform=waveform, metadata=metadata,
+                        face_embeddings=visual["embeddings"])
 
     # -- visual path ----------------------------------------------------------------------------------------
     def _chunks(self, frames: Iterator[SourceFrame]) -> Iterator[list[SourceFrame]]:
@@ -416,11 +533,16 @@ class ClipPipeline:
         if chunk:
             yield chunk
 
-    def _visual(self, frames: Iterator[SourceFrame]) -> dict:
-        """Runs faces, alignment and per-frame AU inputs over the clip's source frames, chunk by chunk."""
+    def _visual(self, frames: Iterator[SourceFrame], face_embedder=None, keep_crops: bool = True) -> dict:
+        """Runs faces, alignment and per-frame AU inputs over the clip's source frames, chunk by chunk (and the
+        face embedder, when given, in a background thread)."""
         s = self.settings
         started = time.perf_counter()
         size = s.face_size
+        worker = _EmbeddingWorker(face_embedder) if face_embedder is not None else None
+        chunk_crops: list[np.ndarray] = []
+        chunk_rows: list[int] = []
+        chunk_measures: list[tuple[np.ndarray, np.ndarray]] = []
         needs_mesh = True  # the mesh confirms faces, gives alignment points and the mediapipe AU geometry
         landmarker = FaceMeshLandmarker(refine=s.mesh_refine) if needs_mesh else None
         tracker = None
@@ -438,8 +560,11 @@ class ClipPipeline:
                         found = result.box is not None
                         faces.append(found)
                         boxes.append(result.box if found else np.full(4, np.nan))
-                        crops.append(align_face(frame.image, result.points, size) if found
-                                     else np.zeros((size, size, 3), np.uint8))
+                        if found:
+                            chunk_rows.append(len(faces) - 1)
+                            chunk_crops.append(align_face(frame.image, result.points, size))
+                        if keep_crops:
+                            crops.append(chunk_crops[-1] if found else np.zeros((size, size, 3), np.uint8))
                         meshes_raw.append(result.mesh)
                         track_ids.append(result.track_id if found else -1)
                 else:  # inputs are face crops already
@@ -449,8 +574,11 @@ class ClipPipeline:
                         faces.append(True)
                         track_ids.append(0)
                         boxes.append(np.array([0.0, 0.0, width, height]))
-                        crops.append(image if (height, width) == (size, size) else
-                                     cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA))
+                        chunk_rows.append(len(faces) - 1)
+                        chunk_crops.append(image if (height, width) == (size, size) else
+                                           cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA))
+                        if keep_crops:
+                            crops.append(chunk_crops[-1])
                         meshes_raw.append(landmarker.on_image(image) if mediapipe_au else None)
                 if pyfaceau:
                     for frame, found in zip(chunk, faces[-len(chunk):]):
@@ -460,20 +588,27 @@ class ClipPipeline:
                     times.append(frame.time)
                     indices.append(frame.index)
                     repeats.append(frame.repeat)
+                if worker is not None and chunk_rows:
+                    worker.submit(chunk_rows, np.stack(chunk_crops))
+                chunk_rows, chunk_crops = [], []
+                if mediapipe_au:  # the AU geometry of the chunk's meshes; the meshes (11 KB a frame) are dropped
+                    chunk_measures.append(self._measure_meshes(meshes_raw))
+                    meshes_raw = []
+            embedded = worker.finish(len(faces)) if worker is not None else None
         finally:
+            if worker is not None:
+                worker.cancel()
             if landmarker is not None:
                 landmarker.close()
+            if hasattr(frames, "close"):  # stops the decoding thread now, also when an error ends the loop early
+                frames.close()
         repeats_array = np.asarray(repeats, dtype=np.int64)
         n_au = len(s.au_names)
         measurements = np.full((len(repeats), n_au), np.nan, np.float32)
         au12 = np.full(len(repeats), np.nan, np.float32)
-        if mediapipe_au:
-            rows = [i for i, m in enumerate(meshes_raw) if m is not None]
-            if rows:
-                stacked = np.stack([meshes_raw[i][:468] for i in rows])
-                all_measures = MediaPipeAUBackend.measure_all(stacked)
-                measurements[rows] = np.stack([all_measures[name] for name in s.au_names], axis=1)
-                au12[rows] = all_measures["AU12"]
+        if mediapipe_au and chunk_measures:
+            measurements = np.concatenate([m for m, _ in chunk_measures])
+            au12 = np.concatenate([a for _, a in chunk_measures])
         elif pyfaceau and frame_au:
             measurements = np.stack(frame_au).astype(np.float32)
 
@@ -483,6 +618,8 @@ class ClipPipeline:
 
         return {
             "crops": expand(crops, np.uint8) if crops else np.zeros((0, size, size, 3), np.uint8),
+            "embeddings": (expand(embedded) if len(embedded) else np.zeros((0, 0), np.float32))
+            if embedded is not None else None,
             "face": expand(faces, bool) if faces else np.zeros(0, bool),
             "boxes": expand(boxes, np.float32) if boxes else np.zeros((0, 4), np.float32),
             "timestamps": expand(times, np.float64) if times else np.zeros(0, np.float64),
@@ -495,6 +632,19 @@ class ClipPipeline:
             "detector_runs": int(tracker.detections_run) if tracker is not None else 0,
             "seconds": time.perf_counter() - started,
         }
+
+    def _measure_meshes(self, meshes: list) -> tuple[np.ndarray, np.ndarray]:
+        """MediaPipe AU measurements ``[n, n_au]`` and the AU12 measurement ``[n]`` of a chunk's meshes (NaN rows
+        where the mesh is None)."""
+        names = self.settings.au_names
+        measurements = np.full((len(meshes), len(names)), np.nan, np.float32)
+        au12 = np.full(len(meshes), np.nan, np.float32)
+        rows = [i for i, m in enumerate(meshes) if m is not None]
+        if rows:
+            all_measures = MediaPipeAUBackend.measure_all(np.stack([meshes[i][:468] for i in rows]))
+            measurements[rows] = np.stack([all_measures[name] for name in names], axis=1)
+            au12[rows] = all_measures["AU12"]
+        return measurements, au12
 
     def _au_values(self, visual: dict, path: str | None, au_file) -> np.ndarray:
         """AU intensities [T, n_au] with NaN where unavailable (before fill_missing)."""
