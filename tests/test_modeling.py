@@ -355,3 +355,56 @@ def test_inference_backbone_folds_batchnorm_and_follows_weight_changes():
     model.config.freeze_backbone = False
     model.train()
     assert model._inference_backbone() is model.backbone
+
+
+@pytest.mark.parametrize("norm", ["group", "layer"])
+def test_chunked_conv_feature_encoder_is_exact(norm, monkeypatch):
+    """The speech encoder's conv feature encoder run chunk by chunk (two passes for wav2vec2-base's whole-input
+    GroupNorm) equals running it at once, padding included; so does the audio model's output."""
+    import emi_hf.modeling_emi as modeling
+    from emi_hf.modeling_emi import _chunked_conv_features
+
+    config = tiny_audio_config(speech_encoder_config={**TINY_WAV2VEC2, "feat_extract_norm": norm})
+    model = EmiAudioModel(config).eval()
+    encoder = model.backbone.feature_extractor
+    with torch.no_grad():
+        for module in encoder.modules():
+            if isinstance(module, (nn.GroupNorm, nn.LayerNorm)):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0, 0.2)
+    waveforms = torch.randn(2, 16000 * 3) * torch.tensor([[1.0], [0.2]]) + 0.05
+    waveforms[1, 16000 * 2 :] = 0.0  # a padded clip
+    mask = torch.ones_like(waveforms, dtype=torch.long)
+    mask[1, 16000 * 2 :] = 0
+    with torch.no_grad():
+        whole = type(encoder).forward(encoder, waveforms)
+        chunked = _chunked_conv_features(encoder, waveforms, 37)
+        assert chunked is not None and chunked.shape == whole.shape
+        torch.testing.assert_close(chunked, whole, atol=2e-5, rtol=1e-4)
+        assert _chunked_conv_features(encoder, waveforms[:, :400], 37) is None  # one chunk: the plain path
+        features, frame_mask = model.embed_audio(waveforms, mask)  # 2,400 frames: chunked (default 250)
+        assert "forward" in encoder.__dict__  # an instance attribute: the state dict is unchanged
+        assert set(model.state_dict()) == set(EmiAudioModel(config).state_dict())
+        monkeypatch.setattr(modeling, "CONV_FEATURE_CHUNK_FRAMES", 10**9)  # never chunk
+        plain, plain_mask = model.embed_audio(waveforms, mask)
+    torch.testing.assert_close(features, plain, atol=1e-4, rtol=1e-4)
+    assert torch.equal(frame_mask, plain_mask)
+
+
+def test_bfloat16_backbone_precision_is_close_and_float32_out():
+    visual = EmiVisualModel(tiny_visual_config()).eval()
+    audio = EmiAudioModel(tiny_audio_config()).eval()
+    pixels = torch.randn(4, 3, 112, 112)
+    waveforms = torch.randn(1, 16000)
+    with torch.no_grad():
+        faces32 = visual.embed_faces(pixels)
+        audio32, _ = audio.embed_audio(waveforms)
+        visual.config.backbone_precision = "bfloat16"
+        audio.config.backbone_precision = "bfloat16"
+        faces16 = visual.embed_faces(pixels)
+        audio16, _ = audio.embed_audio(waveforms)
+    for low, high in ((faces16, faces32), (audio16, audio32)):
+        assert low.dtype == torch.float32 and not torch.equal(low, high)
+        assert ((low - high).norm() / high.norm()).item() < 0.05
+    with pytest.raises(ValueError, match="backbone_precision"):
+        tiny_visual_config(backbone_precision="int8")

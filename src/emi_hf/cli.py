@@ -48,7 +48,14 @@ def cmd_extract(args) -> int:
     visual, visual_note = build_visual_base(args.visual_backbone, au_names=processor.au_names,
                                             allow_random=args.allow_random_backbones)
     audio, audio_note = build_audio_base(args.speech_encoder, allow_random=args.allow_random_backbones)
-    print(f"[emi-hf extract] {visual_note}\n[emi-hf extract] {audio_note}")
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    for model in (visual, audio):
+        model.config.backbone_precision = args.backbone_precision
+        model.to(device)
+    print(f"[emi-hf extract] {visual_note}\n[emi-hf extract] {audio_note}\n"
+          f"[emi-hf extract] backbones on {device}, {args.backbone_precision}")
     report = run_extraction(records, args.output, processor, visual, audio, progress=not args.no_progress)
     if report:
         print(json.dumps(report["splits"], indent=2))
@@ -153,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speech-encoder", default="facebook/wav2vec2-base", help="Hub id | folder | random")
     p.add_argument("--allow-random-backbones", action="store_true",
                    help="fall back to random backbones when pretrained weights are unavailable (smoke tests only)")
+    p.add_argument("--backbone-precision", default="float32", choices=("float32", "bfloat16"),
+                   help="bfloat16: about 2x faster backbones on CPUs with AVX512-BF16/AMX and recent GPUs; "
+                        "features differ from float32 ones by 0.5-1.5%% relative (recorded with the features)")
+    p.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda when available, else cpu)")
     p.add_argument("--no-progress", action="store_true")
     _add_processor_args(p)
     p.set_defaults(func=cmd_extract)

@@ -53,6 +53,14 @@ class _EmiTemporalConfigMixin:
         self.problem_type = "regression"
 
 
+BACKBONE_PRECISIONS = ("float32", "bfloat16")
+
+
+def _check_precision(value: str) -> None:
+    if value not in BACKBONE_PRECISIONS:
+        raise ValueError(f"backbone_precision must be one of {BACKBONE_PRECISIONS}, got {value!r}.")
+
+
 class EmiVisualConfig(_EmiTemporalConfigMixin, PreTrainedConfig):
     r"""
     Configuration of [`EmiVisualModel`]: per-frame ResNet18 face embeddings and AU intensities, each projected to
@@ -66,6 +74,9 @@ class EmiVisualConfig(_EmiTemporalConfigMixin, PreTrainedConfig):
         backbone (`str`, defaults to `"resnet18"`): torchvision architecture of the face backbone.
         freeze_backbone (`bool`, defaults to `True`): keep the face backbone frozen (eval mode, no gradients).
         backbone_chunk_size (`int`, defaults to 32): face crops per backbone call when running from pixels.
+        backbone_precision (`str`, defaults to `"float32"`): `"bfloat16"` runs the frozen backbone under bfloat16
+            autocast (about 2x faster on CPUs with AVX512-BF16/AMX and on recent GPUs; the embeddings differ from
+            float32 ones by about 0.5% relative). Features cached with one precision should be used with it.
         hidden_size (`int`): width of the temporal model.
         tcn_kernel_size (`int`): kernel of the dilated 1-D convolutions (odd).
         tcn_dilations (`list[int]`): one residual TCN block per dilation.
@@ -88,6 +99,7 @@ class EmiVisualConfig(_EmiTemporalConfigMixin, PreTrainedConfig):
     backbone: str = "resnet18"
     freeze_backbone: bool = True
     backbone_chunk_size: int = 32
+    backbone_precision: str = "float32"
     hidden_size: int = 128
     tcn_kernel_size: int = 3
     tcn_dilations: list[int] | tuple[int, ...] = (1, 2, 4)
@@ -108,6 +120,7 @@ class EmiVisualConfig(_EmiTemporalConfigMixin, PreTrainedConfig):
         super().__post_init__(**kwargs)
         if self.backbone != "resnet18":
             raise ValueError(f"Only the 'resnet18' face backbone is implemented, got {self.backbone!r}.")
+        _check_precision(self.backbone_precision)
         self._validate_temporal()
 
     @property
@@ -128,6 +141,9 @@ class EmiAudioConfig(_EmiTemporalConfigMixin, PreTrainedConfig):
         freeze_backbone (`bool`, defaults to `True`): keep the speech encoder frozen (eval mode, no gradients).
         encoder_window_s (`float`, defaults to 30.0): longer waveforms are encoded in consecutive windows of this
             many seconds, so memory stays bounded (self-attention over a whole long recording is quadratic).
+        backbone_precision (`str`, defaults to `"float32"`): `"bfloat16"` runs the frozen speech encoder under
+            bfloat16 autocast (about 2x faster on CPUs with AVX512-BF16/AMX and on recent GPUs; the frames differ
+            from float32 ones by about 1.5% relative).
         The temporal fields are those of [`EmiVisualConfig`].
     """
 
@@ -143,6 +159,7 @@ class EmiAudioConfig(_EmiTemporalConfigMixin, PreTrainedConfig):
     sampling_rate: int = 16000
     freeze_backbone: bool = True
     encoder_window_s: float = 30.0
+    backbone_precision: str = "float32"
     hidden_size: int = 128
     tcn_kernel_size: int = 3
     tcn_dilations: list[int] | tuple[int, ...] = (1, 2, 4)
@@ -165,6 +182,7 @@ class EmiAudioConfig(_EmiTemporalConfigMixin, PreTrainedConfig):
                 f"audio_feature_dim ({self.audio_feature_dim}) must equal the speech encoder's hidden_size "
                 f"({encoder_width})."
             )
+        _check_precision(self.backbone_precision)
         self._validate_temporal()
 
 

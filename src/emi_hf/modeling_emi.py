@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import types
 from dataclasses import dataclass
 
 import torch
@@ -303,6 +304,111 @@ def build_resnet18_trunk() -> nn.Module:
     return trunk
 
 
+def _backbone_autocast(config, device: torch.device):
+    """bfloat16 autocast for a frozen backbone when `config.backbone_precision == "bfloat16"` (else a no-op)."""
+    enabled = getattr(config, "backbone_precision", "float32") == "bfloat16"
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+CONV_FEATURE_CHUNK_FRAMES = 250  # output frames (5 s at 50 Hz) per chunk of the chunked conv feature encoder
+
+
+def _conv_feature_geometry(layers) -> tuple[list[int], list[int]] | None:
+    kernels, strides = [], []
+    for layer in layers:
+        conv = getattr(layer, "conv", None)
+        if not isinstance(conv, nn.Conv1d) or conv.padding not in ((0,), 0) or conv.dilation != (1,) or conv.groups != 1:
+            return None
+        kernels.append(conv.kernel_size[0])
+        strides.append(conv.stride[0])
+    return kernels, strides
+
+
+def _chunked_conv_features(encoder, input_values: torch.Tensor, chunk_frames: int) -> torch.Tensor | None:
+    """
+    The output of a wav2vec2-style conv feature encoder (`encoder.conv_layers`, unpadded strided convolutions),
+    computed `chunk_frames` output frames at a time, so its activations never exist for a whole window (a 30 s
+    window's first layer alone is 512 x 96,000 floats, 197 MB, and three such tensors were alive at once).
+
+    Exact: an output frame depends only on its receptive field, and the one non-local operation, wav2vec2-base's
+    GroupNorm with one group per channel on the first layer (statistics over the whole input), is done in two
+    passes: per-channel mean and variance of the first convolution over all chunks (float64 sums), then the
+    normalisation with those statistics. `None` when the encoder has another shape (the caller runs it as is).
+    """
+    layers = list(encoder.conv_layers)
+    geometry = _conv_feature_geometry(layers)
+    if geometry is None:
+        return None
+    kernels, strides = geometry
+    first_norm = getattr(layers[0], "layer_norm", None)
+    global_norm = isinstance(first_norm, nn.GroupNorm)
+    if global_norm and first_norm.num_groups != first_norm.num_channels:
+        return None
+    if any(isinstance(m, nn.GroupNorm) for layer in layers[1:] for m in layer.modules()):
+        return None
+    receptive, total_stride = 1, 1
+    for kernel, stride in zip(reversed(kernels), reversed(strides)):
+        receptive = (receptive - 1) * stride + kernel
+    for stride in strides:
+        total_stride *= stride
+    samples = input_values.shape[1]
+    out_len = samples
+    for kernel, stride in zip(kernels, strides):
+        out_len = (out_len - kernel) // stride + 1
+    if out_len <= chunk_frames:
+        return None  # one chunk: the plain path is the same
+    if global_norm:
+        conv0 = layers[0].conv
+        first_len = (samples - kernels[0]) // strides[0] + 1
+        step = chunk_frames * total_stride // strides[0]
+        count = 0
+        mean = input_values.new_zeros(input_values.shape[0], conv0.out_channels, dtype=torch.float64)
+        m2 = torch.zeros_like(mean)  # sum of squared deviations, combined over chunks (Chan et al.)
+        for a in range(0, first_len, step):
+            b = min(first_len, a + step)
+            y = conv0(input_values[:, None, a * strides[0] : (b - 1) * strides[0] + kernels[0]])
+            chunk_var, chunk_mean = torch.var_mean(y, dim=-1, correction=0)
+            n = b - a
+            delta = chunk_mean.double() - mean
+            mean += delta * (n / (count + n))
+            m2 += chunk_var.double() * n + delta.square() * (count * n / (count + n))
+            count += n
+        var = m2 / count
+        scale = first_norm.weight.double() / torch.sqrt(var + first_norm.eps)
+        shift = first_norm.bias.double() - mean * scale
+        scale, shift = scale.to(input_values.dtype)[..., None], shift.to(input_values.dtype)[..., None]
+    outputs = []
+    for a in range(0, out_len, chunk_frames):
+        b = min(out_len, a + chunk_frames)
+        hidden = input_values[:, None, a * total_stride : (b - 1) * total_stride + receptive]
+        for i, layer in enumerate(layers):
+            if i == 0 and global_norm:
+                hidden = layer.activation(layer.conv(hidden).mul_(scale).add_(shift))
+            else:
+                hidden = layer(hidden)
+        outputs.append(hidden)
+    return torch.cat(outputs, dim=-1)
+
+
+def _install_chunked_feature_encoder(encoder: nn.Module | None) -> None:
+    """Makes a speech encoder's conv feature encoder run chunk by chunk (`_chunked_conv_features`) whenever no
+    gradient is needed; with gradients (fine-tuning) or an unsupported shape it runs as written. Installed once per
+    encoder instance as an instance attribute, so the state dict and checkpoints are unchanged."""
+    if encoder is None or "forward" in encoder.__dict__ or not hasattr(encoder, "conv_layers"):
+        return
+    original = type(encoder).forward
+
+    def forward(self, input_values):
+        if not (torch.is_grad_enabled() and self.training) and not (
+                torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())):
+            chunked = _chunked_conv_features(self, input_values, CONV_FEATURE_CHUNK_FRAMES)
+            if chunked is not None:
+                return chunked
+        return original(self, input_values)
+
+    encoder.forward = types.MethodType(forward, encoder)
+
+
 def _fold_resnet_batchnorm(backbone: nn.Module) -> nn.Module:
     """An eval-mode copy of a torchvision ResNet with every BatchNorm folded into the convolution before it
     (``conv1/bn1``, ``conv2/bn2`` of each block, ``downsample[0]/[1]``); other modules are returned as they are.
@@ -503,10 +609,11 @@ class EmiVisualModel(_TemporalRegressor):
     def embed_faces(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Face embeddings of crops `[N, 3, H, W]` -> `[N, visual_feature_dim]`, in chunks of `backbone_chunk_size`."""
         chunks = pixel_values.split(self.config.backbone_chunk_size)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbone):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbone), \
+                _backbone_autocast(self.config, pixel_values.device):
             backbone = self._inference_backbone()
             embeddings = [
-                backbone(chunk.contiguous(memory_format=torch.channels_last)) for chunk in chunks
+                backbone(chunk.contiguous(memory_format=torch.channels_last)).float() for chunk in chunks
             ]
         if not embeddings:
             return pixel_values.new_zeros(0, self.config.visual_feature_dim)
@@ -657,10 +764,12 @@ class EmiAudioModel(_TemporalRegressor):
         # attention mask; layer-norm ones (large, WavLM, HuBERT-large) take it.
         pass_mask = getattr(self.backbone.config, "feat_extract_norm", "layer") == "layer"
         input_values = input_values * attention_mask.to(input_values.dtype)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbone):
+        _install_chunked_feature_encoder(getattr(self.backbone, "feature_extractor", None))
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbone), \
+                _backbone_autocast(self.config, input_values.device):
             hidden = self.backbone(
                 input_values, attention_mask=attention_mask if pass_mask else None
-            ).last_hidden_state
+            ).last_hidden_state.float()
         frame_mask = self.backbone._get_feature_vector_attention_mask(hidden.shape[1], attention_mask).bool()
         # A clip without audio (mask all 0) has a negative output length there, which marks a stray frame.
         frame_mask &= attention_mask.bool().any(dim=1, keepdim=True)

@@ -161,7 +161,8 @@ class EmiProcessor(ProcessorMixin):
         openface_match (`str`, defaults to `"timestamp"`): match OpenFace rows by `"timestamp"` or `"frame"`.
         audio_peak_db (`float` or `None`, defaults to -3.0): peak normalisation of the waveform (the paper's).
         max_frames / max_duration (*optional*): process at most this many frames / seconds of each clip.
-        chunk_size (`int`, defaults to 64): frames handled together (memory / batching; results do not depend on it).
+        chunk_size (`int`, defaults to 32): frames handled together (batching; memory holds about twice this many
+            decoded frames; results do not depend on it).
         use_cache (`bool`, defaults to `True`): re-use results of files processed before with the same settings.
         clip_cache_dir (`str`, *optional*): the cache folder (default `$EMI_HF_CACHE` or `~/.cache/emi_hf/clips`);
             not saved with the processor.
@@ -188,7 +189,7 @@ class EmiProcessor(ProcessorMixin):
         audio_peak_db: float | None = -3.0,
         max_frames: int | None = None,
         max_duration: float | None = None,
-        chunk_size: int = 64,
+        chunk_size: int = 32,
         use_cache: bool = True,
         clip_cache_dir: str | os.PathLike | None = None,
         openface_dir: str | os.PathLike | None = None,

@@ -251,10 +251,13 @@ def run_extraction(
 
 
 def backbone_fingerprint(model) -> str:
-    """sha256 of a model's backbone weights (identifies the features it makes)."""
+    """sha256 of a model's backbone weights and precision (identifies the features it makes)."""
     import hashlib
 
     digest = hashlib.sha256()
+    precision = getattr(model.config, "backbone_precision", "float32")
+    if precision != "float32":  # float32 fingerprints stay what they were before the option existed
+        digest.update(f"precision={precision}".encode())
     for name, tensor in sorted(model.backbone.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())

@@ -81,7 +81,7 @@ class ClipSettings:
     audio_peak_db: float | None = -3.0
     max_frames: int | None = None
     max_duration: float | None = None
-    chunk_size: int = 64  # does not change results
+    chunk_size: int = 32  # does not change results
 
     def __post_init__(self):
         object.__setattr__(self, "au_names", tuple(self.au_names))
