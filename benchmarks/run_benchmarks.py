@@ -66,6 +66,13 @@ def device_name() -> str:
     return f"cpu: {cpu}, {os.cpu_count()} cores"
 
 
+def _device() -> str:
+    """The benchmark's device: the first GPU when there is one, else the CPU (as `emi-hf extract` / `predict`)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def source_frames(path: Path) -> tuple[int, float]:
     from emi_hf.media.decoding import probe_media
 
@@ -98,10 +105,11 @@ def reference_visual(path: Path, max_frames: int | None = None) -> dict:
     from emi_hf.media.alignment import align_face
     from emi_hf.modeling_emi import build_resnet18_trunk
 
-    mtcnn = MTCNN(keep_all=True, device="cpu")
-    resnet = build_resnet18_trunk().eval()
-    mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
-    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    device = _device()
+    mtcnn = MTCNN(keep_all=True, device=device)
+    resnet = build_resnet18_trunk().eval().to(device)
+    mean = torch.tensor([0.485, 0.456, 0.406], device=device)[:, None, None]
+    std = torch.tensor([0.229, 0.224, 0.225], device=device)[:, None, None]
     frames = with_face = 0
     began = time.perf_counter()
     with av.open(str(path)) as container, torch.inference_mode():
@@ -112,7 +120,7 @@ def reference_visual(path: Path, max_frames: int | None = None) -> dict:
             if boxes is not None and len(boxes):
                 largest = int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
                 crop = align_face(image, points[largest], 112)
-                x = (torch.from_numpy(crop).permute(2, 0, 1).float() / 255 - mean) / std
+                x = (torch.from_numpy(crop).to(device).permute(2, 0, 1).float() / 255 - mean) / std
                 resnet(x[None])
                 with_face += 1
             if max_frames and frames >= max_frames:
@@ -125,7 +133,7 @@ def bench_visual(media: Path, long_clip: Path | None, quick: bool) -> None:
     from emi_hf.pretrained import build_visual_base
 
     visual_model, _ = build_visual_base("random")
-    visual_model.eval()
+    visual_model.eval().to(_device())
     wolf = media / "WolfgangLanger_Pexels.mp4"
     n_src, duration = source_frames(wolf)
     source_fps = n_src / duration
@@ -170,7 +178,7 @@ def bench_audio(media: Path, long_clip: Path | None) -> None:
     from emi_hf.data.features import embed_waveform
     from emi_hf.media.decoding import decode_audio
 
-    model = EmiAudioModel(EmiAudioConfig()).eval()
+    model = EmiAudioModel(EmiAudioConfig()).eval().to(_device())
     processor = EmiProcessor()
     inputs = [media / "debate_5s.mp4"] + ([long_clip] if long_clip is not None else [])
     warm = np.random.default_rng(0).normal(size=16000 * 30).astype(np.float32)  # a full 30 s window

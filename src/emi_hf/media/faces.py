@@ -158,14 +158,17 @@ class MTCNNDetector(FaceDetector):
     batched = True
 
     def __init__(self, max_side: int | None = 320, min_score: float | None = None, min_face_size: int = 20,
-                 thresholds: Sequence[float] = (0.6, 0.7, 0.7), batch_size: int = 16, device: str = "cpu"):
+                 thresholds: Sequence[float] = (0.6, 0.7, 0.7), batch_size: int = 16, device: str | None = None):
         super().__init__(max_side=max_side, min_score=min_score)
         try:
             from facenet_pytorch import MTCNN
         except ImportError as error:  # pragma: no cover - a declared dependency
             raise ImportError("face_detector='mtcnn' needs facenet-pytorch==2.5.3 (`pip install "
                               "facenet-pytorch==2.5.3`), or use face_detector='mediapipe'.") from error
+        import torch
+
         self.batch_size = int(batch_size)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")  # the first GPU when there is one
         self.mtcnn = MTCNN(keep_all=True, min_face_size=int(min_face_size), thresholds=list(thresholds),
                            post_process=False, device=device)
         self.mtcnn.eval()
