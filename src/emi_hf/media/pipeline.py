@@ -1,8 +1,10 @@
 """One clip in, numpy results out: decode -> faces -> alignment -> AUs, plus audio; with a clip-level cache.
 
 :class:`ClipPipeline` runs the whole path for one clip and returns a :class:`ClipData`; the processor batches
-them into tensors. Frames are handled in chunks of ``chunk_size`` (decoded in a background thread), so memory holds
-the 112x112 crops of the clip (37 KB a frame) but never more than a few full frames.
+them into tensors. Frames are handled in chunks of ``chunk_size`` (decoded in a background thread), so memory never
+holds more than about two chunks of full frames. By default the 112x112 crops of the clip are kept (37 KB a frame);
+with a ``face_embedder`` they are embedded in a second background thread chunk by chunk and not kept, so memory
+does not grow with the clip's length beyond its per-frame outputs.
 
 The cache
 ---------
