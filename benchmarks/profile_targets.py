@@ -127,8 +127,6 @@ def profile_predict(media: Path) -> None:
     from long_clip import build_long_clip, cut_clip
     from pyinstrument import Profiler
 
-    import torch
-
     from emi_hf import EmiAudioConfig, EmiFusionConfig, EmiFusionModel, EmiProcessor, EmiVisualConfig
     from emi_hf.inference import load_for_inference, predict_clips
 
@@ -148,7 +146,6 @@ def profile_predict(media: Path) -> None:
         predict_clips(model, processor, [str(clip)])
         profiler.stop()
         done = time.perf_counter()
-    del torch
     (OUT / "predict_10s.txt").write_text(
         _header(f"predict, 10 s clip, mediapipe, in-process after imports: load {loaded - began:.2f} s, "
                 f"predict {done - loaded:.2f} s") + profiler.output_text(unicode=False, color=False))

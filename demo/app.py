@@ -304,18 +304,13 @@ class EmiDemo:
     def model_type(self) -> str | None:
         return self.model.config.model_type if self.ready else None
 
-    def _embedder(self):
-        from emi_hf.data.features import FaceEmbedder
-
-        visual = getattr(self.model, "visual", self.model if hasattr(self.model, "embed_faces") else None)
-        return FaceEmbedder(self.processor, visual) if visual is not None else None
-
     def analyse(self, video_path: str | None) -> Analysis:
         if not self.ready:
             raise refuse((self.load_error or "No model loaded.").replace("`", "'"))
         info = check_video(video_path, self.max_file_mb, self.max_duration_s)
         import torch
 
+        from emi_hf.data.features import FaceEmbedder
         from emi_hf.media.errors import EmiInputError
 
         names = [self.model.config.id2label[i] for i in range(len(self.model.config.id2label))]
@@ -325,8 +320,9 @@ class EmiDemo:
             try:
                 # use_cache=False: nothing derived from an upload is kept on disk. The face backbone runs in the
                 # processor's background thread; the crops are kept for the gallery (clips are short here).
-                clip = self.processor.process_clip(video_path, use_cache=False, face_embedder=self._embedder(),
-                                                   keep_crops=True)
+                clip = self.processor.process_clip(
+                    video_path, use_cache=False, face_embedder=FaceEmbedder.for_model(self.processor, self.model),
+                    keep_crops=True)
             except EmiInputError as error:
                 raise refuse(f"'{Path(video_path).name}' could not be processed: {error.problem} "
                              f"{error.hint or ''}".strip()) from error

@@ -45,8 +45,7 @@ def predict_clips(model, processor, videos, batch_size: int = 1) -> list[dict]:
     videos = [videos] if isinstance(videos, (str, os.PathLike)) else list(videos)
     names = list(model.config.id2label[i] for i in range(len(model.config.id2label)))
     device = next(model.parameters()).device
-    visual_model = getattr(model, "visual", model if hasattr(model, "embed_faces") else None)
-    embedder = FaceEmbedder(processor, visual_model) if visual_model is not None else None
+    embedder = FaceEmbedder.for_model(processor, model)
     results = []
     for start in range(0, len(videos), batch_size):
         chunk = [str(v) for v in videos[start : start + batch_size]]

@@ -332,8 +332,8 @@ def _chunked_conv_features(encoder, input_values: torch.Tensor, chunk_frames: in
 
     Exact: an output frame depends only on its receptive field, and the one non-local operation, wav2vec2-base's
     GroupNorm with one group per channel on the first layer (statistics over the whole input), is done in two
-    passes: per-channel mean and variance of the first convolution over all chunks (float64 sums), then the
-    normalisation with those statistics. `None` when the encoder has another shape (the caller runs it as is).
+    passes: per-channel mean and variance of the first convolution, per chunk and combined over the chunks in
+    float64, then the normalisation with those statistics. `None` when the encoder has another shape (the caller runs it as is).
     """
     layers = list(encoder.conv_layers)
     geometry = _conv_feature_geometry(layers)
@@ -399,8 +399,7 @@ def _install_chunked_feature_encoder(encoder: nn.Module | None) -> None:
     original = type(encoder).forward
 
     def forward(self, input_values):
-        if not (torch.is_grad_enabled() and self.training) and not (
-                torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())):
+        if not torch.is_grad_enabled() or not (self.training or any(p.requires_grad for p in self.parameters())):
             chunked = _chunked_conv_features(self, input_values, CONV_FEATURE_CHUNK_FRAMES)
             if chunked is not None:
                 return chunked

@@ -65,29 +65,11 @@ class ClipFeatures:
 
 
 def embed_clip_faces(processor, visual_model, clip, chunk_size: int = 128) -> np.ndarray:
-    """Face embeddings `[T, 512]` of a ClipData's valid frames (zeros elsewhere), `chunk_size` crops at a time, so
-    float pixels for a whole clip never exist."""
-    import torch
+    """Face embeddings `[T, 512]` of a ClipData's kept crops, valid frames only (zeros elsewhere), `chunk_size` crops
+    at a time, so float pixels for a whole clip never exist; a repeated crop is embedded once (`embed_kept_crops`)."""
+    from ..media.pipeline import embed_kept_crops
 
-    visual = np.zeros((clip.num_frames, visual_model.config.visual_feature_dim), np.float32)
-    mask = clip.frame_mask.astype(bool)
-    # A crop equal to the previous frame's (a source frame repeated by frame-rate conversion) is embedded once.
-    repeat = np.zeros_like(mask)
-    crops = clip.face_crops.reshape(len(mask), -1)
-    for start in range(1, len(mask), chunk_size):  # in chunks: a whole-clip comparison would double the crops' memory
-        stop = min(start + chunk_size, len(mask))
-        repeat[start:stop] = (crops[start:stop] == crops[start - 1 : stop - 1]).all(1)
-    repeat &= mask & np.roll(mask, 1)
-    distinct = np.flatnonzero(mask & ~repeat)
-    device = next(visual_model.parameters()).device
-    with torch.inference_mode():
-        for start in range(0, len(distinct), chunk_size):
-            index = distinct[start : start + chunk_size]
-            pixels = processor.video_processor(videos=[clip.face_crops[index]], return_tensors="pt")["pixel_values"][0]
-            visual[index] = visual_model.embed_faces(pixels.float().to(device)).float().cpu().numpy()
-    source = np.maximum.accumulate(np.where(mask & ~repeat, np.arange(len(mask)), 0)) if len(mask) else mask
-    visual[repeat] = visual[source[repeat]]
-    return visual
+    return embed_kept_crops(FaceEmbedder(processor, visual_model), clip.face_crops, clip.frame_mask, chunk_size)
 
 
 class FaceEmbedder:
@@ -99,6 +81,12 @@ class FaceEmbedder:
         self.processor = processor
         self.visual_model = visual_model
         self.dim = int(visual_model.config.visual_feature_dim)
+
+    @classmethod
+    def for_model(cls, processor, model) -> FaceEmbedder | None:
+        """The embedder of a visual or fusion model's face backbone; None for an audio model (no faces to embed)."""
+        visual = getattr(model, "visual", model if hasattr(model, "embed_faces") else None)
+        return cls(processor, visual) if visual is not None else None
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
         import torch

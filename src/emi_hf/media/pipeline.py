@@ -44,7 +44,8 @@ from .decoding import SourceFrame, _DecodeReport, decode_audio, iter_video_frame
 from .errors import EmiInputError
 from .faces import FaceMeshLandmarker, SubjectTracker, build_face_detector
 
-__all__ = ["CACHE_VERSION", "ClipSettings", "ClipData", "ClipPipeline", "default_cache_dir", "file_sha256"]
+__all__ = ["CACHE_VERSION", "ClipSettings", "ClipData", "ClipPipeline", "default_cache_dir", "embed_kept_crops",
+           "file_sha256"]
 
 CACHE_VERSION = 1
 
@@ -217,32 +218,30 @@ def _resample_array_frames(times: np.ndarray, target_fps: float | None, max_fram
     return pairs
 
 
-def _embed_crops(embedder, clip: ClipData, chunk_size: int) -> np.ndarray:
-    """Embeddings ``[T, D]`` of a clip's kept crops (face frames only; a crop equal to the previous frame's is
-    embedded once)."""
-    mask = clip.frame_mask.astype(bool)
-    crops = clip.face_crops
-    distinct = []
-    for t in np.flatnonzero(mask):
-        if not (t and mask[t - 1] and np.array_equal(crops[t], crops[t - 1])):
-            distinct.append(t)
-    dim = int(getattr(embedder, "dim", 0))
-    values: dict[int, np.ndarray] = {}
+def embed_kept_crops(embedder: Callable[[np.ndarray], np.ndarray], face_crops: np.ndarray, frame_mask: np.ndarray,
+                     chunk_size: int = 128) -> np.ndarray:
+    """Embeddings ``[T, D]`` of a clip's kept crops: face frames only (zeros elsewhere), `chunk_size` crops per
+    embedder call. A crop equal to the previous frame's (a source frame repeated by the frame-rate conversion) is
+    embedded once. `D` comes from the embedder's output, or its ``dim`` attribute when no frame has a face."""
+    mask = np.asarray(frame_mask).astype(bool)
+    repeat = np.zeros_like(mask)
+    flat = face_crops.reshape(len(mask), -1)
+    for start in range(1, len(mask), chunk_size):  # in chunks: a whole-clip comparison would double the crops' memory
+        stop = min(start + chunk_size, len(mask))
+        repeat[start:stop] = (flat[start:stop] == flat[start - 1 : stop - 1]).all(1)
+    repeat &= mask & np.roll(mask, 1)
+    distinct = np.flatnonzero(mask & ~repeat)
+    out = None
     for start in range(0, len(distinct), chunk_size):
-        rows = distinct[start:start + chunk_size]
-        for row, embedding in zip(rows, np.asarray(embedder(crops[rows]), np.float32)):
-            values[row] = embedding
-    dim = next(iter(values.values())).shape[0] if values else dim
-    out = np.zeros((clip.num_frames, dim), np.float32)
-    last = None
-    for t in range(clip.num_frames):
-        if t in values:
-            last = values[t]
-            out[t] = last
-        elif mask[t] and last is not None:  # a repeat of the previous frame's crop
-            out[t] = last
-        elif not mask[t]:
-            last = None
+        index = distinct[start : start + chunk_size]
+        embeddings = np.asarray(embedder(face_crops[index]), np.float32)
+        if out is None:
+            out = np.zeros((len(mask), embeddings.shape[1]), np.float32)
+        out[index] = embeddings
+    if out is None:
+        return np.zeros((len(mask), int(getattr(embedder, "dim", 0))), np.float32)
+    source = np.maximum.accumulate(np.where(mask & ~repeat, np.arange(len(mask)), 0))
+    out[repeat] = out[source[repeat]]
     return out
 
 
@@ -362,7 +361,7 @@ class ClipPipeline:
             au_file: the OpenFace CSV of this clip (``au_backend="openface"``).
             use_cache / cache_dir: the clip cache (see module doc); only file inputs are cached.
             face_embedder: optional ``crops uint8 [n, S, S, 3] -> float32 [n, D]`` (see
-                :func:`emi_hf.data.features.face_embedder`). It runs in a background thread on each chunk's new
+                :class:`emi_hf.data.features.FaceEmbedder`). It runs in a background thread on each chunk's new
                 face crops while the next chunk is decoded and tracked, once per source frame (frames repeated by
                 the frame-rate conversion are not embedded again), and fills ``ClipData.face_embeddings``. On a
                 cache hit it embeds the cached crops.
@@ -386,7 +385,6 @@ class ClipPipeline:
             au_file = self.au_backend.find_csv(os.fspath(video))
         key = None
         cache_path = None
-        s = self.settings
         if use_cache and is_file and (audio is None or audio_is_file):
             probe_media(video)  # clear errors before hashing
             key = self.cache_key(video, au_file, audio)
@@ -396,7 +394,8 @@ class ClipPipeline:
                     clip = ClipData.load(cache_path)
                     clip.metadata.update(path=os.fspath(video), cache_hit=True, cache_key=key)
                     if face_embedder is not None:
-                        clip.face_embeddings = _embed_crops(face_embedder, clip, s.chunk_size)
+                        clip.face_embeddings = embed_kept_crops(face_embedder, clip.face_crops, clip.frame_mask,
+                                                                self.settings.chunk_size)
                     return clip
                 except Exception as error:  # a damaged entry: recompute and overwrite
                     warnings.warn(f"ignoring unreadable cache entry {cache_path} ({error})", UserWarning, stacklevel=2)
@@ -620,8 +619,7 @@ class ClipPipeline:
 
         return {
             "crops": expand(crops, np.uint8) if crops else np.zeros((0, size, size, 3), np.uint8),
-            "embeddings": (expand(embedded) if len(embedded) else np.zeros((0, 0), np.float32))
-            if embedded is not None else None,
+            "embeddings": expand(embedded) if embedded is not None else None,
             "face": expand(faces, bool) if faces else np.zeros(0, bool),
             "boxes": expand(boxes, np.float32) if boxes else np.zeros((0, 4), np.float32),
             "timestamps": expand(times, np.float64) if times else np.zeros(0, np.float64),
