@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_demo import LoopbackOnly, launched, load_app, save_tiny_checkpoint  # noqa: E402
+from helpers import LoopbackOnly, launched, load_app, save_tiny_checkpoint  # noqa: E402
 
 pytestmark = pytest.mark.browser
 

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import tiny_audio_config, tiny_visual_config
+from helpers import tiny_audio_config, tiny_visual_config
 
 from emi_hf import EmiAudioModel, EmiProcessor, EmiVisualModel
 from emi_hf.cli import main as cli

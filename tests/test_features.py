@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_audio_config, tiny_visual_config
+from helpers import tiny_audio_config, tiny_visual_config
 
 from emi_hf import EmiAudioModel, EmiVisualModel
 from emi_hf.data.features import ClipFeatures, load_features, load_features_metadata, run_extraction

@@ -1,4 +1,4 @@
-"""emi_hf.hub against a local Hub-compatible server (tests/hub_server.py) on 127.0.0.1: push/pull of a model with its
+"""emi_hf.hub against a local Hub-compatible server (tests/fakes/hub_server.py) on 127.0.0.1: push/pull of a model with its
 card, push/pull of features, and the error messages.
 
 huggingface_hub reads HF_ENDPOINT / HF_HUB_OFFLINE when it is imported, and this pytest process runs offline
@@ -22,7 +22,7 @@ import pytest
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hub_server import HubServer  # noqa: E402
+from fakes.hub_server import HubServer  # noqa: E402
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -233,7 +233,7 @@ def _results(config_modality: str, **overrides) -> dict:
 
 
 def test_render_model_card_for_each_model_type(tmp_path):
-    from conftest import tiny_audio_config, tiny_fusion_config, tiny_visual_config
+    from helpers import tiny_audio_config, tiny_fusion_config, tiny_visual_config
     from huggingface_hub import ModelCard
 
     from emi_hf.hub import render_model_card
@@ -271,7 +271,7 @@ def test_render_model_card_for_each_model_type(tmp_path):
     ],
 )
 def test_malformed_results_json_is_reported(tmp_path, overrides, message):
-    from conftest import tiny_visual_config
+    from helpers import tiny_visual_config
 
     from emi_hf.hub import render_model_card
 
@@ -281,7 +281,7 @@ def test_malformed_results_json_is_reported(tmp_path, overrides, message):
 
 
 def test_push_model_checks_the_folder_before_any_request(tmp_path):
-    from conftest import tiny_visual_config
+    from helpers import tiny_visual_config
 
     from emi_hf.hub import push_model
 
@@ -361,7 +361,7 @@ def _error(function, *args, **kwargs) -> list:
 def scenario_model(workdir: str) -> dict:
     import numpy as np
     import torch
-    from conftest import tiny_fusion_config
+    from helpers import tiny_fusion_config
     from huggingface_hub import ModelCard
 
     from emi_hf import EmiFusionModel
@@ -457,7 +457,7 @@ def scenario_errors(workdir: str) -> dict:
 
     from emi_hf.hub import pull_features, pull_model, push_model
 
-    from conftest import tiny_visual_config
+    from helpers import tiny_visual_config
 
     run = Path(workdir) / "tiny"
     tiny_visual_config().save_pretrained(run)

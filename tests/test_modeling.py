@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from conftest import TINY_WAV2VEC2, tiny_audio_config, tiny_fusion_config, tiny_visual_config
+from helpers import TINY_WAV2VEC2, tiny_audio_config, tiny_fusion_config, tiny_visual_config
 
 import emi_hf
 from emi_hf import EmiAudioModel, EmiFusionConfig, EmiFusionModel, EmiVisualModel

@@ -143,7 +143,7 @@ def test_invalid_settings():
 
 
 def test_model_takes_the_processor_output(mixed_batch):
-    from conftest import tiny_fusion_config
+    from helpers import tiny_fusion_config
 
     from emi_hf import EmiFusionModel
 

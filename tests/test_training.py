@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT, tiny_audio_config, tiny_visual_config
+from helpers import REPO_ROOT, tiny_audio_config, tiny_visual_config
 
 from emi_hf import EmiAudioModel, EmiFusionModel, EmiVisualModel
 from emi_hf.training import TrainingArguments, build_parser, evaluate_model, plot_scatter, train

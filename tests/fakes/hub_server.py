@@ -26,7 +26,7 @@ Usage in tests:
     with HubServer(tmp_path / "hub", tokens={"hf_test": "tester"}) as server:
         env = {"HF_ENDPOINT": server.url, ...}   # huggingface_hub reads HF_ENDPOINT when it is imported
 
-or by hand: `python tests/hub_server.py --root /tmp/hub --port 8765 --token hf_test`.
+or by hand: `python tests/fakes/hub_server.py --root /tmp/hub --port 8765 --token hf_test`.
 """
 
 from __future__ import annotations

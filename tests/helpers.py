@@ -1,0 +1,147 @@
+"""Shared test helpers: tiny random configs (tests never download weights), paths, the demo harness.
+
+Test modules import from here (``from helpers import ...``); conftest only holds fixtures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import ipaddress
+import os
+import socket
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+APP_PATH = REPO_ROOT / "demo" / "app.py"
+MEDIA_DIR = Path(os.environ.get("EMI_HF_MEDIA_DIR", REPO_ROOT.parent / "shared" / "media"))
+
+TINY_WAV2VEC2 = dict(
+    hidden_size=32,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    intermediate_size=37,
+    conv_dim=[16, 16],
+    conv_stride=[5, 4],
+    conv_kernel=[10, 4],
+    num_conv_pos_embeddings=4,
+    num_conv_pos_embedding_groups=2,
+)
+TINY_TEMPORAL = dict(
+    hidden_size=32, num_attention_heads=2, intermediate_size=64, tcn_dilations=[1, 2], num_hidden_layers=1
+)
+
+
+def tiny_visual_config(**overrides):
+    from emi_hf import EmiVisualConfig
+
+    return EmiVisualConfig(**{**TINY_TEMPORAL, **overrides})
+
+
+def tiny_audio_config(**overrides):
+    from emi_hf import EmiAudioConfig
+
+    return EmiAudioConfig(**{**TINY_TEMPORAL, "speech_encoder_config": dict(TINY_WAV2VEC2), "audio_feature_dim": 32,
+                             **overrides})
+
+
+def tiny_fusion_config(**overrides):
+    from emi_hf import EmiFusionConfig
+
+    return EmiFusionConfig(visual_config=tiny_visual_config(), audio_config=tiny_audio_config(), **overrides)
+
+
+
+# Demo harness (test_demo.py and test_demo_browser.py)
+
+
+def load_app():
+    """demo/app.py as a module (demo/ is not a package)."""
+    name = "emi_demo_app"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, APP_PATH)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look the module up while the file runs
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def save_tiny_checkpoint(folder: Path) -> Path:
+    """A tiny random EmiFusionModel with a MediaPipe processor at 10 fps, saved as a checkpoint folder."""
+    import torch
+
+    from emi_hf import EmiFusionModel
+    from emi_hf.processing_emi import EmiProcessor
+
+    torch.manual_seed(0)
+    EmiFusionModel(tiny_fusion_config()).save_pretrained(folder)
+    EmiProcessor(face_detector="mediapipe", target_fps=10, use_cache=False).save_pretrained(folder)
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def launched(demo, app):
+    """Serves `demo` on 127.0.0.1 (a free port) in this process; yields its URL."""
+    _, url, _ = app.launch(demo, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
+                           quiet=True)
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+class LoopbackOnly:
+    """Refuses (and records) any socket connection or name lookup beyond the loopback interface."""
+
+    LOCAL_NAMES = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
+
+    def __init__(self):
+        self.violations: list[str] = []
+
+    def _allowed(self, host) -> bool:
+        host = str(host).strip("[]")
+        if host in self.LOCAL_NAMES:
+            return True
+        try:
+            return ipaddress.ip_address(host.split("%")[0]).is_loopback
+        except ValueError:
+            return False
+
+    def __enter__(self):
+        guard = self
+        self._connect, self._connect_ex = socket.socket.connect, socket.socket.connect_ex
+        self._getaddrinfo = socket.getaddrinfo
+
+        def check(sock, address):
+            if sock.family in (socket.AF_INET, socket.AF_INET6) and not guard._allowed(address[0]):
+                guard.violations.append(f"connect {address}")
+                raise OSError(f"test guard: no network beyond 127.0.0.1 (tried {address})")
+
+        def connect(sock, address):
+            check(sock, address)
+            return guard._connect(sock, address)
+
+        def connect_ex(sock, address):
+            check(sock, address)
+            return guard._connect_ex(sock, address)
+
+        def getaddrinfo(host, *args, **kwargs):
+            if host is not None and not guard._allowed(host if isinstance(host, str) else host.decode()):
+                guard.violations.append(f"lookup {host}")
+                raise socket.gaierror(f"test guard: no name lookups beyond localhost (tried {host})")
+            return guard._getaddrinfo(host, *args, **kwargs)
+
+        socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = connect, connect_ex, getaddrinfo
+        return self
+
+    def __exit__(self, *exc):
+        socket.socket.connect, socket.socket.connect_ex = self._connect, self._connect_ex
+        socket.getaddrinfo = self._getaddrinfo
+        return False
