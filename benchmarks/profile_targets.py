@@ -4,7 +4,7 @@
     python benchmarks/profile_targets.py --only audio    # any of: visual audio train predict imports memory
 
 - visual_<detector>.txt: pyinstrument over the package's visual path on WolfgangLanger_Pexels.mp4 (main thread;
-  the face backbone runs in the embedder thread, whose wait shows as `_EmbeddingWorker.finish`).
+  the face backbone runs in the embedder thread, whose wait shows as `EmbeddingWorker.finish`).
 - audio_wav2vec2_base_30s.txt: torch profiler operator table for one 30 s window of a wav2vec2-base-sized encoder.
 - train_step_visual.txt: torch profiler operator table for 5 training steps of the default visual model
   (batch 32 x 150 frames), and the measured step time.
@@ -42,7 +42,7 @@ def profile_visual(media: Path, detector: str) -> None:
     from pyinstrument import Profiler
 
     from emi_hf import EmiProcessor
-    from emi_hf.data.features import FaceEmbedder
+    from emi_hf.face_embedding import FaceEmbedder
     from emi_hf.pretrained import build_visual_base
 
     visual, _ = build_visual_base("random")
@@ -165,7 +165,8 @@ def mark(name):
                  f"after {process.memory_info().rss / 2**20:6.0f} MiB")
     stage[0] = name
 from emi_hf import EmiProcessor
-from emi_hf.data.features import FaceEmbedder, embed_waveform
+from emi_hf.data.extraction import embed_waveform
+from emi_hf.face_embedding import FaceEmbedder
 from emi_hf.pretrained import build_audio_base, build_visual_base
 mark("build processor + both backbones")
 processor = EmiProcessor(face_detector="mediapipe", use_cache=False)

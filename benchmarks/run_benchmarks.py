@@ -21,9 +21,9 @@ Random backbone weights cost exactly what pretrained ones do; the figures are sp
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -37,41 +37,12 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from long_clip import build_long_clip, cut_clip  # noqa: E402
+from table import ROWS, bench_device, device_name, row  # noqa: E402
 
-ROWS: list[dict] = []
-
-
-def row(section, what, value, unit, target=None, passed=None, note=""):
-    entry = dict(section=section, what=what, value=value, unit=unit, target=target, passed=passed, note=note,
-                 measured=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
-    ROWS.append(entry)
-    status = "" if passed is None else ("PASS" if passed else "FAIL")
-    print(f"[{section}] {what}: {value} {unit} {('(target ' + target + ')') if target else ''} {status} {note}",
-          flush=True)
-
-
-def device_name() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return f"cuda: {torch.cuda.get_device_name(0)}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"cpu: {cpu}, {os.cpu_count()} cores"
-
-
-def _device() -> str:
-    """The benchmark's device: the first GPU when there is one, else the CPU (as `emi-hf extract` / `predict`)."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
+CORE_SECTIONS = ["visual", "audio", "train", "predict", "memory"]
+# Further sections, one module each beside this file, with `run(media: Path, work: Path, quick: bool)` recording rows
+# through `table.row`.
+SECTION_MODULES: dict[str, str] = {}
 
 def source_frames(path: Path) -> tuple[int, float]:
     from emi_hf.media.decoding import probe_media
@@ -86,7 +57,7 @@ def source_frames(path: Path) -> tuple[int, float]:
 def package_visual(path: Path, detector: str, visual_model) -> dict:
     """The path `emi-hf extract` and `predict` take: ResNet18 in a background thread on each chunk's new crops."""
     from emi_hf import EmiProcessor
-    from emi_hf.data.features import FaceEmbedder, clip_face_embeddings
+    from emi_hf.face_embedding import FaceEmbedder, clip_face_embeddings
 
     processor = EmiProcessor(face_detector=detector, use_cache=False)
     began = time.perf_counter()
@@ -103,9 +74,9 @@ def reference_visual(path: Path, max_frames: int | None = None) -> dict:
     from facenet_pytorch import MTCNN
 
     from emi_hf.media.alignment import align_face
-    from emi_hf.modeling_emi import build_resnet18_trunk
+    from emi_hf.backbones_emi import build_resnet18_trunk
 
-    device = _device()
+    device = bench_device()
     mtcnn = MTCNN(keep_all=True, device=device)
     resnet = build_resnet18_trunk().eval().to(device)
     mean = torch.tensor([0.485, 0.456, 0.406], device=device)[:, None, None]
@@ -133,7 +104,7 @@ def bench_visual(media: Path, long_clip: Path | None, quick: bool) -> None:
     from emi_hf.pretrained import build_visual_base
 
     visual_model, _ = build_visual_base("random")
-    visual_model.eval().to(_device())
+    visual_model.eval().to(bench_device())
     wolf = media / "WolfgangLanger_Pexels.mp4"
     n_src, duration = source_frames(wolf)
     source_fps = n_src / duration
@@ -175,10 +146,10 @@ def bench_audio(media: Path, long_clip: Path | None) -> None:
     import torch
 
     from emi_hf import EmiAudioConfig, EmiAudioModel, EmiProcessor
-    from emi_hf.data.features import embed_waveform
+    from emi_hf.data.extraction import embed_waveform
     from emi_hf.media.decoding import decode_audio
 
-    model = EmiAudioModel(EmiAudioConfig()).eval().to(_device())
+    model = EmiAudioModel(EmiAudioConfig()).eval().to(bench_device())
     processor = EmiProcessor()
     inputs = [media / "debate_5s.mp4"] + ([long_clip] if long_clip is not None else [])
     warm = np.random.default_rng(0).normal(size=16000 * 30).astype(np.float32)  # a full 30 s window
@@ -230,7 +201,7 @@ def bench_predict(media: Path, long_clip: Path) -> None:
                 "t1 = time.perf_counter()\n"
                 "result = predict_clips(model, processor, [%r])[0]\n"
                 "t2 = time.perf_counter()\n"
-                "print('RESULT', json.dumps({'load_s': t1 - t0, 'compute_s': t2 - t1, 'timing': result['timing']}))\n"
+                "print('RESULT', json.dumps({'load_s': t1 - t0, 'compute_s': t2 - t1, 'timing': result.timing}))\n"
             ) % (torch.get_num_threads(), folder, str(clip))
             began = time.perf_counter()
             out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=os.environ)
@@ -253,7 +224,7 @@ def bench_memory(media: Path, short_clip: Path, long_clip: Path) -> None:
         script = (
             "import resource, torch; torch.set_num_threads(2)\n"
             "from emi_hf import EmiProcessor\n"
-            "from emi_hf.data.features import extract_clip_features\n"
+            "from emi_hf.data.extraction import extract_clip_features\n"
             "from emi_hf.pretrained import build_audio_base, build_visual_base\n"
             "processor = EmiProcessor(face_detector='mediapipe', use_cache=False)\n"
             "visual, _ = build_visual_base('random'); audio, _ = build_audio_base('random')\n"
@@ -306,7 +277,8 @@ def main() -> None:
     parser.add_argument("--work-dir", default=str(REPO / ".cache" / "benchmarks"))
     parser.add_argument("--output", default=str(HERE / "results.md"))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--sections", nargs="+", default=["visual", "audio", "train", "predict", "memory"])
+    parser.add_argument("--sections", nargs="+", default=CORE_SECTIONS + list(SECTION_MODULES),
+                        help="sections to run; the rows of the others are kept from the previous results file")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
 
@@ -334,6 +306,9 @@ def main() -> None:
         bench_predict(media, short_clip)
     if "memory" in args.sections and long_clip is not None:
         bench_memory(media, short_clip, long_clip)
+    for section, module_name in SECTION_MODULES.items():
+        if section in args.sections:
+            importlib.import_module(module_name).run(media=media, work=work, quick=args.quick)
     write_table(Path(args.output), machine, args.threads, time.time() - began, args.sections)
 
 

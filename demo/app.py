@@ -26,7 +26,6 @@ import html
 import math
 import os
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +35,9 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
+
+from emi_hf.data.layout import READABLE_VIDEO_EXTENSIONS, DataLayoutError, load_hume_vidmimic2  # noqa: E402
+from emi_hf.inference import MODALITIES, ClipPrediction  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = "quickstart/runs/fusion"
@@ -47,7 +49,6 @@ NUM_FACE_CROPS = 8
 AUDIO_BIN_S = 0.1  # the audio timeline is shown in bins of this many seconds
 API_NAME = "predict"
 
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".mpg", ".mpeg", ".ogv", ".3gp", ".wmv", ".flv")
 MODALITY_COLORS = {"visual": "#4C72B0", "audio": "#DD8452", "fused": "#2CA02C"}
 MODALITY_LABELS = {"visual": "face (visual)", "audio": "voice (audio)", "fused": "fused"}
 EMOTION_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
@@ -101,20 +102,14 @@ def find_examples(examples_dir: str | os.PathLike | None = None, limit: int = NU
     if not folder.is_dir():
         return []
     videos_dir = folder / "videos" if (folder / "videos").is_dir() else folder
-    split = folder / "valid_split.csv"
-    paths: list[Path] = []
-    if split.is_file():
-        import csv
-
-        with open(split, newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                clip_id = (row.get("Filename") or "").strip()
-                matches = [videos_dir / f"{clip_id}{ext}" for ext in VIDEO_EXTENSIONS]
-                paths.extend(p for p in matches[:1] + matches[1:] if p.is_file())
-                if len(paths) >= limit:
-                    break
+    try:
+        records = load_hume_vidmimic2(folder, splits=("validation",), video_dir=videos_dir, label_names=(),
+                                      extensions=READABLE_VIDEO_EXTENSIONS, require_videos=False)["validation"]
+        paths = [record.path for record in records if record.path is not None]
+    except DataLayoutError:  # no (readable) validation split: the folder's own videos
+        paths = []
     if not paths:
-        paths = sorted(p for p in videos_dir.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+        paths = sorted(p for p in videos_dir.iterdir() if p.suffix.lower() in READABLE_VIDEO_EXTENSIONS and p.is_file())
     return [str(p) for p in paths[:limit]]
 
 
@@ -151,9 +146,9 @@ def check_video(path: str | None, max_file_mb: float, max_duration_s: float) -> 
         raise refuse("No video yet: upload a video file or record one with the webcam, then press Analyse.")
     name = Path(path).name
     extension = Path(path).suffix.lower()
-    if extension not in VIDEO_EXTENSIONS:
+    if extension not in READABLE_VIDEO_EXTENSIONS:
         raise refuse(f"'{name}' is not a video file: this demo takes videos "
-                       f"({', '.join(e.lstrip('.') for e in VIDEO_EXTENSIONS)}).")
+                       f"({', '.join(e.lstrip('.') for e in READABLE_VIDEO_EXTENSIONS)}).")
     size_mb = os.path.getsize(path) / 1e6
     if size_mb > max_file_mb:
         raise refuse(f"'{name}' is {size_mb:.1f} MB; this demo takes videos up to {max_file_mb:g} MB. Upload a "
@@ -192,41 +187,61 @@ def _none_if_nan(values) -> list[float | None]:
 
 @dataclass
 class Analysis:
-    """One clip's numbers (JSON-ready: None where a value is missing)."""
+    """One clip's prediction (`emi_hf.inference.ClipPrediction`) and what the demo derives from it to show it."""
 
-    emotions: list[str]
-    modalities: dict[str, list[float | None] | None]  # "visual" / "audio" / "fused" -> six values, or None
-    timestamps: list[float]
-    frame_intensities: list[list[float | None]]  # visual timeline [frames][6], None where no face
-    audio_times: list[float]
-    audio_frame_intensities: list[list[float | None]]  # audio timeline [audio frames][6]
-    face_fraction: float
-    num_frames: int
-    audio_present: bool
+    prediction: ClipPrediction
     has_audio_track: bool  # the container declares an audio stream (it may still be unusable, e.g. silent)
-    duration: float | None
-    fps: float | None
-    warnings: list[str] = field(default_factory=list)
+    duration: float | None  # the processor's, else the container header's
+    audio_times: list[float] = field(default_factory=list)
+    audio_frame_intensities: list[list[float | None]] = field(default_factory=list)  # [bins][6], AUDIO_BIN_S each
     face_crops: list[tuple[np.ndarray, str]] = field(default_factory=list)
-    timing: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, prediction: ClipPrediction, video_info: dict) -> Analysis:
+        """From a prediction (made with keep_crops=True) and what `check_video` read from the header."""
+        duration = prediction.duration if prediction.duration is not None else video_info.get("duration")
+        audio_times, audio_rows = audio_timeline(prediction, AUDIO_BIN_S)
+        crops = face_crops(prediction.face_crops, prediction.frame_mask, prediction.timestamps, NUM_FACE_CROPS)
+        return cls(prediction, bool(video_info.get("has_audio")), duration, audio_times, audio_rows, crops)
+
+    @property
+    def emotions(self) -> list[str]:
+        return self.prediction.label_names
+
+    @property
+    def modalities(self) -> dict[str, list[float | None] | None]:
+        """Per modality ("visual", "audio", "fused"): six values (None where missing), or None if the model has none."""
+        found = self.prediction.modality_intensities
+        return {m: _none_if_nan(found[m].values()) if m in found else None for m in MODALITIES}
+
+    @property
+    def frame_intensities(self) -> list[list[float | None]]:
+        """Visual timeline [frames][6], None where no face; [] for an audio model."""
+        return self.prediction.frame_intensities or []
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.prediction.timestamps)
 
     @property
     def main(self) -> tuple[str, list[float | None]]:
+        modalities = self.modalities
         for name in ("fused", "visual", "audio"):
-            if self.modalities.get(name) is not None and any(v is not None for v in self.modalities[name]):
-                return name, self.modalities[name]
+            if modalities.get(name) is not None and any(v is not None for v in modalities[name]):
+                return name, modalities[name]
         return "none", [None] * len(self.emotions)
 
     def missing(self) -> list[str]:
         notes = []
+        face_fraction = self.prediction.face_fraction
         if self.num_frames == 0:
             notes.append("no video frames could be decoded")
-        elif self.face_fraction <= 0.0:
+        elif face_fraction <= 0.0:
             notes.append("no face in any frame (100% of frames): the visual model was skipped")
-        elif self.face_fraction < 1.0:
-            notes.append(f"no face in {100 * (1 - self.face_fraction):.0f}% of frames (those frames are masked)")
-        if not self.audio_present:
-            reasons = [w.split(";")[0] for w in self.warnings if "audio" in w]
+        elif face_fraction < 1.0:
+            notes.append(f"no face in {100 * (1 - face_fraction):.0f}% of frames (those frames are masked)")
+        if not self.prediction.audio_present:
+            reasons = [w.split(";")[0] for w in self.prediction.warnings if "audio" in w]
             if self.has_audio_track:
                 reason = f" ({reasons[0]})" if reasons else " (the audio track is silent or unreadable)"
                 notes.append(f"no usable audio{reason}: the audio model was skipped")
@@ -236,24 +251,48 @@ class Analysis:
 
     def to_json(self) -> dict:
         kind, values = self.main
+        prediction = self.prediction
         return {
             "emotions": self.emotions,
             "intensities": dict(zip(self.emotions, values)),
             "intensities_from": kind,
             **{name: (dict(zip(self.emotions, v)) if v is not None else None) for name, v in self.modalities.items()},
-            "face_fraction": self.face_fraction,
+            "face_fraction": prediction.face_fraction,
             "num_frames": self.num_frames,
-            "frames_with_face": int(round(self.face_fraction * self.num_frames)),
-            "audio_present": self.audio_present,
+            "frames_with_face": int(round(prediction.face_fraction * self.num_frames)),
+            "audio_present": prediction.audio_present,
             "has_audio_track": self.has_audio_track,
             "duration_s": self.duration,
-            "fps": self.fps,
+            "fps": prediction.fps,
             "missing": self.missing(),
-            "warnings": self.warnings,
-            "timeline": {"timestamps": self.timestamps, "frame_intensities": self.frame_intensities,
+            "warnings": prediction.warnings,
+            "timeline": {"timestamps": prediction.timestamps, "frame_intensities": self.frame_intensities,
                          "audio_times": self.audio_times, "audio_frame_intensities": self.audio_frame_intensities},
-            "timing_s": self.timing,
+            "timing_s": {"preprocess": round(prediction.timing["preprocess_s"], 3),
+                         "model": round(prediction.timing["compute_s"], 3)},
         }
+
+
+def audio_timeline(prediction: ClipPrediction, bin_s: float) -> tuple[list[float], list[list[float | None]]]:
+    """(bin centres in seconds, [bins][6] mean intensities) of the voice timeline; ([], []) without audio.
+
+    Audio frames (e.g. 50 per second) evenly cover the waveform, which starts at `prediction.audio_start`; they are
+    averaged over bins of `bin_s` seconds for a readable timeline.
+    """
+    if prediction.audio_frame_intensities is None or not prediction.audio_present:
+        return [], []
+    import torch  # torch float32 means, as the model computes them (numpy's differ in the last bits)
+
+    rows = torch.tensor([row for row in prediction.audio_frame_intensities if None not in row], dtype=torch.float32)
+    if not len(rows):
+        return [], []
+    seconds = prediction.audio_seconds
+    bins = max(1, min(len(rows), round(seconds / bin_s)))
+    edges = np.linspace(0, len(rows), bins + 1).round().astype(int)
+    start = float(prediction.audio_start or 0.0)
+    values = [_none_if_nan(rows[a:b].mean(0).tolist()) for a, b in zip(edges[:-1], edges[1:])]
+    times = [start + seconds * (a + b) / 2 / len(rows) for a, b in zip(edges[:-1], edges[1:])]
+    return times, values
 
 
 def face_crops(crops: np.ndarray, frame_mask: np.ndarray, timestamps: list[float],
@@ -308,81 +347,19 @@ class EmiDemo:
         if not self.ready:
             raise refuse((self.load_error or "No model loaded.").replace("`", "'"))
         info = check_video(video_path, self.max_file_mb, self.max_duration_s)
-        import torch
-
-        from emi_hf.data.features import FaceEmbedder
+        from emi_hf.inference import predict_clips
         from emi_hf.media.errors import EmiInputError
 
-        names = [self.model.config.id2label[i] for i in range(len(self.model.config.id2label))]
-        device = next(self.model.parameters()).device
-        with self._lock, torch.inference_mode():
-            began = time.perf_counter()
+        with self._lock:
             try:
                 # use_cache=False: nothing derived from an upload is kept on disk. The face backbone runs in the
                 # processor's background thread; the crops are kept for the gallery (clips are short here).
-                clip = self.processor.process_clip(
-                    video_path, use_cache=False, face_embedder=FaceEmbedder.for_model(self.processor, self.model),
-                    keep_crops=True)
+                (prediction,) = predict_clips(self.model, self.processor, [video_path], use_cache=False,
+                                              keep_crops=True)
             except EmiInputError as error:
                 raise refuse(f"'{Path(video_path).name}' could not be processed: {error.problem} "
                              f"{error.hint or ''}".strip()) from error
-            inputs = self.processor.collate([clip], return_tensors="pt")
-            preprocessed = time.perf_counter()
-            tensors = {k: v.to(device) for k, v in inputs.items() if isinstance(v, torch.Tensor)}
-            output = self.model(**tensors)
-            finished = time.perf_counter()
-        meta = inputs.metadata[0]
-        timestamps = [float(t) for t in clip.timestamps]
-        num_frames = len(timestamps)
-
-        if self.model_type == "emi_fusion":
-            modalities = {"visual": output.visual_intensities[0], "audio": output.audio_intensities[0],
-                          "fused": output.intensities[0]}
-            visual_frames, audio_frames = output.frame_intensities, output.audio_frame_intensities
-        elif self.model_type == "emi_audio":
-            modalities = {"visual": None, "audio": output.intensities[0], "fused": None}
-            visual_frames, audio_frames = None, output.frame_intensities
-        else:
-            modalities = {"visual": output.intensities[0], "audio": None, "fused": None}
-            visual_frames, audio_frames = output.frame_intensities, None
-        modalities = {k: (_none_if_nan(v.float().cpu().tolist()) if v is not None else None)
-                      for k, v in modalities.items()}
-
-        frame_rows = []
-        if visual_frames is not None:
-            frame_rows = [_none_if_nan(row) for row in visual_frames[0][:num_frames].float().cpu().tolist()]
-        audio_times, audio_rows = [], []
-        if audio_frames is not None and clip.waveform is not None:
-            rows = audio_frames[0].float().cpu()
-            rows = rows[~torch.isnan(rows).any(-1)]
-            if len(rows):
-                # Audio frames (e.g. 50 per second) evenly cover the waveform, which starts at
-                # metadata["audio_start"]; averaged over bins of AUDIO_BIN_S for a readable timeline.
-                seconds = len(clip.waveform) / self.processor.sampling_rate
-                bins = max(1, min(len(rows), round(seconds / AUDIO_BIN_S)))
-                edges = np.linspace(0, len(rows), bins + 1).round().astype(int)
-                start = float(meta.get("audio_start") or 0.0)
-                audio_rows = [_none_if_nan(rows[a:b].mean(0).tolist()) for a, b in zip(edges[:-1], edges[1:])]
-                audio_times = [start + seconds * (a + b) / 2 / len(rows) for a, b in zip(edges[:-1], edges[1:])]
-
-        crops = face_crops(clip.face_crops, clip.frame_mask, timestamps, NUM_FACE_CROPS)
-        return Analysis(
-            emotions=names,
-            modalities=modalities,
-            timestamps=timestamps,
-            frame_intensities=frame_rows,
-            audio_times=audio_times,
-            audio_frame_intensities=audio_rows,
-            face_fraction=float(meta.get("face_fraction", 0.0)),
-            num_frames=num_frames,
-            audio_present=bool(meta.get("audio_present", False)),
-            has_audio_track=bool(info.get("has_audio")),
-            duration=float(meta["duration"]) if meta.get("duration") is not None else info.get("duration"),
-            fps=float(meta["fps"]) if meta.get("fps") is not None else None,
-            warnings=[str(w) for w in meta.get("warnings", []) or []],
-            face_crops=crops,
-            timing={"preprocess": round(preprocessed - began, 3), "model": round(finished - preprocessed, 3)},
-        )
+        return Analysis.of(prediction, info)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -426,7 +403,7 @@ def timeline_chart(analysis: Analysis):
 
     panels = []
     if analysis.frame_intensities:
-        panels.append(("face, per video frame", analysis.timestamps, analysis.frame_intensities))
+        panels.append(("face, per video frame", analysis.prediction.timestamps, analysis.frame_intensities))
     if analysis.audio_frame_intensities:
         panels.append(("voice, per audio frame", analysis.audio_times, analysis.audio_frame_intensities))
     figure = Figure(figsize=(8, 2.0 + 1.5 * max(1, len(panels))), dpi=100, layout="constrained")
@@ -468,15 +445,16 @@ def summary_markdown(analysis: Analysis) -> str:
     else:
         lines.append("**No usable input:** neither a face nor audio was found, so there is no estimate.")
     duration = f"{analysis.duration:.1f} s" if analysis.duration else "unknown duration"
-    audio = "present" if analysis.audio_present else "not usable" if analysis.has_audio_track else "no track"
-    fps = f" at {analysis.fps:g} fps" if analysis.fps else ""
+    prediction = analysis.prediction
+    audio = "present" if prediction.audio_present else "not usable" if analysis.has_audio_track else "no track"
+    fps = f" at {prediction.fps:g} fps" if prediction.fps else ""
     lines.append(f"\n{analysis.num_frames} frames{fps} over {duration}; face in "
-                 f"{round(analysis.face_fraction * analysis.num_frames)} of {analysis.num_frames} frames "
-                 f"({100 * analysis.face_fraction:.0f}%); audio: {audio}.")
+                 f"{round(prediction.face_fraction * analysis.num_frames)} of {analysis.num_frames} frames "
+                 f"({100 * prediction.face_fraction:.0f}%); audio: {audio}.")
     missing = analysis.missing()
     if missing:
         lines.append("\n**Missing:** " + "; ".join(missing) + ".")
-    for warning in analysis.warnings:
+    for warning in prediction.warnings:
         if "masked" not in warning:  # those are the missing modalities, said above
             lines.append(f"\n_Note: {warning}_")
     shown = [m for m in ("visual", "audio", "fused") if analysis.modalities.get(m) is not None]
@@ -547,7 +525,7 @@ def build_demo(model_path: str | os.PathLike | None = None, examples_dir: str | 
                     gr.Examples(examples=[[p] for p in examples], inputs=[video], label="Examples (synthetic clips)",
                                 examples_per_page=NUM_EXAMPLES, elem_id="emi-examples")
                 gr.Markdown(
-                    f"Limits: videos ({', '.join(e.lstrip('.') for e in VIDEO_EXTENSIONS[:5])}, ...) up to "
+                    f"Limits: videos ({', '.join(e.lstrip('.') for e in READABLE_VIDEO_EXTENSIONS[:5])}, ...) up to "
                     f"{max_file_mb:g} MB and {max_duration_s:g} s. Requests run one at a time; others wait in the "
                     f"queue. Model: `{_short(engine.model_id)}`",
                     elem_id="emi-limits",

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny random configs (tests never download weights) and the real media folder."""
+"""Fixtures and hooks: the real media folder, seeding, the `media` mark, browser tests as failures when skipped on CI."""
 
 from __future__ import annotations
 
@@ -34,3 +34,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "media_dir" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.media)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On CI (CI=true, as .ci/run runs) a skipped browser test is a failure: .ci/run installs Chromium for them."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("CI", "").lower() == "true" and item.get_closest_marker("browser"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.longrepr = f"browser test skipped on CI (where it must run): {reason}"

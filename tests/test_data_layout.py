@@ -9,6 +9,8 @@ import pytest
 
 from emi_hf.configuration_emi import EMOTION_NAMES
 from emi_hf.data.layout import (
+    READABLE_VIDEO_EXTENSIONS,
+    VIDEO_EXTENSIONS,
     ClipRecord,
     DataLayoutError,
     find_videos,
@@ -196,6 +198,16 @@ def test_require_videos_false(tmp_path):
     root = _hume(tmp_path, [_row("0"), _row("9")], [_row("1")])
     data = load_hume_vidmimic2(root, require_videos=False)
     assert data["train"][1].clip_id == "00009" and data["train"][1].path is None
+
+
+def test_one_split_without_labels_for_an_example_list(tmp_path):
+    """What the demo reads for its examples: one split's ids and videos (any readable container), no labels."""
+    root = _hume(tmp_path, [_row("0")], [_row("1"), _row("7")], videos=("00000.mp4", "00001.m4v"))
+    records = load_hume_vidmimic2(root, splits=("validation",), video_dir=root / "raw", label_names=(),
+                                  extensions=READABLE_VIDEO_EXTENSIONS, require_videos=False)["validation"]  # fmt: skip
+    assert [(r.clip_id, r.path, r.labels) for r in records] == [("00001", root / "raw" / "00001.m4v", None),
+                                                                ("00007", None, None)]  # fmt: skip
+    assert set(VIDEO_EXTENSIONS) < set(READABLE_VIDEO_EXTENSIONS)
 
 
 def test_test_split_labels_read_when_present(tmp_path):

@@ -10,8 +10,9 @@ from helpers import tiny_audio_config, tiny_visual_config
 
 from emi_hf import EmiAudioModel, EmiProcessor, EmiVisualModel
 from emi_hf.cli import main as cli
-from emi_hf.data.features import load_features, run_extraction
+from emi_hf.data.extraction import run_extraction
 from emi_hf.data.layout import load_hume_vidmimic2
+from emi_hf.data.store import load_features
 from emi_hf.data.synthetic import generate_synthetic_dataset
 
 TINY_FLAGS = ["--hidden-size", "32", "--num-heads", "2", "--num-layers", "1", "--tcn-dilations", "1,2",

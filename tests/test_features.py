@@ -12,7 +12,8 @@ import torch
 from helpers import tiny_audio_config, tiny_visual_config
 
 from emi_hf import EmiAudioModel, EmiVisualModel
-from emi_hf.data.features import ClipFeatures, load_features, load_features_metadata, run_extraction
+from emi_hf.data.extraction import ClipFeatures, run_extraction
+from emi_hf.data.store import load_features, load_features_metadata
 
 
 @dataclass
@@ -146,7 +147,7 @@ def test_repeated_crops_are_embedded_once_in_extraction(models):
     from types import SimpleNamespace
 
     from emi_hf import EmiProcessor
-    from emi_hf.data.features import embed_clip_faces
+    from emi_hf.face_embedding import embed_clip_faces
 
     visual, _ = models
     visual.eval()
@@ -176,7 +177,7 @@ def test_streamed_face_embeddings_equal_embedding_the_kept_crops(models, media_d
     """The background-thread embedder (crops not kept) gives exactly what embedding the kept crops gives, and the
     rest of the clip is unchanged; a clip without crops is not written to the clip cache."""
     from emi_hf import EmiProcessor
-    from emi_hf.data.features import FaceEmbedder, clip_face_embeddings, embed_clip_faces
+    from emi_hf.face_embedding import FaceEmbedder, clip_face_embeddings, embed_clip_faces
 
     visual, _ = models
     visual.eval()
@@ -223,7 +224,7 @@ def test_embedder_failure_surfaces_and_stops_the_thread(media_dir):
 
 def test_faceless_clip_gets_zero_embeddings(models, media_dir):
     from emi_hf import EmiProcessor
-    from emi_hf.data.features import FaceEmbedder, clip_face_embeddings
+    from emi_hf.face_embedding import FaceEmbedder, clip_face_embeddings
 
     visual, _ = models
     frames = np.zeros((12, 96, 128, 3), np.uint8)  # no face anywhere

@@ -1,6 +1,6 @@
 """Training on cached features: data pipeline, learning, artifacts, resume, early stopping, fusion, 1 vs 2 processes.
 
-Tiny random features (`emi_hf.training.synthetic.make_feature_dataset`: labels a learnable function of the features,
+Tiny random features (`emi_hf.data.random_features.make_feature_dataset`: labels a learnable function of the features,
 variable lengths, clips without a face and without audio) and tiny models; CPU only, offline.
 """
 
@@ -19,19 +19,14 @@ from helpers import REPO_ROOT, tiny_audio_config, tiny_visual_config
 
 from emi_hf import EmiAudioModel, EmiFusionModel, EmiVisualModel
 from emi_hf.training import TrainingArguments, build_parser, evaluate_model, plot_scatter, train
-from emi_hf.training.data import (
-    MODALITY_COLUMNS,
-    ClipBatchDataset,
-    EpochBatchSampler,
-    FeatureTable,
-    load_feature_splits,
-)
+from emi_hf.data.random_features import make_feature_dataset
+from emi_hf.data.store import load_feature_splits
+from emi_hf.training.data import MODALITY_COLUMNS, ClipBatchDataset, EpochBatchSampler, FeatureTable
 from emi_hf.training.evaluation import metric_block
-from emi_hf.training.synthetic import make_feature_dataset
 
 TINY = ["--hidden-size", "32", "--num-layers", "1", "--num-heads", "2", "--tcn-dilations", "1,2"]
-TINY_KWARGS = dict(hidden_size=32, num_layers=1, num_heads=2, tcn_dilations=[1, 2], batch_size=16, lr=3e-3,
-                   report_to="none", max_frames=16, max_audio_frames=24)
+TINY_KWARGS = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, tcn_dilations=[1, 2], batch_size=16,
+                   lr=3e-3, report_to="none", max_frames=16, max_audio_frames=24)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -147,14 +142,14 @@ def test_metric_excludes_and_counts_clips_without_the_modality():
 
 
 def test_visual_training_learns_and_saves_a_complete_run(trained, features):
-    from emi_hf.hub import load_results
+    from emi_hf.results import read_results
 
     results, folder = trained["visual"], trained["dir"] / "visual"
     assert results["validation"]["mean_pearson"] > 0.3, results["history"]
     assert results["validation"]["num_missing_modality"] > 0  # faceless clips are counted, not scored
     files = set(os.listdir(folder))
     assert {"model.safetensors", "config.json", "results.json", "processor_config.json"} <= files
-    assert load_results(folder, results["label_names"])["modality"] == "visual"  # the Hub card code accepts it
+    assert read_results(folder, results["label_names"])["modality"] == "visual"  # the Hub card code accepts it
     on_disk = json.loads((folder / "results.json").read_text())
     assert on_disk["training"]["best_epoch"] == results["training"]["best_epoch"]
     assert {"epochs_run", "seed", "wall_time_s", "lr", "hidden_size"} <= set(on_disk["training"])
@@ -278,3 +273,19 @@ def test_two_processes_give_the_same_metric_as_one(features, tmp_path):
     for a, b in zip(one["history"], two["history"]):
         assert b["validation_mean_pearson"] == pytest.approx(a["validation_mean_pearson"], abs=1e-5)
         assert b["train_loss"] == pytest.approx(a["train_loss"], abs=1e-5)
+
+
+def test_fusion_weight_ties_go_to_the_plain_average():
+    """With the audio prediction constant for an emotion every visual weight above 0 scores the same r: 0.5 is kept."""
+    import numpy as np
+
+    from emi_hf.training.fusion import optimal_fusion_weights
+
+    rng = np.random.default_rng(0)
+    labels = rng.random((40, 2))
+    visual = labels + 0.1 * rng.standard_normal((40, 2))
+    audio = rng.random((40, 2))
+    audio[:, 1] = 0.3
+    weights = optimal_fusion_weights(visual, audio, labels)
+    assert weights[1] == 0.5
+    assert 0.0 < weights[0] <= 1.0

@@ -33,8 +33,9 @@ def _make_processor(args):
 
 
 def cmd_extract(args) -> int:
-    from .data.features import run_extraction
+    from .data.extraction import run_extraction
     from .data.layout import load_generic, load_hume_vidmimic2
+    from .devices import default_device
     from .pretrained import build_audio_base, build_visual_base
 
     if args.labels_csv:
@@ -48,9 +49,7 @@ def cmd_extract(args) -> int:
     visual, visual_note = build_visual_base(args.visual_backbone, au_names=processor.au_names,
                                             allow_random=args.allow_random_backbones)
     audio, audio_note = build_audio_base(args.speech_encoder, allow_random=args.allow_random_backbones)
-    import torch
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device(args.device)
     for model in (visual, audio):
         model.config.backbone_precision = args.backbone_precision
         model.to(device)
@@ -71,44 +70,31 @@ def cmd_train(argv: list[str]) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from .results import format_results_table, write_results
     from .training import evaluate_model, plot_scatter
 
     results, predictions, labels = evaluate_model(args.model, args.features, args.split)
     print(format_results_table(results))
     output = Path(args.output or Path(args.model) / f"evaluation_{args.split}")
     output.mkdir(parents=True, exist_ok=True)
-    (output / "results.json").write_text(json.dumps(results, indent=2))
+    results_path = write_results(output, results)
     plot_scatter(predictions, labels, results.get("label_names", list(EMOTION_NAMES)), output / "scatter.png")
-    print(f"[emi-hf evaluate] wrote {output / 'results.json'} and {output / 'scatter.png'}")
+    print(f"[emi-hf evaluate] wrote {results_path} and {output / 'scatter.png'}")
     return 0
-
-
-def format_results_table(results: dict) -> str:
-    """Per-emotion table of one results dict ({"per_emotion": {...}, "mean_pearson": x} or nested by name)."""
-    columns = {k: v for k, v in results.items() if isinstance(v, dict) and "per_emotion" in v}
-    if not columns and "per_emotion" in results:
-        columns = {"pearson": results}
-    names = list(next(iter(columns.values()))["per_emotion"]) if columns else []
-    width = {c: max(12, len(c) + 2) for c in columns}
-    lines = [f"{'emotion':<15}" + "".join(f"{c:>{width[c]}}" for c in columns)]
-    for name in names:
-        lines.append(f"{name:<15}" + "".join(f"{columns[c]['per_emotion'][name]:>{width[c]}.4f}" for c in columns))
-    lines.append(f"{'mean Pearson':<15}" + "".join(f"{columns[c]['mean_pearson']:>{width[c]}.4f}" for c in columns))
-    return "\n".join(lines)
 
 
 def cmd_predict(args) -> int:
     from .inference import load_for_inference, predict_clips
 
     model, processor = load_for_inference(args.model, processor=args.processor)
-    results = predict_clips(model, processor, args.videos)
+    predictions = predict_clips(model, processor, args.videos)
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps([prediction.to_dict() for prediction in predictions], indent=2))
         return 0
-    for result in results:
-        print(f"{result['path']}  (face in {100 * result['face_fraction']:.0f}% of frames, "
-              f"audio: {'yes' if result['audio_present'] else 'no'}, {result['timing']['compute_s']:.2f} s)")
-        for name, value in result["intensities"].items():
+    for prediction in predictions:
+        print(f"{prediction.path}  (face in {100 * prediction.face_fraction:.0f}% of frames, "
+              f"audio: {'yes' if prediction.audio_present else 'no'}, {prediction.timing['compute_s']:.2f} s)")
+        for name, value in prediction.intensities.items():
             bar = "#" * int(round(20 * value)) if value == value else "n/a"
             print(f"  {name:<15} {value:6.3f}  {bar}")
     return 0
@@ -218,23 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_third_party_logs() -> None:
-    """MediaPipe's C++ logging and protobuf deprecation warnings say nothing a user can act on."""
-    import os
-    import warnings
-
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    warnings.filterwarnings("ignore", message=".*SymbolDatabase.GetPrototype.*")
-    import datasets
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()  # per-file load/save bars; extraction keeps its own bar
-    datasets.disable_progress_bars()
-
-
 def main(argv: list[str] | None = None) -> int:
-    _quiet_third_party_logs()
+    from .media.logs import quiet_third_party_logs
+
+    quiet_third_party_logs()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":
         return cmd_train(argv[1:])

@@ -6,26 +6,13 @@ served from the local cache or fail with a message saying so, pushes fail immedi
 
 Models
     `push_model(run_dir, "org/emi-fusion")` uploads a folder written by `save_pretrained` (weights, `config.json`
-    with `auto_map`, the `configuration_emi.py` / `modeling_emi.py` code files, the processor config, the run's
-    `results.json`) and a generated model card (`README.md`). `pull_model("org/emi-fusion")` downloads a snapshot
-    and returns its local folder, ready for `EmiFusionModel.from_pretrained(folder)`.
+    with `auto_map`, the `configuration_emi.py` / `modeling_emi.py` / `backbones_emi.py` code files, the processor
+    config, the run's `results.json`) and a generated model card (`README.md`). `pull_model("org/emi-fusion")`
+    downloads a snapshot and returns its local folder, ready for `EmiFusionModel.from_pretrained(folder)`.
 
     The card is rendered from a Jinja2 template per model type (`emi_visual`, `emi_audio`, `emi_fusion`) with the
-    numbers of the run's `results.json`:
-
-    ```json
-    {
-      "modality": "visual" | "audio" | "fusion",
-      "dataset": "Hume-Vidmimic2",                          # free-form name of the training data
-      "dataset_repo_id": "org/emi-features",                # optional: Hub dataset id, listed in `datasets:`
-      "validation": {"mean_pearson": 0.41, "per_emotion": {"Admiration": 0.38, ...}, "num_clips": 4000},
-      "training": {"learning_rate": 3e-4, "epochs": 30, ...},  # any flat hyperparameters, shown as a table
-      "license": "other",                                   # optional, card `license:` (default "other")
-      "versions": {"emi_hf": "0.1.0", "transformers": "5.x", "torch": "2.x"}  # optional, else taken at upload
-    }
-    ```
-
-    `validation` is exactly what `emi_hf.metrics.mean_pearson` returns (plus an optional `num_clips`).
+    numbers of the run's `results.json`, read and validated by `emi_hf.results.read_results` (the format is in
+    `emi_hf.results`): validation mean and per-emotion Pearson r, dataset, hyperparameters, license, versions.
 
 Features
     `push_features(dataset_dict_or_folder, "org/emi-features")` uploads a `datasets.DatasetDict` as a dataset repo in
@@ -78,6 +65,7 @@ from huggingface_hub.errors import (
 )
 
 from .configuration_emi import EMOTION_NAMES
+from .results import RESULTS_FILE, read_results
 
 
 if TYPE_CHECKING:
@@ -91,7 +79,6 @@ __all__ = [
     "MissingRepoError",
     "MissingRevisionError",
     "MissingTokenError",
-    "load_results",
     "pull_features",
     "pull_model",
     "push_features",
@@ -113,7 +100,7 @@ TASK_NAME = "Emotional Mimicry Intensity estimation"
 # Files of a run folder that belong on the Hub: top level only (checkpoints, logs and optimizer states stay home).
 MODEL_FILE_SUFFIXES = (".safetensors", ".json", ".py")
 MODEL_FILE_EXCLUDES = ("trainer_state.json", "training_args.json", "optimizer.json")
-CODE_FILES = ("configuration_emi.py", "modeling_emi.py")
+CODE_FILES = ("configuration_emi.py", "modeling_emi.py", "backbones_emi.py")
 
 
 class EmiHubError(RuntimeError):
@@ -227,7 +214,7 @@ def _explained_hub_errors(api: HfApi, repo_id: str, repo_type: str, revision: st
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# results.json and the model card
+# The model card
 # ----------------------------------------------------------------------------------------------------------------------
 
 
@@ -245,43 +232,6 @@ def _label_names(config: Mapping[str, Any]) -> list[str]:
     return list(visual.get("label_names") or EMOTION_NAMES)
 
 
-def load_results(folder: str | os.PathLike, label_names: list[str] | None = None) -> dict | None:
-    """Reads and validates a run folder's `results.json` (format in the module docstring); None if absent.
-
-    Raises:
-        ValueError: the file exists but does not follow the format (the message names the field).
-    """
-    path = Path(folder) / "results.json"
-    if not path.is_file():
-        return None
-    results = _read_json(path)
-    if not isinstance(results, dict):
-        raise ValueError(f"{path} must hold a JSON object, got {type(results).__name__}.")
-    if results.get("modality") not in (None, "visual", "audio", "fusion"):
-        raise ValueError(f"{path}: 'modality' must be 'visual', 'audio' or 'fusion', got {results['modality']!r}.")
-    for key in ("training", "versions"):
-        if not isinstance(results.get(key, {}), dict):
-            raise ValueError(f"{path}: {key!r} must be an object of name -> value.")
-    validation = results.get("validation")
-    if validation is not None:
-        if not isinstance(validation, dict) or not isinstance(validation.get("mean_pearson"), (int, float)):
-            raise ValueError(f"{path}: 'validation' must be {{'mean_pearson': float, 'per_emotion': {{name: float}}}}.")
-        per_emotion = validation.get("per_emotion", {})
-        if not isinstance(per_emotion, dict) or not all(isinstance(v, (int, float)) for v in per_emotion.values()):
-            raise ValueError(f"{path}: 'validation.per_emotion' must map emotion names to floats.")
-        if per_emotion and abs(sum(per_emotion.values()) / len(per_emotion) - validation["mean_pearson"]) > 1e-6:
-            raise ValueError(
-                f"{path}: 'validation.mean_pearson' ({validation['mean_pearson']}) is not the mean of "
-                "'validation.per_emotion': write the output of emi_hf.metrics.mean_pearson unchanged."
-            )
-        if label_names is not None and per_emotion and set(per_emotion) != set(label_names):
-            raise ValueError(
-                f"{path}: 'validation.per_emotion' names {sorted(per_emotion)} do not match the model's labels "
-                f"{sorted(label_names)}."
-            )
-    return results
-
-
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -296,6 +246,50 @@ def _versions() -> dict[str, str]:
 
 def _template_text(filename: str) -> str:
     return resources.files("emi_hf").joinpath("hub_templates", filename).read_text(encoding="utf-8")
+
+
+def _read_model_config(folder: Path) -> tuple[dict, str]:
+    """(config.json of a saved emi model folder, its model_type); ValueError when it is not one."""
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise ValueError(f"{folder} has no config.json: is it a folder written by `model.save_pretrained(...)`?")
+    config = _read_json(config_path)
+    model_type = config.get("model_type")
+    if model_type not in MODEL_TYPES:
+        raise ValueError(
+            f"{config_path} has model_type {model_type!r}; emi-hf model cards exist for {sorted(MODEL_TYPES)}."
+        )
+    return config, model_type
+
+
+def _card_data(results: dict, modality: str, model_name: str, label_names: list[str]) -> ModelCardData:
+    """The card's YAML metadata: tags, license, datasets and the `model-index` of the validation numbers."""
+    dataset = results.get("dataset") or "the training data"
+    validation = results.get("validation")
+    eval_results = None
+    if validation is not None:
+        common = dict(
+            task_type=TASK_TYPE, task_name=TASK_NAME, dataset_type=results.get("dataset_repo_id") or dataset,
+            dataset_name=dataset, dataset_split="validation",
+        )
+        eval_results = [
+            EvalResult(metric_type="mean_pearson", metric_name="Mean Pearson r", metric_value=validation["mean_pearson"],
+                       **common)
+        ] + [
+            EvalResult(metric_type="pearsonr", metric_name=f"Pearson r ({name})", metric_config=name,
+                       metric_value=validation["per_emotion"][name], **common)
+            for name in label_names
+            if name in validation.get("per_emotion", {})
+        ]
+    return ModelCardData(
+        library_name="transformers",
+        license=results.get("license", "other"),
+        tags=CARD_TAGS + MODALITY_TAGS[modality],
+        datasets=[results["dataset_repo_id"]] if results.get("dataset_repo_id") else None,
+        metrics=["pearsonr"],
+        model_name=model_name,
+        eval_results=eval_results,
+    )
 
 
 def render_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> ModelCard:
@@ -315,62 +309,27 @@ def render_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> 
     import jinja2
 
     folder = Path(folder)
-    config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise ValueError(f"{folder} has no config.json: is it a folder written by `model.save_pretrained(...)`?")
-    config = _read_json(config_path)
-    model_type = config.get("model_type")
-    if model_type not in MODEL_TYPES:
-        raise ValueError(
-            f"{config_path} has model_type {model_type!r}; emi-hf model cards exist for {sorted(MODEL_TYPES)}."
-        )
+    config, model_type = _read_model_config(folder)
     template_name, modality, model_class = MODEL_TYPES[model_type]
     label_names = _label_names(config)
-    results = load_results(folder, label_names) or {}
+    results = read_results(folder, label_names) or {}
     if results.get("modality") not in (None, modality):
         raise ValueError(
-            f"{folder}/results.json says modality {results['modality']!r} but config.json is a {model_type} model: "
+            f"{folder}/{RESULTS_FILE} says modality {results['modality']!r} but config.json is a {model_type} model: "
             "is this the results file of another run?"
         )
     repo_id = repo_id or folder.resolve().name
     model_name = repo_id.split("/")[-1]
-    dataset = results.get("dataset") or "the training data"
     validation = results.get("validation")
-
-    eval_results = None
-    if validation is not None:
-        common = dict(
-            task_type=TASK_TYPE, task_name=TASK_NAME, dataset_type=results.get("dataset_repo_id") or dataset,
-            dataset_name=dataset, dataset_split="validation",
-        )
-        eval_results = [
-            EvalResult(metric_type="mean_pearson", metric_name="Mean Pearson r", metric_value=validation["mean_pearson"],
-                       **common)
-        ] + [
-            EvalResult(metric_type="pearsonr", metric_name=f"Pearson r ({name})", metric_config=name,
-                       metric_value=validation["per_emotion"][name], **common)
-            for name in label_names
-            if name in validation.get("per_emotion", {})
-        ]
-    card_data = ModelCardData(
-        library_name="transformers",
-        license=results.get("license", "other"),
-        tags=CARD_TAGS + MODALITY_TAGS[modality],
-        datasets=[results["dataset_repo_id"]] if results.get("dataset_repo_id") else None,
-        metrics=["pearsonr"],
-        model_name=model_name,
-        eval_results=eval_results,
-    )
-
     context = {
-        "card_data": card_data.to_yaml(),
+        "card_data": _card_data(results, modality, model_name, label_names).to_yaml(),
         "repo_id": repo_id,
         "model_name": model_name,
         "model_class": model_class,
         "modality": modality,
         "config": config,
         "label_names": label_names,
-        "dataset": dataset,
+        "dataset": results.get("dataset") or "the training data",
         "validation": validation,
         "num_clips": (validation or {}).get("num_clips"),
         "per_emotion": [(n, validation["per_emotion"][n]) for n in label_names if n in validation.get("per_emotion", {})]
@@ -422,9 +381,9 @@ def push_model(
     """Publishes a trained model folder, with a generated model card, to a Hub model repo.
 
     Uploads the top-level `.safetensors`, `.json` (config, processor config, `results.json`) and `.py` (the
-    `configuration_emi.py` / `modeling_emi.py` code that `auto_map` points to) files of `folder`, plus `README.md`
-    rendered by :func:`render_model_card`. Sub-folders (checkpoints, logs) are not uploaded. The repo is created if
-    it does not exist; so is the branch `revision` (from `main`).
+    `configuration_emi.py` / `modeling_emi.py` / `backbones_emi.py` code that `auto_map` points to) files of
+    `folder`, plus `README.md` rendered by :func:`render_model_card`. Sub-folders (checkpoints, logs) are not
+    uploaded. The repo is created if it does not exist; so is the branch `revision` (from `main`).
 
     Args:
         folder: output of `model.save_pretrained(folder)` (and `processor.save_pretrained(folder)`).

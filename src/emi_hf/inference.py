@@ -1,12 +1,23 @@
-"""End-to-end inference: load a checkpoint (any of the three model types) with its processor, predict clips."""
+"""End-to-end inference: load a checkpoint (any of the three model types) with its processor, predict clips.
+
+`predict_clips` returns one [`ClipPrediction`] per clip, the one owner of what a prediction holds: `emi-hf predict`
+prints it (or its `to_dict()` as JSON), the quickstart prints its intensities and the demo draws it.
+"""
 
 from __future__ import annotations
 
 import math
 import os
 import time
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
+
+from .devices import default_device
+
+MODALITIES = ("visual", "audio", "fused")  # keys of ClipPrediction.modality_intensities, in display order
+_MODEL_MODALITIES = {"emi_visual": ("visual",), "emi_audio": ("audio",), "emi_fusion": MODALITIES}
 
 
 def load_for_inference(model_name_or_path: str | os.PathLike, processor=None, revision: str | None = None,
@@ -19,59 +30,152 @@ def load_for_inference(model_name_or_path: str | os.PathLike, processor=None, re
     from .processing_emi import EmiProcessor
 
     model = AutoModel.from_pretrained(model_name_or_path, revision=revision)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = model.to(device).eval()
+    model = model.to(default_device(device)).eval()
     if processor is None or isinstance(processor, (str, os.PathLike)):
         processor = EmiProcessor.from_pretrained(processor or model_name_or_path, revision=revision)
     processor.check_model_compatibility(model)  # the AUs it was trained on, in the same order
     return model, processor
 
 
-def _named(values, names) -> dict[str, float]:
+Timeline = list[list[float | None]]  # [frames][num_labels], None where the model had no valid input
+
+
+@dataclass
+class ClipPrediction:
+    """One clip's prediction. Clip intensities are NaN, timeline values None, where the model had no input.
+
+    Attributes:
+        path: the video file.
+        label_names: the emotions, in the order of every timeline row.
+        modality_intensities: ``"visual"`` / ``"audio"`` / ``"fused"`` -> {emotion: intensity in [0, 1]}, for the
+            modalities the model has (visual model: visual; audio model: audio; fusion model: all three).
+        modality_mask: ``"visual"`` / ``"audio"`` -> whether the clip had that input (a face in some frame; audio).
+        timestamps: ``[frames]`` seconds of the video frames.
+        frame_intensities: ``[frames][6]`` face timeline (None where no face); None for an audio model.
+        audio_frame_intensities: ``[audio frames][6]`` voice timeline (None rows: no audio, or a batch's padding);
+            None for a visual model.
+        frame_mask: ``[frames]`` bool, True where a face was found.
+        face_crops: ``[frames, 112, 112, 3]`` uint8 aligned face crops (``keep_crops=True``), else None.
+        face_fraction: share of the frames with a face. audio_present: the clip had usable audio.
+        audio_seconds: length of the waveform the audio model heard (0.0 without audio); it starts at `audio_start`.
+        duration, fps, warnings: from the processor's clip metadata.
+        timing: ``preprocess_s`` (decoding, faces, AUs and the face backbone, which runs in a background thread while
+            the clip is decoded and tracked) and ``compute_s`` (the speech encoder and the temporal models).
+    """
+
+    path: str
+    label_names: list[str]
+    modality_intensities: dict[str, dict[str, float]]
+    modality_mask: dict[str, bool]
+    timestamps: list[float]
+    frame_intensities: Timeline | None
+    audio_frame_intensities: Timeline | None
+    frame_mask: np.ndarray
+    face_crops: np.ndarray | None
+    face_fraction: float
+    audio_present: bool
+    audio_seconds: float
+    audio_start: float | None
+    duration: float | None
+    fps: float | None
+    warnings: list[str] = field(default_factory=list)
+    timing: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def intensities(self) -> dict[str, float]:
+        """The model's clip intensities: the fused ones for a fusion model, else its one modality's."""
+        found = self.modality_intensities
+        return next(found[m] for m in ("fused", "visual", "audio") if m in found)
+
+    def to_dict(self) -> dict:
+        """What `emi-hf predict --json` prints: path, intensities, frame_intensities, timestamps, face_fraction,
+        audio_present, timing; and visual / audio (clip intensities) for a fusion model.
+
+        `frame_intensities` is the model's frame-level output, one row per video frame: the face timeline, or for an
+        audio model its voice timeline cut to that many rows (the format this command has always written)."""
+        frames = self.frame_intensities
+        if frames is None:
+            frames = self.audio_frame_intensities[: len(self.timestamps)]
+        result = {"path": self.path, "intensities": self.intensities, "frame_intensities": frames,
+                  "timestamps": self.timestamps, "face_fraction": self.face_fraction,
+                  "audio_present": self.audio_present, "timing": self.timing}
+        if "fused" in self.modality_intensities:
+            result["visual"] = self.modality_intensities["visual"]
+            result["audio"] = self.modality_intensities["audio"]
+        return result
+
+
+def _named(values: torch.Tensor, names) -> dict[str, float]:
     return {name: float(v) for name, v in zip(names, values.tolist())}
 
 
+def _float_or_none(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def _timeline(rows: torch.Tensor) -> Timeline:
+    return [[None if math.isnan(x) else float(x) for x in row] for row in rows.float().tolist()]
+
+
+def _model_outputs(model_type: str, output, i: int, num_frames: int, names) -> dict:
+    """The ClipPrediction fields read from clip `i` of a model output."""
+    if model_type == "emi_fusion":
+        clip = {"visual": output.visual_intensities[i], "audio": output.audio_intensities[i],
+                "fused": output.intensities[i]}
+        masks = {"visual": bool(output.visual_mask[i]), "audio": bool(output.audio_mask[i])}
+        visual_rows, audio_rows = output.frame_intensities[i][:num_frames], output.audio_frame_intensities[i]
+    else:
+        (modality,) = _MODEL_MODALITIES[model_type]
+        clip, masks = {modality: output.intensities[i]}, {modality: bool(output.modality_mask[i])}
+        visual_rows = output.frame_intensities[i][:num_frames] if modality == "visual" else None
+        audio_rows = output.frame_intensities[i] if modality == "audio" else None
+    return {
+        "modality_intensities": {m: _named(values, names) for m, values in clip.items()},
+        "modality_mask": masks,
+        "frame_intensities": None if visual_rows is None else _timeline(visual_rows),
+        "audio_frame_intensities": None if audio_rows is None else _timeline(audio_rows),
+    }
+
+
 @torch.inference_mode()
-def predict_clips(model, processor, videos, batch_size: int = 1) -> list[dict]:
+def predict_clips(model, processor, videos, batch_size: int = 1, *, use_cache: bool | None = None,
+                  keep_crops: bool = False) -> list[ClipPrediction]:
     """
-    Predicts each video (paths); returns one dict per clip: `intensities` {emotion: value} (fused for a fusion
-    model), `visual` / `audio` (fusion models), `frame_intensities` [[6 values] per frame], `timestamps`,
-    `face_fraction`, `audio_present`, `timing` (preprocess_s: decoding, faces, AUs and the face backbone, which
-    runs in a background thread while the clip is decoded and tracked; compute_s: the speech encoder and the
-    temporal models).
+    Predicts each video (a path or paths); returns one [`ClipPrediction`] per clip, in order.
+
+    `use_cache`: the processor's clip cache (None: the processor's setting; the demo passes False so that nothing
+    derived from an upload stays on disk). `keep_crops`: keep the aligned face crops in `ClipPrediction.face_crops`.
+    Raises `emi_hf.media.errors.EmiInputError` for a clip that cannot be read.
     """
-    from .data.features import FaceEmbedder
+    from .face_embedding import FaceEmbedder
 
     videos = [videos] if isinstance(videos, (str, os.PathLike)) else list(videos)
     names = list(model.config.id2label[i] for i in range(len(model.config.id2label)))
     device = next(model.parameters()).device
     embedder = FaceEmbedder.for_model(processor, model)
-    results = []
+    predictions = []
     for start in range(0, len(videos), batch_size):
         chunk = [str(v) for v in videos[start : start + batch_size]]
         began = time.perf_counter()
-        clips = [processor.process_clip(path, face_embedder=embedder) for path in chunk]
+        # Without an embedder (an audio model) collate batches the crops as pixel values, so they are kept.
+        clips = [processor.process_clip(path, use_cache=use_cache, face_embedder=embedder,
+                                        keep_crops=keep_crops or embedder is None) for path in chunk]
         inputs = processor.collate(clips, return_tensors="pt")
         preprocessed = time.perf_counter()
-        tensors = {k: v.to(device) for k, v in inputs.items() if isinstance(v, torch.Tensor)}
-        output = model(**tensors)
+        output = model(**{k: v.to(device) for k, v in inputs.items() if isinstance(v, torch.Tensor)})
         finished = time.perf_counter()
-        for i, meta in enumerate(inputs.metadata):
-            result = {
-                "path": chunk[i],
-                "intensities": _named(output.intensities[i], names),
-                "frame_intensities": [
-                    [None if math.isnan(x) else float(x) for x in row]
-                    for row in output.frame_intensities[i][: len(meta["timestamps"])].tolist()
-                ],
-                "timestamps": list(meta["timestamps"]),
-                "face_fraction": float(meta["face_fraction"]),
-                "audio_present": bool(meta["audio_present"]),
-                "timing": {"preprocess_s": (preprocessed - began) / len(chunk),
-                           "compute_s": (finished - preprocessed) / len(chunk)},
-            }
-            if hasattr(output, "visual_intensities"):
-                result["visual"] = _named(output.visual_intensities[i], names)
-                result["audio"] = _named(output.audio_intensities[i], names)
-            results.append(result)
-    return results
+        timing = {"preprocess_s": (preprocessed - began) / len(chunk),
+                  "compute_s": (finished - preprocessed) / len(chunk)}
+        for i, (clip, meta) in enumerate(zip(clips, inputs.metadata)):
+            predictions.append(ClipPrediction(
+                path=chunk[i], label_names=names,
+                **_model_outputs(model.config.model_type, output, i, len(meta["timestamps"]), names),
+                timestamps=list(meta["timestamps"]), frame_mask=np.asarray(clip.frame_mask) > 0,
+                face_crops=clip.face_crops if keep_crops else None, face_fraction=float(meta["face_fraction"]),
+                audio_present=bool(meta["audio_present"]),
+                audio_seconds=0.0 if clip.waveform is None else len(clip.waveform) / processor.sampling_rate,
+                audio_start=meta.get("audio_start"), duration=_float_or_none(meta.get("duration")),
+                fps=_float_or_none(meta.get("fps")),
+                warnings=[str(w) for w in meta.get("warnings") or []], timing=dict(timing),
+            ))
+    return predictions

@@ -44,7 +44,9 @@ def build_audio_base(
 ) -> tuple[EmiAudioModel, str]:
     """`speech_encoder`: a Hub id or folder of a wav2vec2-family model, or "random". Returns (model, note)."""
     if str(speech_encoder) == "random":
-        return EmiAudioModel(EmiAudioConfig(**config_kwargs)), "speech encoder: wav2vec2-base sized, random weights (asked for)"
+        return EmiAudioModel(EmiAudioConfig(**config_kwargs)), (
+            "speech encoder: wav2vec2-base sized, random weights (asked for)"
+        )
     try:
         return (
             EmiAudioModel.from_speech_encoder(speech_encoder, **config_kwargs),

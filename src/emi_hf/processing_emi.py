@@ -22,6 +22,7 @@ detector, subject policy, AU backend and names, frame rate, ...). ``save_pretrai
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -34,19 +35,16 @@ from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.processing_utils import ProcessorMixin
 from transformers.video_processing_utils import BaseVideoProcessor
 
-from .configuration_emi import DEFAULT_AU_NAMES
 from .media.au import check_au_names
+from .media.cache import ClipData
+from .media.decoding import rows_are_channels
 from .media.errors import EmiInputError
-from .media.pipeline import ClipData, ClipPipeline, ClipSettings
+from .media.pipeline import ClipPipeline
+from .media.settings import ClipSettings
 
 __all__ = ["EmiBatch", "EmiVideoProcessor", "EmiProcessor", "register_processor"]
 
-# Names of EmiProcessor.__init__ arguments that are media settings (serialised in processor_config.json).
-_SETTING_NAMES = (
-    "face_detector", "au_backend", "au_names", "target_fps", "detect_every", "detect_max_side", "min_face_score",
-    "subject", "face_size", "mesh_refine", "au_neutral_baseline", "au_baseline_percentile", "openface_match",
-    "audio_peak_db", "max_frames", "max_duration", "chunk_size", "use_cache",
-)
+_DEFAULTS = ClipSettings()  # the keywords' defaults (ClipSettings owns them)
 
 
 class EmiBatch(BatchFeature):
@@ -95,17 +93,24 @@ def _is_path(value) -> bool:
     return isinstance(value, (str, os.PathLike))
 
 
+def _as_clip_list(value, is_batch) -> list | None:
+    """None -> []; a path -> [path]; an array (numpy, or anything with ``.numpy()``) -> its rows when
+    ``is_batch(array)``, else [array]; anything else (a list) -> None."""
+    if value is None:
+        return []
+    if _is_path(value):
+        return [value]
+    if isinstance(value, np.ndarray) or hasattr(value, "numpy"):
+        array = np.asarray(value)
+        return list(array) if is_batch(array) else [array]
+    return None
+
+
 def _as_video_list(videos) -> list:
     """One entry per clip: a path, a frames array [T, H, W, 3] or None."""
-    if videos is None:
-        return []
-    if _is_path(videos):
-        return [videos]
-    if isinstance(videos, np.ndarray) or hasattr(videos, "numpy"):
-        array = np.asarray(videos)
-        if array.ndim == 5:
-            return list(array)
-        return [array]
+    clips = _as_clip_list(videos, lambda array: array.ndim == 5)
+    if clips is not None:
+        return clips
     if isinstance(videos, (list, tuple)):
         if len(videos) == 0:
             raise EmiInputError(None, "`videos` is an empty list.")
@@ -116,13 +121,9 @@ def _as_video_list(videos) -> list:
 
 
 def _as_audio_list(audio) -> list:
-    if audio is None:
-        return []
-    if _is_path(audio):
-        return [audio]
-    if isinstance(audio, np.ndarray) or hasattr(audio, "numpy"):
-        array = np.asarray(audio)
-        return list(array) if array.ndim == 2 and array.shape[0] > 8 else [array]
+    clips = _as_clip_list(audio, lambda array: array.ndim == 2 and not rows_are_channels(array))
+    if clips is not None:
+        return clips
     if isinstance(audio, (list, tuple)):
         if audio and all(np.isscalar(x) for x in audio):
             return [np.asarray(audio, np.float32)]
@@ -137,33 +138,11 @@ class EmiProcessor(ProcessorMixin):
         video_processor ([`EmiVideoProcessor`], *optional*): crops -> normalised tensors (default: 112 px).
         feature_extractor ([`Wav2Vec2FeatureExtractor`], *optional*): waveform normalisation and padding
             (default: 16 kHz, zero-mean unit-variance, attention masks).
-        face_detector (`str` or `None`, defaults to `"mtcnn"`): `"mtcnn"` (the paper's), `"mediapipe"` (BlazeFace,
-            faster) or `None` when the inputs are already face crops (every frame then counts as a face and is
-            only resized to `face_size`).
-        au_backend (`str` or `None`, defaults to `"mediapipe"`): `"mediapipe"` (geometry of the face mesh),
-            `"openface"` (OpenFace 2.x CSVs: `au_files=` or `<video>.csv`), `"pyfaceau"` (optional package) or
-            `None` (AU channel all zeros).
-        au_names (`list[str]`): the AUs, in order; must match the model config's `au_names`.
-        target_fps (`float` or `None`, defaults to 30): frames are resampled to this rate (nearest frame, real
-            timestamps kept); `None` keeps every source frame.
-        detect_every (`int`, defaults to 10): run the detector on every k-th frame; the face mesh follows the
-            subject in between (and the detector runs on every frame while no face is tracked).
-        detect_max_side (`int`, *optional*): frames are downscaled to this long side for detection
-            (default: 320 for MTCNN, 640 for MediaPipe).
-        min_face_score (`float`, *optional*): detector score threshold (default: 0.9 MTCNN, 0.5 MediaPipe).
-        subject (`str`, defaults to `"tracked"`): which face with several: `"tracked"`, `"largest"`, `"central"`
-            (see `emi_hf.media.faces`).
-        face_size (`int`, defaults to 112): crop size.
-        mesh_refine (`bool`, defaults to `True`): the face mesh's refined eye / lip model (478 points).
-        au_neutral_baseline (`bool`, defaults to `False`): subtract a per-clip neutral (low percentile) from the
-            `mediapipe` AU geometry, as OpenFace's person-specific normalisation.
-        au_baseline_percentile (`float`, defaults to 10): that percentile.
-        openface_match (`str`, defaults to `"timestamp"`): match OpenFace rows by `"timestamp"` or `"frame"`.
-        audio_peak_db (`float` or `None`, defaults to -3.0): peak normalisation of the waveform (the paper's).
-        max_frames / max_duration (*optional*): process at most this many frames / seconds of each clip.
-        chunk_size (`int`, defaults to 32): frames handled together (batching; memory holds about twice this many
-            decoded frames; results do not depend on it).
-        use_cache (`bool`, defaults to `True`): re-use results of files processed before with the same settings.
+        face_detector, au_backend, au_names, target_fps, detect_every, detect_max_side, min_face_score, subject,
+            face_size, mesh_refine, au_neutral_baseline, au_baseline_percentile, openface_match, audio_peak_db,
+            max_frames, max_duration, chunk_size, use_cache: the media settings, documented (with their defaults
+            and checks) by :class:`emi_hf.media.ClipSettings`; they are attributes of the processor too (setting
+            one checks it again) and :meth:`to_dict` saves them.
         clip_cache_dir (`str`, *optional*): the cache folder (default `$EMI_HF_CACHE` or `~/.cache/emi_hf/clips`);
             not saved with the processor.
         openface_dir (`str`, *optional*): folder of OpenFace CSVs named `<video stem>.csv`; not saved.
@@ -173,24 +152,24 @@ class EmiProcessor(ProcessorMixin):
         self,
         video_processor: EmiVideoProcessor | None = None,
         feature_extractor: Wav2Vec2FeatureExtractor | None = None,
-        face_detector: str | None = "mtcnn",
-        au_backend: str | None = "mediapipe",
-        au_names: Sequence[str] = DEFAULT_AU_NAMES,
-        target_fps: float | None = 30.0,
-        detect_every: int = 10,
-        detect_max_side: int | None = None,
-        min_face_score: float | None = None,
-        subject: str = "tracked",
-        face_size: int = 112,
-        mesh_refine: bool = True,
-        au_neutral_baseline: bool = False,
-        au_baseline_percentile: float = 10.0,
-        openface_match: str = "timestamp",
-        audio_peak_db: float | None = -3.0,
-        max_frames: int | None = None,
-        max_duration: float | None = None,
-        chunk_size: int = 32,
-        use_cache: bool = True,
+        face_detector: str | None = _DEFAULTS.face_detector,
+        au_backend: str | None = _DEFAULTS.au_backend,
+        au_names: Sequence[str] = _DEFAULTS.au_names,
+        target_fps: float | None = _DEFAULTS.target_fps,
+        detect_every: int = _DEFAULTS.detect_every,
+        detect_max_side: int | None = _DEFAULTS.detect_max_side,
+        min_face_score: float | None = _DEFAULTS.min_face_score,
+        subject: str = _DEFAULTS.subject,
+        face_size: int = _DEFAULTS.face_size,
+        mesh_refine: bool = _DEFAULTS.mesh_refine,
+        au_neutral_baseline: bool = _DEFAULTS.au_neutral_baseline,
+        au_baseline_percentile: float = _DEFAULTS.au_baseline_percentile,
+        openface_match: str = _DEFAULTS.openface_match,
+        audio_peak_db: float | None = _DEFAULTS.audio_peak_db,
+        max_frames: int | None = _DEFAULTS.max_frames,
+        max_duration: float | None = _DEFAULTS.max_duration,
+        chunk_size: int = _DEFAULTS.chunk_size,
+        use_cache: bool = _DEFAULTS.use_cache,
         clip_cache_dir: str | os.PathLike | None = None,
         openface_dir: str | os.PathLike | None = None,
     ):
@@ -199,24 +178,9 @@ class EmiProcessor(ProcessorMixin):
         if feature_extractor is None:
             feature_extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0,
                                                          do_normalize=True, return_attention_mask=True)
-        self.face_detector = face_detector
-        self.au_backend = au_backend
-        self.au_names = list(au_names)
-        self.target_fps = float(target_fps) if target_fps is not None else None
-        self.detect_every = int(detect_every)
-        self.detect_max_side = int(detect_max_side) if detect_max_side is not None else None
-        self.min_face_score = float(min_face_score) if min_face_score is not None else None
-        self.subject = subject
-        self.face_size = int(face_size)
-        self.mesh_refine = bool(mesh_refine)
-        self.au_neutral_baseline = bool(au_neutral_baseline)
-        self.au_baseline_percentile = float(au_baseline_percentile)
-        self.openface_match = openface_match
-        self.audio_peak_db = float(audio_peak_db) if audio_peak_db is not None else None
-        self.max_frames = int(max_frames) if max_frames is not None else None
-        self.max_duration = float(max_duration) if max_duration is not None else None
-        self.chunk_size = int(chunk_size)
-        self.use_cache = bool(use_cache)
+        keywords = locals()
+        self._settings = ClipSettings(sampling_rate=feature_extractor.sampling_rate,
+                                      **{name: keywords[name] for name in ClipSettings.saved_fields()})
         # machine-specific, not serialised (private attributes are left out of to_dict)
         self._clip_cache_dir = os.fspath(clip_cache_dir) if clip_cache_dir is not None else None
         self._openface_dir = os.fspath(openface_dir) if openface_dir is not None else None
@@ -240,14 +204,9 @@ class EmiProcessor(ProcessorMixin):
 
     def clip_settings(self) -> ClipSettings:
         """The media settings as a :class:`ClipSettings` (what the clip cache is keyed on)."""
-        return ClipSettings(
-            target_fps=self.target_fps, face_detector=self.face_detector, detect_every=self.detect_every,
-            detect_max_side=self.detect_max_side, min_face_score=self.min_face_score, subject=self.subject,
-            face_size=self.face_size, mesh_refine=self.mesh_refine, au_backend=self.au_backend,
-            au_names=tuple(self.au_names), au_neutral_baseline=self.au_neutral_baseline,
-            au_baseline_percentile=self.au_baseline_percentile, openface_match=self.openface_match,
-            sampling_rate=self.sampling_rate, audio_peak_db=self.audio_peak_db, max_frames=self.max_frames,
-            max_duration=self.max_duration, chunk_size=self.chunk_size)
+        if self._settings.sampling_rate != self.sampling_rate:  # the feature extractor owns the audio rate
+            self._settings = dataclasses.replace(self._settings, sampling_rate=self.sampling_rate)
+        return self._settings
 
     def _build_pipeline(self) -> ClipPipeline:
         settings = self.clip_settings()
@@ -271,8 +230,7 @@ class EmiProcessor(ProcessorMixin):
             "video_processor": self.video_processor.to_dict(),
             "feature_extractor": self.feature_extractor.to_dict(),
         }
-        for name in _SETTING_NAMES:
-            output[name] = getattr(self, name)
+        output.update(self.clip_settings().to_dict())
         if getattr(self, "auto_map", None):
             output["auto_map"] = self.auto_map
         output["processor_class"] = self.__class__.__name__
@@ -315,7 +273,7 @@ class EmiProcessor(ProcessorMixin):
         `video`: a path, RGB frames [T, H, W, 3] (at `video_fps`, default the target rate) or None; `audio`: a
         separate audio file or waveform (at `sampling_rate`, default 16 kHz) that replaces the video's track;
         `au_file`: the clip's OpenFace CSV (``au_backend="openface"``). `face_embedder` (e.g.
-        ``emi_hf.data.features.FaceEmbedder(processor, visual_model)``) embeds the crops in a background thread while
+        ``emi_hf.face_embedding.FaceEmbedder(processor, visual_model)``) embeds the crops in a background thread while
         the clip is processed and fills ``face_embeddings``; with it the crops are not kept unless `keep_crops`
         (see :meth:`emi_hf.media.ClipPipeline.process`).
         """
@@ -416,6 +374,23 @@ class EmiProcessor(ProcessorMixin):
                 "input_values": input_values, "attention_mask": attention_mask}
         metadata = [dict(clip.metadata) for clip in clips]
         return EmiBatch(data, tensor_type=return_tensors, metadata=metadata)
+
+
+def _setting_property(name: str) -> property:
+    """A processor attribute that reads the ClipSettings field `name` (setting it makes new, checked settings)."""
+
+    def get(self):
+        value = getattr(self._settings, name)
+        return list(value) if name == "au_names" else value  # a list, as processor_config.json stores it
+
+    def set(self, value) -> None:
+        self._settings = dataclasses.replace(self._settings, **{name: value})
+
+    return property(get, set, doc=f"The media setting ``{name}`` (see :class:`emi_hf.media.ClipSettings`).")
+
+
+for _name in ClipSettings.saved_fields():
+    setattr(EmiProcessor, _name, _setting_property(_name))
 
 
 def register_processor() -> None:

@@ -6,17 +6,144 @@
 3. train the visual and the audio model, then build the fusion model from them and fit its weights on validation;
 4. print the validation table (per emotion: visual, audio, fused), write scatter plots and the three checkpoints;
 5. predict one clip end to end (raw video in) with the saved fusion checkpoint.
+
+Each step is a function of its own (`generate_data`, `extract_features`, `train_models`, `fuse_models`,
+`report_validation`, `predict_one_clip`); `run_quickstart` runs them in order and writes `quickstart_results.json`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
+from contextlib import contextmanager
 from pathlib import Path
+
+UNIMODAL = ("visual", "audio")
+MODELS = (*UNIMODAL, "fusion")
+# Extra metric blocks of the fusion run's results.json, shown as table columns (None when a validation half is
+# too small to fit weights on).
+FUSION_VARIANTS = (("fused_equal", "validation_equal_weights"), ("fused_crossfit", "validation_crossfit"))
 
 
 def _banner(text: str) -> None:
     print(f"\n=== {text} ===", flush=True)
+
+
+@contextmanager
+def _training_log_on_stderr():
+    """While the models train: the training loop's progress lines ("[emi-hf train] epoch 3/30: ...") on stderr, as
+    `emi-hf train` shows them; the logger is left as it was afterwards (run_quickstart may be called from Python)."""
+    logger = logging.getLogger("emi_hf.training")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("[emi-hf train] %(message)s"))
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def generate_data(data_dir: Path, num_train: int, num_valid: int, seed: int) -> dict:
+    """Step 1: the synthetic set in `data_dir` (kept when already there); returns its train and validation records."""
+    from .data.layout import load_hume_vidmimic2
+    from .data.synthetic import generate_synthetic_dataset
+
+    _banner(f"1/5 synthetic data: {num_train} train + {num_valid} validation clips -> {data_dir}")
+    if not (data_dir / "valid_split.csv").exists():
+        generate_synthetic_dataset(data_dir, num_train=num_train, num_valid=num_valid, seed=seed)
+    else:
+        print("already generated (delete the folder to regenerate)")
+    return load_hume_vidmimic2(data_dir, splits=("train", "validation"))
+
+
+def extract_features(records: dict, features_dir: Path, face_detector: str, fps: float) -> list[str]:
+    """Step 2: processor + frozen backbones -> cached features; returns the two notes on which backbones ran."""
+    from .data.extraction import run_extraction
+    from .pretrained import build_audio_base, build_visual_base
+    from .processing_emi import EmiProcessor
+
+    _banner(f"2/5 feature extraction ({face_detector} faces at {fps:g} fps, AUs, wav2vec2) -> {features_dir}")
+    processor = EmiProcessor(face_detector=face_detector, target_fps=fps)
+    visual_base, visual_note = build_visual_base("imagenet", au_names=processor.au_names, allow_random=True)
+    audio_base, audio_note = build_audio_base("facebook/wav2vec2-base", allow_random=True)
+    print(f"{visual_note}\n{audio_note}")
+    report = run_extraction(records, features_dir, processor, visual_base, audio_base)
+    if report.get("failures"):
+        print(f"{len(report['failures'])} clip(s) failed extraction; see {features_dir}/failures.rank*.jsonl")
+    return [visual_note, audio_note]
+
+
+def _training_arguments(features_dir: Path, epochs: int, seed: int, batch_size: int, **run):
+    from .training import TrainingArguments
+
+    return TrainingArguments(features=str(features_dir), epochs=epochs, seed=seed, report_to="none",
+                             batch_size=batch_size, **run)
+
+
+def train_models(features_dir: Path, runs_dir: Path, epochs: int, seed: int, batch_size: int) -> None:
+    """Step 3a: the visual and the audio model, each saved (best validation epoch) in `runs_dir/<modality>`."""
+    from .training import train
+
+    _banner("3/5 training: visual, audio, then late fusion")
+    for modality in UNIMODAL:
+        train(_training_arguments(features_dir, epochs, seed, batch_size, modality=modality,
+                                  output_dir=str(runs_dir / modality)))
+
+
+def fuse_models(features_dir: Path, runs_dir: Path, epochs: int, seed: int, batch_size: int) -> None:
+    """Step 3b: the late fusion of the two models, its per-emotion weights fitted on validation (no training)."""
+    from .training import train
+
+    train(_training_arguments(features_dir, epochs, seed, batch_size, modality="fusion",
+                              output_dir=str(runs_dir / "fusion"), visual_model=str(runs_dir / "visual"),
+                              audio_model=str(runs_dir / "audio")))
+
+
+def report_validation(features_dir: Path, runs_dir: Path) -> dict:
+    """Step 4: the validation table (per emotion, one column per model and fusion variant) and scatter plots."""
+    from .results import format_results_table, read_results
+    from .training import evaluate_model, plot_scatter
+
+    _banner("4/5 validation (mean over the six emotions of Pearson's r)")
+    table = {}
+    for modality in MODELS:
+        results, predictions, labels = evaluate_model(runs_dir / modality, features_dir, "validation")
+        table[modality] = results
+        plot_scatter(predictions, labels, results.get("label_names"), runs_dir / modality / "scatter_validation.png")
+    fusion_run = read_results(runs_dir / "fusion")
+    for name, key in FUSION_VARIANTS:
+        if fusion_run.get(key):
+            table[name] = fusion_run[key]
+    print(format_results_table(table))
+    print("fusion: the checkpoint (weights fitted on this validation set, as in the paper); fused_equal: plain "
+          "average; fused_crossfit: weights fitted on one half of the clips, scored on the other")
+    fused = [table[m]["mean_pearson"] for m in ("fusion", "fused_equal", "fused_crossfit") if m in table]
+    visual, audio = table["visual"]["mean_pearson"], table["audio"]["mean_pearson"]
+    verdict = "higher" if min(fused) > max(visual, audio) else "NOT higher"
+    print(f"fused {' / '.join(f'{x:.4f}' for x in fused)} is {verdict} than visual {visual:.4f} and audio {audio:.4f}")
+    return table
+
+
+def predict_one_clip(fusion_dir: Path, clip: Path):
+    """Step 5: the saved fusion checkpoint, raw video in; returns the clip's `ClipPrediction`."""
+    from .inference import load_for_inference, predict_clips
+
+    _banner("5/5 end-to-end prediction with the saved fusion checkpoint")
+    mark = time.time()
+    model, processor = load_for_inference(fusion_dir)
+    load_s = time.time() - mark
+    prediction = predict_clips(model, processor, [clip])[0]
+    print(f"{clip}: load {load_s:.2f} s, preprocess {prediction.timing['preprocess_s']:.2f} s, "
+          f"model {prediction.timing['compute_s']:.2f} s")
+    for name, value in prediction.intensities.items():
+        print(f"  {name:<15} {value:.3f}")
+    return prediction
 
 
 def run_quickstart(
@@ -28,87 +155,35 @@ def run_quickstart(
     face_detector: str = "mediapipe",
     fps: float = 10.0,
 ) -> dict:
+    """The five steps in `output_dir` (data/, features/, runs/); returns the summary it writes to
+    `quickstart_results.json` (validation table, backbones, checkpoints, the prediction, timings)."""
     import torch
-
-    from .cli import format_results_table
-    from .data.features import run_extraction
-    from .data.layout import load_hume_vidmimic2
-    from .data.synthetic import generate_synthetic_dataset
-    from .inference import load_for_inference, predict_clips
-    from .pretrained import build_audio_base, build_visual_base
-    from .processing_emi import EmiProcessor
-    from .training import evaluate_model, main as train_main, plot_scatter
 
     started = time.time()
     torch.manual_seed(seed)
     output_dir = Path(output_dir)
     data_dir, features_dir, runs_dir = output_dir / "data", output_dir / "features", output_dir / "runs"
-
-    _banner(f"1/5 synthetic data: {num_train} train + {num_valid} validation clips -> {data_dir}")
-    if not (data_dir / "valid_split.csv").exists():
-        generate_synthetic_dataset(data_dir, num_train=num_train, num_valid=num_valid, seed=seed)
-    else:
-        print("already generated (delete the folder to regenerate)")
-    records = load_hume_vidmimic2(data_dir, splits=("train", "validation"))
+    records = generate_data(data_dir, num_train, num_valid, seed)
     timings = {"generate_s": round(time.time() - started, 1)}
-
-    _banner(f"2/5 feature extraction ({face_detector} faces at {fps:g} fps, AUs, wav2vec2) -> {features_dir}")
-    processor = EmiProcessor(face_detector=face_detector, target_fps=fps)
-    visual_base, visual_note = build_visual_base("imagenet", au_names=processor.au_names, allow_random=True)
-    audio_base, audio_note = build_audio_base("facebook/wav2vec2-base", allow_random=True)
-    print(f"{visual_note}\n{audio_note}")
     mark = time.time()
-    report = run_extraction(records, features_dir, processor, visual_base, audio_base)
+    backbones = extract_features(records, features_dir, face_detector, fps)
     timings["extract_s"] = round(time.time() - mark, 1)
-    if report.get("failures"):
-        print(f"{len(report['failures'])} clip(s) failed extraction; see {features_dir}/failures.rank*.jsonl")
-
-    _banner("3/5 training: visual, audio, then late fusion")
-    common = ["--features", str(features_dir), "--epochs", str(epochs), "--seed", str(seed), "--report-to", "none",
-              "--batch-size", str(min(32, num_train))]
     mark = time.time()
-    for modality in ("visual", "audio"):
-        train_main([*common, "--modality", modality, "--output-dir", str(runs_dir / modality)])
-    train_main([*common, "--modality", "fusion", "--output-dir", str(runs_dir / "fusion"),
-                "--visual-model", str(runs_dir / "visual"), "--audio-model", str(runs_dir / "audio")])
+    batch_size = min(32, num_train)
+    with _training_log_on_stderr():
+        train_models(features_dir, runs_dir, epochs, seed, batch_size)
+        fuse_models(features_dir, runs_dir, epochs, seed, batch_size)
     timings["train_s"] = round(time.time() - mark, 1)
-
-    _banner("4/5 validation (mean over the six emotions of Pearson's r)")
-    table = {}
-    for modality in ("visual", "audio", "fusion"):
-        results, predictions, labels = evaluate_model(runs_dir / modality, features_dir, "validation")
-        table[modality] = results
-        plot_scatter(predictions, labels, results.get("label_names"), runs_dir / modality / "scatter_validation.png")
-    fusion_run = json.loads((runs_dir / "fusion" / "results.json").read_text())
-    for name, key in (("fused_equal", "validation_equal_weights"), ("fused_crossfit", "validation_crossfit")):
-        if fusion_run.get(key):  # None when a validation half is too small to fit weights on
-            table[name] = fusion_run[key]
-    print(format_results_table(table))
-    print("fusion: the checkpoint (weights fitted on this validation set, as in the paper); fused_equal: plain "
-          "average; fused_crossfit: weights fitted on one half of the clips, scored on the other")
-    fused = [table[m]["mean_pearson"] for m in ("fusion", "fused_equal", "fused_crossfit") if m in table]
-    visual, audio = table["visual"]["mean_pearson"], table["audio"]["mean_pearson"]
-    verdict = "higher" if min(fused) > max(visual, audio) else "NOT higher"
-    print(f"fused {' / '.join(f'{x:.4f}' for x in fused)} is {verdict} than visual {visual:.4f} and audio {audio:.4f}")
-
-    _banner("5/5 end-to-end prediction with the saved fusion checkpoint")
+    table = report_validation(features_dir, runs_dir)
     clip = records["validation"][0].path
-    mark = time.time()
-    model, loaded_processor = load_for_inference(runs_dir / "fusion")
-    load_s = time.time() - mark
-    prediction = predict_clips(model, loaded_processor, [clip])[0]
-    print(f"{clip}: load {load_s:.2f} s, preprocess {prediction['timing']['preprocess_s']:.2f} s, "
-          f"model {prediction['timing']['compute_s']:.2f} s")
-    for name, value in prediction["intensities"].items():
-        print(f"  {name:<15} {value:.3f}")
-
+    prediction = predict_one_clip(runs_dir / "fusion", clip)
     timings["total_s"] = round(time.time() - started, 1)
     summary = {
         "validation": {m: {"mean_pearson": table[m]["mean_pearson"], "per_emotion": table[m]["per_emotion"]}
                        for m in table},
-        "backbones": [visual_note, audio_note],
+        "backbones": backbones,
         "checkpoints": {m: str(runs_dir / m) for m in table},
-        "prediction": {"clip": str(clip), "intensities": prediction["intensities"]},
+        "prediction": {"clip": str(clip), "intensities": prediction.intensities},
         "timings": timings,
     }
     (output_dir / "quickstart_results.json").write_text(json.dumps(summary, indent=2))

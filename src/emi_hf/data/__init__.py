@@ -1,17 +1,20 @@
-"""Data: reading data folders (Hume-Vidmimic2 and generic layouts) and the synthetic audiovisual data set.
+"""Data: reading data folders (Hume-Vidmimic2 and generic layouts), the feature store, extraction, and synthetic
+data (audiovisual clips in ``synthetic/``, random cached features in ``random_features``).
 
-``emi_hf.data.layout`` needs only numpy; ``emi_hf.data.synthetic`` (OpenCV, PyAV, SciPy) is imported on first use.
+``emi_hf.data.layout`` and ``emi_hf.data.store`` import no models; ``emi_hf.data.synthetic`` (OpenCV, PyAV, SciPy)
+is imported on first use. Modules:
+
+============================  =================================================================================
+``layout``                    which clips a data folder holds, their videos, labels and splits (CSV errors)
+``store``                     the feature store: schema, ``emi_features.json`` (write, read, complete), loading
+``extraction``                processor + frozen backbones once per clip -> the store (resumable, sharded)
+``synthetic``                 synthetic audiovisual clips in the Hume-Vidmimic2 layout (labels, face, voice, ...)
+``random_features``           random cached features with learnable labels, in the store's schema (tests)
+============================  =================================================================================
 """
 
-from .layout import (
-    VIDEO_EXTENSIONS,
-    ClipRecord,
-    DataLayoutError,
-    find_videos,
-    load_generic,
-    load_hume_vidmimic2,
-    normalize_clip_id,
-)
+from . import layout
+from .layout import *  # noqa: F403 (the names in layout.__all__)
 
 _SYNTHETIC = ("generate_synthetic_dataset", "render_clip", "write_clip", "sample_labels", "sample_subject",
               "SyntheticClip", "SyntheticSubject")  # fmt: skip
@@ -25,13 +28,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = [
-    "VIDEO_EXTENSIONS",
-    "ClipRecord",
-    "DataLayoutError",
-    "find_videos",
-    "load_generic",
-    "load_hume_vidmimic2",
-    "normalize_clip_id",
-    *_SYNTHETIC,
-]
+__all__ = [*layout.__all__, *_SYNTHETIC]

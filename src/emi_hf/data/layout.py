@@ -43,7 +43,9 @@ import numpy as np
 
 from ..configuration_emi import EMOTION_NAMES
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")  # what a data-folder search finds
+# every container PyAV decodes (upload checks, example folders); VIDEO_EXTENSIONS stays the data-folder search list
+READABLE_VIDEO_EXTENSIONS = VIDEO_EXTENSIONS + (".m4v", ".mpg", ".mpeg", ".ogv", ".3gp", ".wmv", ".flv")
 SPLITS = ("train", "validation", "test")
 HUME_SPLIT_FILES = {
     "train": ("train_split.csv",),
@@ -53,6 +55,10 @@ HUME_SPLIT_FILES = {
 SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "valid": "validation",
                  "val": "validation", "dev": "validation", "test": "test", "testing": "test"}  # fmt: skip
 ID_COLUMNS = ("Filename", "filename", "file", "video", "clip_id", "id", "path")
+
+__all__ = ["ClipRecord", "DataLayoutError", "HUME_SPLIT_FILES", "ID_COLUMNS", "READABLE_VIDEO_EXTENSIONS", "SPLITS",
+           "SPLIT_ALIASES", "VIDEO_EXTENSIONS", "find_videos", "load_generic", "load_hume_vidmimic2",
+           "normalize_clip_id"]  # fmt: skip
 
 
 class DataLayoutError(ValueError):
@@ -86,10 +92,11 @@ class ClipRecord:
 _FLOAT_ID = re.compile(r"^(\d+)\.0*$")
 
 
-def normalize_clip_id(name: str) -> str:
-    """``"123"``, ``"00123.mp4"``, ``"123.0"`` -> ``"00123"``; non-numeric names lose only a video extension."""
+def normalize_clip_id(name: str, extensions: Sequence[str] = VIDEO_EXTENSIONS) -> str:
+    """``"123"``, ``"00123.mp4"``, ``"123.0"`` -> ``"00123"``; non-numeric names lose only a video extension (one of
+    ``extensions``)."""
     stem = str(name).strip()
-    if stem.lower().endswith(VIDEO_EXTENSIONS):
+    if stem.lower().endswith(tuple(e.lower() for e in extensions)):
         stem = stem[: stem.rfind(".")]
     match = _FLOAT_ID.match(stem)
     if match:
@@ -111,7 +118,7 @@ def find_videos(root: str | os.PathLike, extensions: Sequence[str] = VIDEO_EXTEN
         for filename in filenames:
             if filename.startswith(".") or not filename.lower().endswith(extensions):
                 continue
-            found.setdefault(normalize_clip_id(filename), []).append(Path(dirpath) / filename)
+            found.setdefault(normalize_clip_id(filename, extensions), []).append(Path(dirpath) / filename)
     for paths in found.values():
         paths.sort()
     return found
@@ -203,7 +210,7 @@ class _VideoIndex:
         if ".." in parts:
             raise _fail(csv_path, line, f"{text!r} points outside the data folder {self.data_root}",
                         "Write ids or paths relative to the data folder, without '..'.")  # fmt: skip
-        clip_id = normalize_clip_id(parts[-1] if parts else text)
+        clip_id = normalize_clip_id(parts[-1] if parts else text, self.extensions)
         if len(parts) > 1:  # a relative path: it must exist, inside the data folder
             path = self.data_root.joinpath(*parts)
             resolved = path.resolve()

@@ -33,7 +33,12 @@ from .faces import (
     SubjectTracker,
     build_face_detector,
 )
-from .pipeline import CACHE_VERSION, ClipData, ClipPipeline, ClipSettings, default_cache_dir, file_sha256
+from .cache import CACHE_VERSION, ClipData, clip_cache_key, default_cache_dir, file_sha256
+from .embedding import EmbeddingWorker, embed_kept_crops
+from .logs import native_stderr_silenced, quiet_native_logs, quiet_third_party_logs
+from .pipeline import ClipPipeline, VisualTrack
+from .resampling import nearest_frames, nearest_index
+from .settings import ClipSettings
 
 __all__ = [
     "ARCFACE_TEMPLATE_112",
@@ -43,6 +48,7 @@ __all__ = [
     "ClipData",
     "ClipPipeline",
     "ClipSettings",
+    "EmbeddingWorker",
     "EmiFileNotFoundError",
     "EmiInputError",
     "FACE_DETECTORS",
@@ -64,9 +70,11 @@ __all__ = [
     "align_face",
     "build_au_backend",
     "build_face_detector",
+    "clip_cache_key",
     "check_au_names",
     "decode_audio",
     "default_cache_dir",
+    "embed_kept_crops",
     "estimate_similarity",
     "file_sha256",
     "fill_missing",
@@ -74,8 +82,14 @@ __all__ = [
     "load_audio",
     "match_openface",
     "mesh_five_points",
+    "native_stderr_silenced",
+    "nearest_frames",
+    "nearest_index",
     "peak_normalize",
     "probe_media",
+    "quiet_native_logs",
+    "quiet_third_party_logs",
     "read_openface_csv",
     "template_points",
+    "VisualTrack",
 ]

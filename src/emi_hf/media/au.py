@@ -61,6 +61,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import EmiInputError
+from .resampling import nearest_index
 
 __all__ = [
     "AUBackend",
@@ -79,7 +80,7 @@ __all__ = [
     "check_au_names",
 ]
 
-# AU name -> (neutral, range, baseline statistic); the measurements are in MediaPipeAUBackend.measure.
+# AU name -> (neutral, range, baseline statistic); the measurements are in MediaPipeAUBackend.measure_all.
 MEDIAPIPE_AU_DEFINITIONS: dict[str, tuple[float, float, str]] = {
     "AU01": (0.10, 0.20, "low"),
     "AU02": (0.22, 0.20, "low"),
@@ -119,11 +120,7 @@ def fill_missing(values: np.ndarray, face: np.ndarray) -> np.ndarray:
         positions = np.flatnonzero(measured)
         missing = np.flatnonzero(face & ~measured)
         if len(missing):
-            nearest = positions[np.clip(np.searchsorted(positions, missing), 0, len(positions) - 1)]
-            before = positions[np.clip(np.searchsorted(positions, missing) - 1, 0, len(positions) - 1)]
-            use_before = np.abs(missing - before) < np.abs(nearest - missing)
-            source = np.where(use_before, before, nearest)
-            values[missing] = values[source]
+            values[missing] = values[positions[nearest_index(positions, missing, ties_to_earlier=False)]]
     else:
         values[face] = 0.0
     values[~face] = 0.0
@@ -136,8 +133,6 @@ class AUBackend:
 
     name = "base"
     supported_aus: tuple[str, ...] = ()
-    needs_mesh = False  # per-frame face-mesh landmarks (from the face pipeline)
-    needs_frames = False  # per-frame RGB frames
 
     def __init__(self, au_names: Sequence[str]):
         au_names = tuple(au_names)
@@ -174,7 +169,6 @@ class MediaPipeAUBackend(AUBackend):
 
     name = "mediapipe"
     supported_aus = tuple(MEDIAPIPE_AU_DEFINITIONS)
-    needs_mesh = True
 
     def __init__(self, au_names: Sequence[str], neutral_baseline: bool = False, baseline_percentile: float = 10.0):
         super().__init__(au_names)
@@ -216,15 +210,7 @@ class MediaPipeAUBackend(AUBackend):
             "AU45": -eye_open,
         }
 
-    def measure(self, mesh: np.ndarray) -> np.ndarray:
-        """Raw measurements [T, n_au] (in `au_names` order; AU20 also needs AU12, computed in intensities())."""
-        if len(mesh) == 0:
-            return np.zeros((0, len(self.au_names)), np.float32)
-        values = self.measure_all(mesh)
-        return np.stack([values[name] for name in self.au_names], axis=1).astype(np.float32)
-
-    def intensities(self, measurements: np.ndarray, mesh_for_gate: np.ndarray | None = None,
-                    au12_measurement: np.ndarray | None = None) -> np.ndarray:
+    def intensities(self, measurements: np.ndarray, au12_measurement: np.ndarray | None = None) -> np.ndarray:
         """0..5 intensities [T, n_au] from raw measurements [T, n_au] (NaN rows stay NaN)."""
         measurements = np.asarray(measurements, dtype=np.float64)
         output = np.full(measurements.shape, np.nan, np.float64)
@@ -324,13 +310,7 @@ def match_openface(table: OpenFaceTable, timestamps: np.ndarray, source_indices:
         steps = np.diff(times)
         steps = steps[steps > 0]
         tolerance = max(0.02, 0.5 * float(np.median(steps))) if len(steps) else 0.02
-    position = np.clip(np.searchsorted(times, timestamps), 1, len(times) - 1) if len(times) > 1 else np.zeros(
-        len(timestamps), np.int64)
-    if len(times) > 1:
-        left = times[position - 1]
-        right = times[position]
-        position = np.where(np.abs(timestamps - left) <= np.abs(right - timestamps), position - 1, position)
-    nearest = order[position]
+    nearest = order[nearest_index(times, timestamps)]
     close = np.abs(table.timestamps[nearest] - timestamps) <= tolerance + 1e-9
     output[close] = table.values[nearest[close]]
     return output
@@ -380,7 +360,6 @@ class PyFaceAUBackend(AUBackend):
 
     name = "pyfaceau"
     supported_aus = OPENFACE_AU_NAMES
-    needs_frames = True
 
     def __init__(self, au_names: Sequence[str]):
         super().__init__(au_names)

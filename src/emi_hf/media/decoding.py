@@ -5,8 +5,9 @@ Video
 :func:`iter_video_frames` decodes in a background thread (so decoding overlaps with face detection) and yields
 :class:`SourceFrame` objects, one per *decoded source frame that is kept*, each with the number of output frames
 (``repeat``) it stands for on the target-rate grid. Resampling to ``target_fps`` uses the nearest-frame rule of
-ffmpeg's ``fps`` filter: output frame ``k`` lies at ``t0 + k / target_fps`` (``t0`` = time of the first decoded
-frame) and shows the source frame whose presentation time is nearest. So
+ffmpeg's ``fps`` filter (:mod:`emi_hf.media.resampling`, shared with decoded frame arrays): output frame ``k``
+lies at ``t0 + k / target_fps`` (``t0`` = time of the first decoded frame) and shows the source frame whose
+presentation time is nearest. So
 
 * downsampling drops source frames before they are converted to RGB (``repeat == 0`` frames are never yielded),
 * upsampling (e.g. 23.976 -> 30 fps) repeats a source frame (``repeat == 2``); the pipeline processes it once,
@@ -26,7 +27,6 @@ normalisation of the paper. A file without an audio track returns ``None`` (the 
 
 from __future__ import annotations
 
-import math
 import os
 import queue
 import threading
@@ -38,6 +38,7 @@ from typing import Iterator
 import numpy as np
 
 from .errors import EmiFileNotFoundError, EmiInputError, _HOW_TO_REENCODE
+from .resampling import nearest_frames
 
 __all__ = [
     "MediaInfo",
@@ -47,8 +48,11 @@ __all__ = [
     "decode_audio",
     "peak_normalize",
     "resample_waveform",
+    "rows_are_channels",
     "load_audio",
 ]
+
+MAX_AUDIO_CHANNELS = 8  # more rows than this in a 2-D audio array are not channels
 
 _OPEN_HINT = (
     "Check that it is a video or audio file that ffmpeg can read (PyAV decodes it); if it plays elsewhere, "
@@ -168,13 +172,40 @@ def _frame_time(frame, stream, fallback_index: int, fallback_fps: float) -> floa
     return fallback_index / fallback_fps if fallback_fps else None
 
 
+def _timed_frames(container, stream, fallback_fps: float, report: _DecodeReport,
+                  stop: threading.Event) -> Iterator[tuple]:
+    """``(av.VideoFrame, time, duration or None)`` of each decoded frame that has a time. A corrupt packet is
+    counted and skipped; a demuxing error (truncated or corrupt container) ends the stream early."""
+    import av
+
+    packets = container.demux(stream)
+    while not stop.is_set():
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.error.FFmpegError as error:
+            report.stopped_early = True
+            report.error = str(error)
+            return
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError:
+            report.bad_packets += 1
+            continue
+        for frame in frames:
+            t = _frame_time(frame, stream, report.decoded, fallback_fps)
+            if t is None:
+                continue
+            report.decoded += 1
+            yield frame, t, float(frame.duration * stream.time_base) if frame.duration else None
+
+
 def _decode_video_thread(path: str, out: queue.Queue, stop: threading.Event, report: _DecodeReport,
                          target_fps: float | None, max_frames: int | None, max_duration: float | None,
                          decoder_threads: int) -> None:
-    """Producer: decodes, assigns output-grid slots, converts kept frames to RGB, puts them on `out`."""
-    import av
-
-    sentinel_sent = False
+    """Producer: decodes, keeps the frames the output grid shows (:func:`~emi_hf.media.resampling.nearest_frames`),
+    converts them to RGB and puts them on `out`, then None (or the error that stopped it)."""
 
     def put(item) -> bool:
         while not stop.is_set():
@@ -187,104 +218,21 @@ def _decode_video_thread(path: str, out: queue.Queue, stop: threading.Event, rep
 
     try:
         with _open(path) as container:
-            if not container.streams.video:
-                put(None)
-                sentinel_sent = True
-                return
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            if decoder_threads:
-                stream.codec_context.thread_count = decoder_threads
-            declared_fps = float(stream.average_rate or stream.guessed_rate or 30)
-
-            emitted = 0  # output frames emitted
-            t0 = None
-            pending = None  # (av.VideoFrame, time, index, lower_bound) waiting for the next frame's time
-            index = 0
-            finished = False
-
-            def grid(k):
-                return t0 + k / target_fps
-
-            def limit_reached(k) -> bool:
-                if max_frames is not None and k >= max_frames:
-                    return True
-                if max_duration is not None and t0 is not None and grid(k) - t0 >= max_duration - 1e-9:
-                    return True
-                return False
-
-            def flush(frame, t, idx, lower, upper) -> bool:
-                """Emit `frame` for the grid points in [lower, upper). Returns False when the output is full."""
-                nonlocal emitted
-                if target_fps is None:
-                    if (max_frames is not None and emitted >= max_frames) or (
-                            max_duration is not None and t - t0 >= max_duration - 1e-9):
-                        return False
-                    image = frame.to_ndarray(format="rgb24")
-                    emitted += 1
-                    return put(SourceFrame(image, t, idx, 1))
-                repeat = 0
-                while not limit_reached(emitted + repeat) and grid(emitted + repeat) < upper - 1e-9:
-                    if grid(emitted + repeat) >= lower - 1e-9:
-                        repeat += 1
-                    else:  # grid point before this frame's interval (only possible at the start)
-                        emitted += 1
-                if repeat:
-                    image = frame.to_ndarray(format="rgb24")
-                    emitted += repeat
-                    if not put(SourceFrame(image, t, idx, repeat)):
-                        return False
-                return not limit_reached(emitted)
-
-            last_dt = 1.0 / declared_fps
-            packets = container.demux(stream)
-            while not finished and not stop.is_set():
-                try:
-                    packet = next(packets)
-                except StopIteration:
-                    break
-                except av.error.FFmpegError as error:  # truncated / corrupt container
-                    report.stopped_early = True
-                    report.error = str(error)
-                    break
-                try:
-                    frames = packet.decode()
-                except av.error.FFmpegError:
-                    report.bad_packets += 1
-                    continue
-                for frame in frames:
-                    t = _frame_time(frame, stream, index, declared_fps)
-                    if t is None:
-                        continue
-                    report.decoded += 1
-                    if t0 is None:
-                        t0 = t
-                    if pending is not None:
-                        p_frame, p_t, p_idx, p_lower = pending
-                        if t <= p_t:  # non-increasing pts (broken stream): drop the later frame
-                            continue
-                        last_dt = t - p_t
-                        if not flush(p_frame, p_t, p_idx, p_lower, (p_t + t) / 2):
-                            finished = True
-                            pending = None
-                            break
-                        pending = (frame, t, index, (p_t + t) / 2)
-                    else:
-                        pending = (frame, t, index, -math.inf)
-                    index += 1
-                    if target_fps is None and max_frames is not None and emitted >= max_frames:
-                        finished = True
-                        break
-            if pending is not None and not stop.is_set():
-                p_frame, p_t, p_idx, p_lower = pending
-                duration = float(p_frame.duration * stream.time_base) if p_frame.duration else last_dt
-                flush(p_frame, p_t, p_idx, p_lower, p_t + max(duration, 1e-3) / 2 + 1e-6)
-        put(None)
-        sentinel_sent = True
+            if container.streams.video:
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                if decoder_threads:
+                    stream.codec_context.thread_count = decoder_threads
+                declared_fps = float(stream.average_rate or stream.guessed_rate or 30)
+                timed = _timed_frames(container, stream, declared_fps, report, stop)
+                for frame, t, index, repeat in nearest_frames(timed, target_fps, max_frames, max_duration,
+                                                              frame_step=1.0 / declared_fps):
+                    if not put(SourceFrame(frame.to_ndarray(format="rgb24"), t, index, repeat)):
+                        return
     except BaseException as error:  # hand the error to the consumer
-        if not sentinel_sent:
-            put(error)
-            sentinel_sent = True
+        put(error)
+        return
+    put(None)
 
 
 def iter_video_frames(path, target_fps: float | None = 30.0, max_frames: int | None = None,
@@ -338,6 +286,12 @@ def iter_video_frames(path, target_fps: float | None = 30.0, max_frames: int | N
                                f"{report.decoded} frames were decoded.")
 
 
+def rows_are_channels(audio: np.ndarray) -> bool:
+    """Whether the rows of a 2-D audio array are channels (at most MAX_AUDIO_CHANNELS of them) rather than
+    samples of [samples, channels], or the clips of a batch."""
+    return audio.shape[0] <= MAX_AUDIO_CHANNELS
+
+
 def peak_normalize(waveform: np.ndarray, peak_db: float | None = -3.0) -> np.ndarray:
     """Scales `waveform` so that max |x| = 10 ** (peak_db / 20). Silence (all zeros) is returned unchanged."""
     if peak_db is None or waveform.size == 0:
@@ -352,7 +306,7 @@ def resample_waveform(waveform: np.ndarray, orig_rate: int, target_rate: int = 1
     """Polyphase resampling of a mono waveform (for arrays given directly; files are resampled by PyAV)."""
     waveform = np.asarray(waveform, dtype=np.float32)
     if waveform.ndim == 2:  # [channels, samples] or [samples, channels] -> mono
-        waveform = waveform.mean(axis=0 if waveform.shape[0] <= 8 else 1)
+        waveform = waveform.mean(axis=0 if rows_are_channels(waveform) else 1)
     if waveform.ndim != 1:
         raise ValueError(f"audio must be 1-D (mono) or 2-D (channels x samples), got shape {waveform.shape}")
     if int(orig_rate) == int(target_rate):

@@ -33,7 +33,6 @@ Exactly one subject (or none) per frame: a clip never mixes faces within a frame
 
 from __future__ import annotations
 
-import os
 import threading
 import warnings
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ import cv2
 import numpy as np
 
 from .alignment import mesh_five_points
+from .logs import native_stderr_silenced, quiet_native_logs
 
 __all__ = [
     "Face",
@@ -165,10 +165,10 @@ class MTCNNDetector(FaceDetector):
         except ImportError as error:  # pragma: no cover - a declared dependency
             raise ImportError("face_detector='mtcnn' needs facenet-pytorch==2.5.3 (`pip install "
                               "facenet-pytorch==2.5.3`), or use face_detector='mediapipe'.") from error
-        import torch
+        from ..devices import default_device
 
         self.batch_size = int(batch_size)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")  # the first GPU when there is one
+        device = default_device(device)
         self.mtcnn = MTCNN(keep_all=True, min_face_size=int(min_face_size), thresholds=list(thresholds),
                            post_process=False, device=device)
         self.mtcnn.eval()
@@ -196,10 +196,8 @@ class MTCNNDetector(FaceDetector):
         return results
 
 
-def _quiet_mediapipe():
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    # mediapipe 0.10.14 calls a deprecated protobuf API on every frame; the warning says nothing to our users
-    warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype\(\) is deprecated", category=UserWarning)
+def _import_mediapipe():
+    quiet_native_logs()  # before the import: glog reads its level when the library loads
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -220,10 +218,12 @@ class MediaPipeDetector(FaceDetector):
         super().__init__(max_side=max_side, min_score=min_score)
         if model not in ("full", "short"):
             raise ValueError(f"mediapipe detector model must be 'full' or 'short', got {model!r}")
-        mp = _quiet_mediapipe()
-        # The graph filters by its own threshold; keep it a little lower than ours and filter in detect().
-        self._solution = mp.solutions.face_detection.FaceDetection(
-            model_selection=1 if model == "full" else 0, min_detection_confidence=min(self.min_score, 0.3))
+        mp = _import_mediapipe()
+        with native_stderr_silenced():  # the graph opens its model (and logs) on the first frame
+            # The graph filters by its own threshold; keep it a little lower than ours and filter in detect().
+            self._solution = mp.solutions.face_detection.FaceDetection(
+                model_selection=1 if model == "full" else 0, min_detection_confidence=min(self.min_score, 0.3))
+            self._solution.process(_BLANK_FRAME)  # stateless: a first frame changes no later result
         self._lock = threading.Lock()
 
     def _detect_resized(self, images: list[np.ndarray]) -> list[list[Face]]:
@@ -262,21 +262,46 @@ def build_face_detector(name: str | None, **options) -> FaceDetector | None:
     return FACE_DETECTORS[name](**options)
 
 
+_BLANK_FRAME = np.zeros((64, 64, 3), np.uint8)  # no face: opens a graph, clears the face mesh's tracking
+_THREAD_LANDMARKERS = threading.local()  # this thread's FaceMeshLandmarker per `refine`
+
+
 class FaceMeshLandmarker:
-    """MediaPipe face mesh on a square crop around a face box (tracking mode; one instance per clip)."""
+    """MediaPipe face mesh on a square crop around a face box (tracking mode: the face found on one frame seeds the
+    next; :meth:`reset` forgets it). The graph is built once per thread (:meth:`for_this_thread`) and re-used for
+    every clip: building it costs time and makes MediaPipe log."""
 
     def __init__(self, refine: bool = True, roi_scale: float = 1.7, roi_size: int = 256,
                  min_confidence: float = 0.5):
-        mp = _quiet_mediapipe()
+        mp = _import_mediapipe()
         self.refine = bool(refine)
         self.roi_scale = float(roi_scale)
         self.roi_size = int(roi_size)
-        self._solution = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=False, max_num_faces=1, refine_landmarks=self.refine,
-            min_detection_confidence=min_confidence, min_tracking_confidence=min_confidence)
+        with native_stderr_silenced():  # the graph opens its models (and logs) on the first frame
+            self._solution = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=False, max_num_faces=1, refine_landmarks=self.refine,
+                min_detection_confidence=min_confidence, min_tracking_confidence=min_confidence)
+            self._run(_BLANK_FRAME)
+
+    @classmethod
+    def for_this_thread(cls, refine: bool = True) -> "FaceMeshLandmarker":
+        """The calling thread's landmarker (built on first use), reset: nothing of the previous clip carries over."""
+        landmarkers = _THREAD_LANDMARKERS.__dict__.setdefault("by_refine", {})
+        landmarker = landmarkers.get(bool(refine))
+        if landmarker is None:
+            landmarker = landmarkers[bool(refine)] = cls(refine=refine)
+        else:
+            landmarker.reset()
+        return landmarker
 
     def reset(self) -> None:
-        self._solution.reset()
+        """Forgets the tracked face: the next frame starts from a new detection, as in a new graph. The face mesh's
+        only state is the face it follows, and a frame without a face clears it, so a blank frame is run instead
+        of a restart (which re-opens the models); should it ever find a face, the graph is restarted."""
+        if self._run(_BLANK_FRAME) is not None:
+            with native_stderr_silenced():
+                self._solution.reset()
+                self._run(_BLANK_FRAME)
 
     def close(self) -> None:
         self._solution.close()
@@ -328,16 +353,13 @@ class SubjectTracker:
     """Detect every `detect_every` frames, follow the subject with the face mesh in between (see module doc).
 
     A frame has a face only when the mesh finds one in the subject's crop: the mesh's own face-presence check
-    rejects detector false alarms (textures, text) and gives the same landmarks to every detector.
+    rejects detector false alarms (textures, text) and gives the same landmarks to every detector. ``subject`` and
+    ``detect_every`` are checked by :class:`~emi_hf.media.ClipSettings`.
     """
 
     def __init__(self, detector: FaceDetector, landmarker: FaceMeshLandmarker, detect_every: int = 10,
                  subject: str = "tracked", iou_threshold: float = 0.2, cut_threshold: float = 35.0,
                  reacquire_window: int = 30):
-        if subject not in SUBJECT_POLICIES:
-            raise ValueError(f"subject must be one of {SUBJECT_POLICIES}, got {subject!r}")
-        if int(detect_every) < 1:
-            raise ValueError(f"detect_every must be >= 1, got {detect_every}")
         self.detector = detector
         self.landmarker = landmarker
         self.detect_every = int(detect_every)

@@ -1,314 +1,127 @@
-"""One clip in, numpy results out: decode -> faces -> alignment -> AUs, plus audio; with a clip-level cache.
+"""One clip in, numpy results out: decode -> faces -> alignment -> AUs, plus audio.
 
-:class:`ClipPipeline` runs the whole path for one clip and returns a :class:`ClipData`; the processor batches
-them into tensors. Frames are handled in chunks of ``chunk_size`` (decoded in a background thread), so memory never
-holds more than about two chunks of full frames. By default the 112x112 crops of the clip are kept (37 KB a frame);
-with a ``face_embedder`` they are embedded in a second background thread chunk by chunk and not kept, so memory
-does not grow with the clip's length beyond its per-frame outputs.
+:class:`ClipPipeline` runs the whole path for one clip, with the given :class:`~emi_hf.media.ClipSettings`, and
+returns a :class:`~emi_hf.media.ClipData`; the processor batches them into tensors. Frames are handled in chunks of
+``chunk_size`` (decoded in a background thread), so memory never holds more than about two chunks of full frames.
+By default the 112x112 crops of the clip are kept (37 KB a frame); with a ``face_embedder`` they are embedded in a
+second background thread chunk by chunk (:mod:`emi_hf.media.embedding`) and not kept, so memory does not grow with
+the clip's length beyond its per-frame outputs.
 
-The cache
----------
-With ``use_cache=True`` a processed file is stored as ``<cache_dir>/<key>.npz`` (written to a temporary file and
-renamed, so a crash never leaves a half-written entry) and re-used by any later call with the same key:
-
-``key = sha256(sha256 of the file's bytes, the settings that change the result, the library versions that
-change the result, CACHE_VERSION)``
-
-The whole file is hashed (about 1 s per GB), so an edited file never hits an old entry; an OpenFace CSV or a
-separate audio file used for the clip is hashed into the key too. The cache folder is ``cache_dir`` if given,
-else the environment variable ``EMI_HF_CACHE``, else ``~/.cache/emi_hf/clips``. Arrays passed directly (decoded
-frames) are not cached.
+Beside it: the clip cache in :mod:`emi_hf.media.cache`, the frame-rate rule in :mod:`emi_hf.media.resampling`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import queue
-import tempfile
-import threading
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
 
-from ..configuration_emi import DEFAULT_AU_NAMES
 from .alignment import align_face
 from .au import MediaPipeAUBackend, OpenFaceAUBackend, PyFaceAUBackend, build_au_backend, fill_missing
-from .decoding import SourceFrame, _DecodeReport, decode_audio, iter_video_frames, load_audio, probe_media
+from .cache import ClipData, clip_cache_key, default_cache_dir
+from .decoding import MediaInfo, SourceFrame, _DecodeReport, decode_audio, iter_video_frames, load_audio, probe_media
+from .embedding import EmbeddingWorker, embed_kept_crops
 from .errors import EmiInputError
-from .faces import FaceMeshLandmarker, SubjectTracker, build_face_detector
+from .faces import FaceMeshLandmarker, FrameFace, SubjectTracker, build_face_detector
+from .resampling import nearest_frames
+from .settings import ClipSettings
 
-__all__ = ["CACHE_VERSION", "ClipSettings", "ClipData", "ClipPipeline", "default_cache_dir", "embed_kept_crops",
-           "file_sha256"]
+__all__ = ["ClipPipeline", "VisualTrack"]
 
-CACHE_VERSION = 1
-
-
-def default_cache_dir() -> Path:
-    """``$EMI_HF_CACHE`` if set, else ``~/.cache/emi_hf/clips``."""
-    return Path(os.environ.get("EMI_HF_CACHE") or Path.home() / ".cache" / "emi_hf" / "clips")
-
-
-def file_sha256(path, block_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(block_size):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-@dataclass(frozen=True)
-class ClipSettings:
-    """Everything that changes what a clip turns into (the processor's media settings)."""
-
-    target_fps: float | None = 30.0
-    face_detector: str | None = "mtcnn"
-    detect_every: int = 10
-    detect_max_side: int | None = None  # None: the detector's default (mtcnn 320 px, mediapipe 640 px)
-    min_face_score: float | None = None  # None: the detector's default (mtcnn 0.9, mediapipe 0.5)
-    subject: str = "tracked"
-    face_size: int = 112
-    mesh_refine: bool = True
-    au_backend: str | None = "mediapipe"
-    au_names: tuple[str, ...] = tuple(DEFAULT_AU_NAMES)
-    au_neutral_baseline: bool = False
-    au_baseline_percentile: float = 10.0
-    openface_match: str = "timestamp"
-    sampling_rate: int = 16000
-    audio_peak_db: float | None = -3.0
-    max_frames: int | None = None
-    max_duration: float | None = None
-    chunk_size: int = 32  # does not change results
-
-    def __post_init__(self):
-        object.__setattr__(self, "au_names", tuple(self.au_names))
-        if self.detect_every < 1:
-            raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
-        if self.chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
-        if self.max_frames is not None and self.max_frames < 1:
-            raise ValueError(f"max_frames must be >= 1 or None, got {self.max_frames}")
-        if self.max_duration is not None and self.max_duration <= 0:
-            raise ValueError(f"max_duration must be > 0 or None, got {self.max_duration}")
-
-    def cache_dict(self) -> dict:
-        """The settings and library versions that the cache key depends on."""
-        from importlib.metadata import PackageNotFoundError, version
-
-        settings = {k: v for k, v in asdict(self).items() if k != "chunk_size"}
-        settings["au_names"] = list(self.au_names)
-        versions = {}
-        for package in ("av", "mediapipe", "facenet-pytorch", "opencv-contrib-python", "numpy"):
-            try:
-                versions[package] = version(package)
-            except PackageNotFoundError:
-                versions[package] = None
-        return {"cache_version": CACHE_VERSION, "settings": settings, "versions": versions}
+TRUNCATED_FRACTION = 0.9  # fewer decoded frames than this share of the declared count: the file looks truncated
+SILENCE_PEAK = 1e-6  # a waveform whose peak stays below this is digital silence (the audio is masked)
 
 
 @dataclass
-class ClipData:
-    """Per-clip results, numpy only (T = frames at the target rate; S = audio samples).
+class VisualTrack:
+    """What the visual path gives for one clip (T = output frames, N = source frames processed)."""
 
-    Attributes:
-        face_crops: uint8 ``[T, face_size, face_size, 3]`` aligned RGB crops (zeros where ``frame_mask`` is 0).
-        au_intensities: float32 ``[T, n_au]`` AU intensities in [0, 5], order ``metadata["au_names"]``.
-        frame_mask: int8 ``[T]``, 1 = the frame has the subject's face.
-        timestamps: float64 ``[T]`` real presentation time (s) of the source frame behind each frame.
-        face_boxes: float32 ``[T, 4]`` subject box ``x0, y0, x1, y1`` in source pixels (NaN without a face).
-        waveform: float32 ``[S]`` 16 kHz mono, peak-normalised; ``None`` when the clip has no (usable) audio.
-        metadata: dict, see :meth:`ClipPipeline.process`.
-        face_embeddings: float32 ``[T, D]`` face embeddings (zeros where ``frame_mask`` is 0) when the clip was
-            processed with a ``face_embedder``, else ``None``. Never written to the cache (they depend on the model).
-    """
-
-    face_crops: np.ndarray
-    au_intensities: np.ndarray
-    frame_mask: np.ndarray
-    timestamps: np.ndarray
-    face_boxes: np.ndarray
-    waveform: np.ndarray | None
-    metadata: dict = field(default_factory=dict)
-    face_embeddings: np.ndarray | None = None
-
-    @property
-    def has_crops(self) -> bool:
-        """False when the crops were not kept (``keep_crops=False``): ``face_crops`` is then empty."""
-        return self.face_crops.shape[0] == self.num_frames
+    crops: np.ndarray  # uint8 [T, S, S, 3] aligned crops (zeros without a face); [0, S, S, 3] when not kept
+    embeddings: np.ndarray | None  # float32 [T, D] with a face embedder, else None
+    face: np.ndarray  # bool [T] the frame has the subject's face
+    boxes: np.ndarray  # float32 [T, 4] subject box (NaN without a face)
+    timestamps: np.ndarray  # float64 [T] real presentation times
+    source_indices: np.ndarray  # int64 [T] decoded source-frame index
+    track_ids: np.ndarray  # int64 [T] subject track (-1 without a face)
+    repeats: np.ndarray  # int64 [N] output frames per source frame
+    measurements: np.ndarray  # float32 [N, n_au] per-source-frame AU inputs (NaN where missing)
+    au12: np.ndarray  # float32 [N] the AU12 measurement (mediapipe backend; NaN otherwise)
+    tracks: int  # subject tracks started
+    detector_runs: int
+    seconds: float
 
     @property
     def num_frames(self) -> int:
-        return int(self.frame_mask.shape[0])
-
-    @property
-    def face_fraction(self) -> float:
-        return float(self.frame_mask.mean()) if self.num_frames else 0.0
-
-    @property
-    def audio_present(self) -> bool:
-        return self.waveform is not None
-
-    def save(self, path) -> None:
-        """Writes an .npz atomically (temporary file in the same folder, then ``os.replace``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {
-            "face_crops": self.face_crops,
-            "au_intensities": self.au_intensities,
-            "frame_mask": self.frame_mask,
-            "timestamps": self.timestamps,
-            "face_boxes": self.face_boxes,
-            "waveform": self.waveform if self.waveform is not None else np.zeros(0, np.float32),
-            "has_waveform": np.array(self.waveform is not None),
-            "metadata": np.array(json.dumps(self.metadata)),
-        }
-        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.stem + ".", suffix=".tmp", delete=False)
-        try:
-            with handle:
-                np.savez_compressed(handle, **arrays)
-            os.replace(handle.name, path)
-        except BaseException:
-            try:
-                os.unlink(handle.name)
-            except OSError:
-                pass
-            raise
-
-    @classmethod
-    def load(cls, path) -> "ClipData":
-        with np.load(path, allow_pickle=False) as data:
-            waveform = data["waveform"] if bool(data["has_waveform"]) else None
-            return cls(face_crops=data["face_crops"], au_intensities=data["au_intensities"],
-                       frame_mask=data["frame_mask"], timestamps=data["timestamps"], face_boxes=data["face_boxes"],
-                       waveform=waveform, metadata=json.loads(str(data["metadata"])))
+        return len(self.timestamps)
 
 
-def _resample_array_frames(times: np.ndarray, target_fps: float | None, max_frames: int | None,
-                           max_duration: float | None) -> list[tuple[int, int]]:
-    """(source index, repeat) pairs for frames at `times`, by the nearest-frame rule of decoding.py."""
-    if len(times) == 0:
-        return []
-    t0 = float(times[0])
-    if target_fps is None:
-        keep = [(i, 1) for i in range(len(times)) if max_duration is None or times[i] - t0 < max_duration - 1e-9]
-        return keep[:max_frames] if max_frames else keep
-    step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0 / target_fps
-    end = float(times[-1]) + step / 2
-    count = int(np.floor((end - t0) * target_fps - 1e-9)) + 1
-    if max_frames is not None:
-        count = min(count, max_frames)
-    if max_duration is not None:
-        count = min(count, int(np.ceil(max_duration * target_fps - 1e-9)))
-    grid = t0 + np.arange(max(count, 1)) / target_fps
-    nearest = np.clip(np.searchsorted(times, grid), 1, len(times) - 1) if len(times) > 1 else np.zeros(len(grid), int)
-    if len(times) > 1:
-        nearest = np.where(np.abs(grid - times[nearest - 1]) <= np.abs(times[nearest] - grid), nearest - 1, nearest)
-    pairs: list[tuple[int, int]] = []
-    for index in nearest:
-        if pairs and pairs[-1][0] == index:
-            pairs[-1] = (index, pairs[-1][1] + 1)
-        else:
-            pairs.append((int(index), 1))
-    return pairs
+def _repeated(values: list, repeats: np.ndarray, dtype, row_shape: tuple = ()) -> np.ndarray:
+    """Per-source-frame `values` -> per-output-frame array (each row `repeats` times)."""
+    if not values:
+        return np.zeros((0, *row_shape), dtype)
+    return np.repeat(np.asarray(values, dtype), repeats, axis=0)
 
 
-def embed_kept_crops(embedder: Callable[[np.ndarray], np.ndarray], face_crops: np.ndarray, frame_mask: np.ndarray,
-                     chunk_size: int = 128) -> np.ndarray:
-    """Embeddings ``[T, D]`` of a clip's kept crops: face frames only (zeros elsewhere), `chunk_size` crops per
-    embedder call. A crop equal to the previous frame's (a source frame repeated by the frame-rate conversion) is
-    embedded once. `D` comes from the embedder's output, or its ``dim`` attribute when no frame has a face."""
-    mask = np.asarray(frame_mask).astype(bool)
-    repeat = np.zeros_like(mask)
-    flat = face_crops.reshape(len(mask), -1)
-    for start in range(1, len(mask), chunk_size):  # in chunks: a whole-clip comparison would double the crops' memory
-        stop = min(start + chunk_size, len(mask))
-        repeat[start:stop] = (flat[start:stop] == flat[start - 1 : stop - 1]).all(1)
-    repeat &= mask & np.roll(mask, 1)
-    distinct = np.flatnonzero(mask & ~repeat)
-    out = None
-    for start in range(0, len(distinct), chunk_size):
-        index = distinct[start : start + chunk_size]
-        embeddings = np.asarray(embedder(face_crops[index]), np.float32)
-        if out is None:
-            out = np.zeros((len(mask), embeddings.shape[1]), np.float32)
-        out[index] = embeddings
-    if out is None:
-        return np.zeros((len(mask), int(getattr(embedder, "dim", 0))), np.float32)
-    source = np.maximum.accumulate(np.where(mask & ~repeat, np.arange(len(mask)), 0))
-    out[repeat] = out[source[repeat]]
-    return out
+class _VisualRecorder:
+    """Collects the visual path's per-source-frame results, chunk by chunk."""
 
+    def __init__(self, face_size: int, n_au: int, keep_crops: bool):
+        self.face_size = face_size
+        self.n_au = n_au
+        self.keep_crops = keep_crops
+        self.crops: list[np.ndarray] = []
+        self.faces: list[bool] = []
+        self.boxes: list[np.ndarray] = []
+        self.track_ids: list[int] = []
+        self.times: list[float] = []
+        self.indices: list[int] = []
+        self.repeats: list[int] = []
+        self.au_inputs: list[tuple[np.ndarray, np.ndarray]] = []  # (measurements, au12) per chunk
 
-class _EmbeddingWorker:
-    """Runs a face embedder on chunks of crops in a background thread (the backbone overlaps decoding, detection
-    and the face mesh); at most `max_pending` chunks wait, so crops never pile up."""
+    def add(self, chunk: list[SourceFrame], results: list[FrameFace], face_crops: list[np.ndarray | None]) -> tuple:
+        """A chunk's subjects and crops (None without a face). Returns (rows, crops) of its frames with a face."""
+        rows, crops = [], []
+        for frame, result, crop in zip(chunk, results, face_crops):
+            found = result.box is not None
+            self.faces.append(found)
+            self.boxes.append(result.box if found else np.full(4, np.nan))
+            self.track_ids.append(result.track_id if found else -1)
+            if found:
+                rows.append(len(self.faces) - 1)
+                crops.append(crop)
+            if self.keep_crops:
+                self.crops.append(crop if found else np.zeros((self.face_size, self.face_size, 3), np.uint8))
+            self.times.append(frame.time)
+            self.indices.append(frame.index)
+            self.repeats.append(frame.repeat)
+        return rows, crops
 
-    def __init__(self, embedder: Callable[[np.ndarray], np.ndarray], max_pending: int = 2):
-        self.embedder = embedder
-        self.results: dict[int, np.ndarray] = {}
-        self.error: BaseException | None = None
-        self.queue: queue.Queue = queue.Queue(maxsize=max_pending)
-        self.thread = threading.Thread(target=self._run, name="emi-face-embedder", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            item = self.queue.get()
-            if item is None:
-                return
-            if self.error is not None:
-                continue  # drain after a failure
-            rows, crops = item
-            try:
-                embeddings = np.asarray(self.embedder(crops), np.float32)
-                if embeddings.shape[0] != len(rows):
-                    raise ValueError(f"the face embedder returned {embeddings.shape[0]} rows for {len(rows)} crops")
-                for row, embedding in zip(rows, embeddings):
-                    self.results[row] = embedding
-            except BaseException as error:  # re-raised in the calling thread by finish()
-                self.error = error
-
-    def submit(self, rows: list[int], crops: np.ndarray) -> None:
-        if self.error is not None:
-            raise self.error
-        self.queue.put((rows, crops))
-
-    def finish(self, count: int) -> np.ndarray:
-        """Waits for every chunk; per-row embeddings ``[count, D]`` (zeros for rows without a face)."""
-        self.queue.put(None)
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-        dim = next(iter(self.results.values())).shape[0] if self.results else int(getattr(self.embedder, "dim", 0))
-        out = np.zeros((count, dim), np.float32)
-        for row, embedding in self.results.items():
-            out[row] = embedding
-        return out
-
-    def cancel(self) -> None:
-        """Stops the thread after an error in the calling thread (no-op once finished)."""
-        if self.thread.is_alive():
-            self.error = self.error or RuntimeError("cancelled")
-            while True:  # make room for the sentinel
-                try:
-                    self.queue.put_nowait(None)
-                    break
-                except queue.Full:
-                    try:
-                        self.queue.get_nowait()
-                    except queue.Empty:
-                        pass
-            self.thread.join()
+    def track(self, embedded: np.ndarray | None, tracks: int, detector_runs: int, seconds: float) -> VisualTrack:
+        repeats = np.asarray(self.repeats, dtype=np.int64)
+        measurements = np.full((len(repeats), self.n_au), np.nan, np.float32)
+        au12 = np.full(len(repeats), np.nan, np.float32)
+        if self.au_inputs:
+            measurements = np.concatenate([m for m, _ in self.au_inputs])
+            au12 = np.concatenate([a for _, a in self.au_inputs])
+        size = self.face_size
+        return VisualTrack(
+            crops=_repeated(self.crops, repeats, np.uint8, (size, size, 3)),
+            embeddings=np.repeat(embedded, repeats, axis=0) if embedded is not None else None,
+            face=_repeated(self.faces, repeats, bool), boxes=_repeated(self.boxes, repeats, np.float32, (4,)),
+            timestamps=_repeated(self.times, repeats, np.float64),
+            source_indices=_repeated(self.indices, repeats, np.int64),
+            track_ids=_repeated(self.track_ids, repeats, np.int64), repeats=repeats, measurements=measurements,
+            au12=au12, tracks=tracks, detector_runs=detector_runs, seconds=seconds)
 
 
 class ClipPipeline:
-    """The media path for one clip at a time, with the given :class:`ClipSettings`."""
+    """The media path for one clip at a time, with the given :class:`ClipSettings` (validated when made)."""
 
     def __init__(self, settings: ClipSettings | None = None, openface_dir: str | None = None):
         self.settings = settings or ClipSettings()
@@ -318,14 +131,6 @@ class ClipPipeline:
                                            baseline_percentile=s.au_baseline_percentile, match=s.openface_match,
                                            csv_dir=openface_dir)
         self._detector = None
-        if s.face_detector is not None:
-            from .faces import FACE_DETECTORS, SUBJECT_POLICIES
-
-            if s.face_detector not in FACE_DETECTORS:
-                raise ValueError(f"face_detector must be one of {sorted(FACE_DETECTORS)} or None, "
-                                 f"got {s.face_detector!r}")
-            if s.subject not in SUBJECT_POLICIES:
-                raise ValueError(f"subject must be one of {SUBJECT_POLICIES}, got {s.subject!r}")
 
     @property
     def detector(self):
@@ -334,16 +139,6 @@ class ClipPipeline:
             self._detector = build_face_detector(self.settings.face_detector, max_side=self.settings.detect_max_side,
                                                  min_score=self.settings.min_face_score)
         return self._detector
-
-    # -- cache ----------------------------------------------------------------------------------------------
-    def cache_key(self, path, au_file=None, audio=None) -> str:
-        payload = self.settings.cache_dict()
-        payload["video"] = file_sha256(path)
-        if self.settings.au_backend == "openface":
-            payload["au_file"] = file_sha256(au_file) if au_file is not None else None
-        if audio is not None:
-            payload["audio"] = file_sha256(audio)
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     # -- main entry -----------------------------------------------------------------------------------------
     def process(self, video=None, audio=None, au_file=None, video_fps: float | None = None,
@@ -359,9 +154,9 @@ class ClipPipeline:
             audio: optional separate audio: a file path or a waveform array at `audio_sampling_rate` (default 16
                 kHz). When given it replaces the video's own audio track.
             au_file: the OpenFace CSV of this clip (``au_backend="openface"``).
-            use_cache / cache_dir: the clip cache (see module doc); only file inputs are cached.
-            face_embedder: optional ``crops uint8 [n, S, S, 3] -> float32 [n, D]`` (see
-                :class:`emi_hf.data.features.FaceEmbedder`). It runs in a background thread on each chunk's new
+            use_cache / cache_dir: the clip cache (see :mod:`emi_hf.media.cache`); only file inputs are cached.
+            face_embedder: optional ``crops uint8 [n, S, S, 3] -> float32 [n, D]`` (e.g.
+                :class:`emi_hf.face_embedding.FaceEmbedder`). It runs in a background thread on each chunk's new
                 face crops while the next chunk is decoded and tracked, once per source frame (frames repeated by
                 the frame-rate conversion are not embedded again), and fills ``ClipData.face_embeddings``. On a
                 cache hit it embeds the cached crops.
@@ -387,7 +182,7 @@ class ClipPipeline:
         cache_path = None
         if use_cache and is_file and (audio is None or audio_is_file):
             probe_media(video)  # clear errors before hashing
-            key = self.cache_key(video, au_file, audio)
+            key = clip_cache_key(self.settings, video, au_file, audio)
             cache_path = Path(cache_dir or default_cache_dir()) / f"{key}.npz"
             if cache_path.is_file():
                 try:
@@ -412,70 +207,21 @@ class ClipPipeline:
 
     def _process(self, video, audio, au_file, video_fps, audio_sampling_rate, face_embedder=None,
                  keep_crops: bool = True) -> ClipData:
-        s = self.settings
         started = time.perf_counter()
-        notes: list[str] = []
-        media_info = None
-        path = None
         report = _DecodeReport()
-        if isinstance(video, (str, os.PathLike)):
-            path = os.fspath(video)
-            media_info = probe_media(path)
-            source_fps = media_info.fps
-            frames_iter = iter_video_frames(path, s.target_fps, s.max_frames, s.max_duration, report=report,
-                                            queue_size=max(8, s.chunk_size))
-        elif video is not None:
-            frames = np.asarray(video)
-            if frames.ndim == 3:
-                frames = frames[None]
-            if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
-                raise EmiInputError(None, f"decoded video frames must be RGB [T, H, W, 3], got shape {frames.shape}.")
-            if frames.dtype != np.uint8:
-                if frames.dtype.kind == "f" and frames.size and float(np.nanmax(frames)) <= 1.0:
-                    frames = frames * 255.0
-                frames = np.clip(np.nan_to_num(frames), 0, 255).astype(np.uint8)
-            source_fps = float(video_fps or s.target_fps or 30.0)
-            times = np.arange(len(frames)) / source_fps
-            pairs = _resample_array_frames(times, s.target_fps, s.max_frames, s.max_duration)
-            frames_iter = (SourceFrame(frames[i], float(times[i]), i, r) for i, r in pairs)
-        else:
-            source_fps = None
-            frames_iter = iter(())
-
-        visual = self._visual(frames_iter, face_embedder, keep_crops)
-        num_frames = len(visual["timestamps"])
+        path, media_info, source_fps, frames = self._source_frames(video, video_fps, report)
+        visual = self._visual(frames, face_embedder, keep_crops)
+        notes: list[str] = []
         if media_info is not None:
             notes.extend(report.warnings)
-            if media_info.num_frames and report.decoded < 0.9 * media_info.num_frames and s.max_frames is None \
-                    and s.max_duration is None and not report.stopped_early:
-                notes.append(f"only {report.decoded} of the {media_info.num_frames} frames the container declares "
-                             "could be decoded; the file looks truncated.")
-        frame_mask = visual["face"].astype(np.int8)
+            notes.extend(self._truncation_notes(media_info, report))
+        frame_mask = visual.face.astype(np.int8)
         au = self._au_values(visual, path, au_file)
-        au_fraction = float(np.isfinite(au).all(axis=1)[visual["face"]].mean()) if frame_mask.any() else 0.0
-        au = fill_missing(au, visual["face"])
-
-        # audio
-        waveform = None
-        audio_track = False
-        t0 = float(visual["timestamps"][0]) if num_frames else None
-        max_audio = s.max_duration  # the audio covers the same span as the frames
-        if s.max_frames is not None and (s.target_fps or source_fps):
-            max_audio = min(max_audio or np.inf, s.max_frames / (s.target_fps or source_fps))
-        if audio is not None:
-            waveform = load_audio(audio, s.sampling_rate, s.audio_peak_db, source_rate=audio_sampling_rate,
-                                  max_duration=max_audio if max_audio != np.inf else None)
-            audio_track = True
-        elif path is not None and media_info.has_audio:
-            audio_track = True
-            waveform, _ = decode_audio(path, s.sampling_rate, s.audio_peak_db,
-                                       max_duration=max_audio if max_audio != np.inf else None,
-                                       start_time=t0, warnings_out=notes)
-        if waveform is not None and float(np.max(np.abs(waveform), initial=0.0)) < 1e-6:
-            notes.append("the audio track is digital silence; audio is masked.")
-            waveform = None
-
-        if num_frames and not frame_mask.any():
+        au_fraction = float(np.isfinite(au).all(axis=1)[visual.face].mean()) if frame_mask.any() else 0.0
+        au = fill_missing(au, visual.face)
+        t0 = float(visual.timestamps[0]) if visual.num_frames else None
+        waveform, audio_track = self._audio(audio, path, media_info, audio_sampling_rate, source_fps, t0, notes)
+        if visual.num_frames and not frame_mask.any():
             notes.append("no face was found in any frame; the visual modality is masked (face_fraction 0.0).")
         if path is not None and not media_info.has_video:
             notes.append("the file has no video stream (audio only); the visual modality is masked.")
@@ -483,45 +229,100 @@ class ClipPipeline:
             notes.append("the file has no audio stream; the audio modality is masked.")
         for note in notes:
             warnings.warn(f"{path or 'clip'}: {note}", UserWarning, stacklevel=3)
+        metadata = self._metadata(path, media_info, source_fps, visual, waveform, t0, au_fraction, notes)
+        metadata["seconds"] = round(time.perf_counter() - started, 4)
+        metadata["visual_seconds"] = round(visual.seconds, 4)
+        if media_info is not None:
+            metadata["media"] = media_info.to_dict()
+        return ClipData(face_crops=visual.crops, au_intensities=au.astype(np.float32), frame_mask=frame_mask,
+                        timestamps=visual.timestamps, face_boxes=visual.boxes, waveform=waveform, metadata=metadata,
+                        face_embeddings=visual.embeddings)
 
-        timestamps = visual["timestamps"]
+    # -- sources --------------------------------------------------------------------------------------------
+    def _source_frames(self, video, video_fps, report: _DecodeReport) -> tuple:
+        """(path or None, MediaInfo or None, source fps or None, iterator of the kept SourceFrames)."""
+        s = self.settings
+        if isinstance(video, (str, os.PathLike)):
+            path = os.fspath(video)
+            media_info = probe_media(path)
+            frames = iter_video_frames(path, s.target_fps, s.max_frames, s.max_duration, report=report,
+                                       queue_size=max(8, s.chunk_size))
+            return path, media_info, media_info.fps, frames
+        if video is None:
+            return None, None, None, iter(())
+        source_fps = float(video_fps or s.target_fps or 30.0)
+        return None, None, source_fps, self._array_frames(_as_rgb_frames(video), source_fps)
+
+    def _array_frames(self, frames: np.ndarray, source_fps: float) -> Iterator[SourceFrame]:
+        """Decoded frames at `source_fps` on the output grid (the nearest-frame rule of files)."""
+        s = self.settings
+        timed = ((i, i / source_fps, None) for i in range(len(frames)))
+        for i, t, index, repeat in nearest_frames(timed, s.target_fps, s.max_frames, s.max_duration,
+                                                  frame_step=1.0 / source_fps):
+            yield SourceFrame(frames[i], t, index, repeat)
+
+    def _truncation_notes(self, media_info: MediaInfo, report: _DecodeReport) -> list[str]:
+        s = self.settings
+        if media_info.num_frames and report.decoded < TRUNCATED_FRACTION * media_info.num_frames \
+                and s.max_frames is None and s.max_duration is None and not report.stopped_early:
+            return [f"only {report.decoded} of the {media_info.num_frames} frames the container declares could be "
+                    "decoded; the file looks truncated."]
+        return []
+
+    def _audio(self, audio, path, media_info, audio_sampling_rate, source_fps, t0, notes: list[str]) -> tuple:
+        """(waveform or None, whether the clip has an audio track); the audio covers the frames' span."""
+        s = self.settings
+        max_audio = s.max_duration
+        if s.max_frames is not None and (s.target_fps or source_fps):
+            max_audio = min(max_audio or np.inf, s.max_frames / (s.target_fps or source_fps))
+        max_audio = max_audio if max_audio != np.inf else None
+        waveform, audio_track = None, False
+        if audio is not None:
+            waveform = load_audio(audio, s.sampling_rate, s.audio_peak_db, source_rate=audio_sampling_rate,
+                                  max_duration=max_audio)
+            audio_track = True
+        elif path is not None and media_info.has_audio:
+            audio_track = True
+            waveform, _ = decode_audio(path, s.sampling_rate, s.audio_peak_db, max_duration=max_audio,
+                                       start_time=t0, warnings_out=notes)
+        if waveform is not None and float(np.max(np.abs(waveform), initial=0.0)) < SILENCE_PEAK:
+            notes.append("the audio track is digital silence; audio is masked.")
+            waveform = None
+        return waveform, audio_track
+
+    def _metadata(self, path, media_info, source_fps, visual: VisualTrack, waveform, t0, au_fraction: float,
+                  notes: list[str]) -> dict[str, Any]:
+        s = self.settings
+        num_frames = visual.num_frames
         if num_frames:
-            duration = float(timestamps[-1] - timestamps[0]) + 1.0 / (s.target_fps or source_fps or 30.0)
+            duration = float(visual.timestamps[-1] - visual.timestamps[0]) + 1.0 / (s.target_fps or source_fps or 30.0)
         elif waveform is not None:
             duration = len(waveform) / s.sampling_rate
         else:
             duration = 0.0
-        boxes = visual["boxes"]
-        metadata: dict[str, Any] = {
+        return {
             "path": path,
             "fps": float(s.target_fps) if s.target_fps else source_fps,
             "source_fps": source_fps,
-            "timestamps": [float(t) for t in timestamps],
+            "timestamps": [float(t) for t in visual.timestamps],
             "num_frames": int(num_frames),
-            "face_fraction": float(frame_mask.mean()) if num_frames else 0.0,
+            "face_fraction": float(visual.face.mean()) if num_frames else 0.0,
             "audio_present": waveform is not None,
             "video_present": bool(num_frames),
             "duration": float(duration),
-            "face_boxes": [None if not np.isfinite(b).all() else [round(float(v), 2) for v in b] for b in boxes],
+            "face_boxes": [None if not np.isfinite(b).all() else [round(float(v), 2) for v in b] for b in visual.boxes],
             "au_names": list(s.au_names),
             "au_backend": s.au_backend,
             "au_fraction": au_fraction,
             "face_detector": s.face_detector,
-            "tracks": visual["tracks"],
-            "track_ids": [int(t) if t >= 0 else None for t in visual["track_ids"]],
-            "detector_runs": visual["detector_runs"],
+            "tracks": visual.tracks,
+            "track_ids": [int(t) if t >= 0 else None for t in visual.track_ids],
+            "detector_runs": visual.detector_runs,
             "sampling_rate": int(s.sampling_rate),
             "num_samples": int(len(waveform)) if waveform is not None else 0,
             "audio_start": t0 if waveform is not None and t0 is not None else (0.0 if waveform is not None else None),
             "warnings": notes,
-            "seconds": round(time.perf_counter() - started, 4),
-            "visual_seconds": round(visual["seconds"], 4),
         }
-        if media_info is not None:
-            metadata["media"] = media_info.to_dict()
-        return ClipData(face_crops=visual["crops"], au_intensities=au.astype(np.float32), frame_mask=frame_mask,
-                        timestamps=timestamps, face_boxes=boxes, waveform=waveform, metadata=metadata,
-                        face_embeddings=visual["embeddings"])
 
     # -- visual path ----------------------------------------------------------------------------------------
     def _chunks(self, frames: Iterator[SourceFrame]) -> Iterator[list[SourceFrame]]:
@@ -534,109 +335,68 @@ class ClipPipeline:
         if chunk:
             yield chunk
 
-    def _visual(self, frames: Iterator[SourceFrame], face_embedder=None, keep_crops: bool = True) -> dict:
+    def _visual(self, frames: Iterator[SourceFrame], face_embedder=None, keep_crops: bool = True) -> VisualTrack:
         """Runs faces, alignment and per-frame AU inputs over the clip's source frames, chunk by chunk (and the
         face embedder, when given, in a background thread)."""
         s = self.settings
         started = time.perf_counter()
-        size = s.face_size
-        worker = _EmbeddingWorker(face_embedder) if face_embedder is not None else None
-        chunk_crops: list[np.ndarray] = []
-        chunk_rows: list[int] = []
-        chunk_measures: list[tuple[np.ndarray, np.ndarray]] = []
-        needs_mesh = True  # the mesh confirms faces, gives alignment points and the mediapipe AU geometry
-        landmarker = FaceMeshLandmarker(refine=s.mesh_refine) if needs_mesh else None
+        mediapipe_au = isinstance(self.au_backend, MediaPipeAUBackend)
+        # the mesh confirms faces, gives the alignment points and the mediapipe AU geometry
+        landmarker = FaceMeshLandmarker.for_this_thread(s.mesh_refine) if s.face_detector or mediapipe_au else None
         tracker = None
         if s.face_detector is not None:
             tracker = SubjectTracker(self.detector, landmarker, detect_every=s.detect_every, subject=s.subject)
-        crops, faces, boxes, times, indices, repeats, meshes_raw, frame_au, track_ids = ([] for _ in range(9))
-        mediapipe_au = isinstance(self.au_backend, MediaPipeAUBackend)
-        pyfaceau = isinstance(self.au_backend, PyFaceAUBackend)
+        recorder = _VisualRecorder(s.face_size, len(s.au_names), keep_crops)
+        worker = EmbeddingWorker(face_embedder) if face_embedder is not None else None
         try:
             for chunk in self._chunks(frames):
-                images = [f.image for f in chunk]
                 if tracker is not None:
-                    results = tracker.process(images)
-                    for frame, result in zip(chunk, results):
-                        found = result.box is not None
-                        faces.append(found)
-                        boxes.append(result.box if found else np.full(4, np.nan))
-                        if found:
-                            chunk_rows.append(len(faces) - 1)
-                            chunk_crops.append(align_face(frame.image, result.points, size))
-                        if keep_crops:
-                            crops.append(chunk_crops[-1] if found else np.zeros((size, size, 3), np.uint8))
-                        meshes_raw.append(result.mesh)
-                        track_ids.append(result.track_id if found else -1)
+                    results = tracker.process([f.image for f in chunk])
+                    crops = [align_face(f.image, r.points, s.face_size) if r.box is not None else None
+                             for f, r in zip(chunk, results)]
                 else:  # inputs are face crops already
-                    for frame in chunk:
-                        image = frame.image
-                        height, width = image.shape[:2]
-                        faces.append(True)
-                        track_ids.append(0)
-                        boxes.append(np.array([0.0, 0.0, width, height]))
-                        chunk_rows.append(len(faces) - 1)
-                        chunk_crops.append(image if (height, width) == (size, size) else
-                                           cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA))
-                        if keep_crops:
-                            crops.append(chunk_crops[-1])
-                        meshes_raw.append(landmarker.on_image(image) if mediapipe_au else None)
-                if pyfaceau:
-                    for frame, found in zip(chunk, faces[-len(chunk):]):
-                        frame_au.append(self.au_backend.values_for_frame(frame.image) if found
-                                        else np.full(len(s.au_names), np.nan, np.float32))
-                for frame in chunk:
-                    times.append(frame.time)
-                    indices.append(frame.index)
-                    repeats.append(frame.repeat)
-                if worker is not None and chunk_rows:
-                    worker.submit(chunk_rows, np.stack(chunk_crops))
-                chunk_rows, chunk_crops = [], []
-                if mediapipe_au:  # the AU geometry of the chunk's meshes; the meshes (11 KB a frame) are dropped
-                    chunk_measures.append(self._measure_meshes(meshes_raw))
-                    meshes_raw = []
-            embedded = worker.finish(len(faces)) if worker is not None else None
+                    results, crops = self._crops_as_faces(chunk, landmarker if mediapipe_au else None)
+                rows, face_crops = recorder.add(chunk, results, crops)
+                if worker is not None and rows:
+                    worker.submit(rows, np.stack(face_crops))
+                au_inputs = self._au_inputs(chunk, results)
+                if au_inputs is not None:  # the meshes (11 KB a frame) are dropped
+                    recorder.au_inputs.append(au_inputs)
+            embedded = worker.finish(len(recorder.faces)) if worker is not None else None
         finally:
             if worker is not None:
                 worker.cancel()
-            if landmarker is not None:
-                landmarker.close()
             if hasattr(frames, "close"):  # stops the decoding thread now, also when an error ends the loop early
                 frames.close()
-        repeats_array = np.asarray(repeats, dtype=np.int64)
-        n_au = len(s.au_names)
-        measurements = np.full((len(repeats), n_au), np.nan, np.float32)
-        au12 = np.full(len(repeats), np.nan, np.float32)
-        if mediapipe_au and chunk_measures:
-            measurements = np.concatenate([m for m, _ in chunk_measures])
-            au12 = np.concatenate([a for _, a in chunk_measures])
-        elif pyfaceau and frame_au:
-            measurements = np.stack(frame_au).astype(np.float32)
+        tracks = tracker.tracks_started if tracker is not None else int(bool(recorder.faces))
+        return recorder.track(embedded, tracks=int(tracks), detector_runs=int(tracker.detections_run if tracker else 0),
+                              seconds=time.perf_counter() - started)
 
-        def expand(values, dtype=None):
-            array = np.asarray(values, dtype=dtype)
-            return np.repeat(array, repeats_array, axis=0) if len(array) else array
+    def _crops_as_faces(self, chunk: list[SourceFrame], landmarker: FaceMeshLandmarker | None) -> tuple:
+        """Frames that are face crops: each one is the subject (track 0), resized to the crop size; with a
+        `landmarker`, its mesh (mediapipe AU geometry)."""
+        size = self.settings.face_size
+        results, crops = [], []
+        for frame in chunk:
+            image = frame.image
+            height, width = image.shape[:2]
+            mesh = landmarker.on_image(image) if landmarker is not None else None
+            results.append(FrameFace(box=np.array([0.0, 0.0, width, height]), mesh=mesh, track_id=0))
+            crops.append(image if (height, width) == (size, size) else
+                         cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA))
+        return results, crops
 
-        return {
-            "crops": expand(crops, np.uint8) if crops else np.zeros((0, size, size, 3), np.uint8),
-            "embeddings": expand(embedded) if embedded is not None else None,
-            "face": expand(faces, bool) if faces else np.zeros(0, bool),
-            "boxes": expand(boxes, np.float32) if boxes else np.zeros((0, 4), np.float32),
-            "timestamps": expand(times, np.float64) if times else np.zeros(0, np.float64),
-            "source_indices": expand(indices, np.int64) if indices else np.zeros(0, np.int64),
-            "track_ids": expand(track_ids, np.int64) if track_ids else np.zeros(0, np.int64),
-            "repeats": repeats_array,  # per source frame; the arrays below are per source frame too
-            "measurements": measurements,
-            "au12": au12,
-            "tracks": int(tracker.tracks_started) if tracker is not None else (1 if faces else 0),
-            "detector_runs": int(tracker.detections_run) if tracker is not None else 0,
-            "seconds": time.perf_counter() - started,
-        }
-
-    def _measure_meshes(self, meshes: list) -> tuple[np.ndarray, np.ndarray]:
-        """MediaPipe AU measurements ``[n, n_au]`` and the AU12 measurement ``[n]`` of a chunk's meshes (NaN rows
-        where the mesh is None)."""
+    def _au_inputs(self, chunk: list[SourceFrame], results: list[FrameFace]) -> tuple | None:
+        """Per-source-frame AU inputs of a chunk, (measurements [n, n_au], au12 [n]) (NaN rows without a face),
+        for the backends that measure frames (mediapipe: the mesh geometry; pyfaceau: the image); else None."""
         names = self.settings.au_names
+        if isinstance(self.au_backend, PyFaceAUBackend):
+            values = [self.au_backend.values_for_frame(f.image) if r.box is not None
+                      else np.full(len(names), np.nan, np.float32) for f, r in zip(chunk, results)]
+            return np.stack(values).astype(np.float32), np.full(len(chunk), np.nan, np.float32)
+        if not isinstance(self.au_backend, MediaPipeAUBackend):
+            return None
+        meshes = [r.mesh for r in results]
         measurements = np.full((len(meshes), len(names)), np.nan, np.float32)
         au12 = np.full(len(meshes), np.nan, np.float32)
         rows = [i for i, m in enumerate(meshes) if m is not None]
@@ -646,18 +406,31 @@ class ClipPipeline:
             au12[rows] = all_measures["AU12"]
         return measurements, au12
 
-    def _au_values(self, visual: dict, path: str | None, au_file) -> np.ndarray:
+    def _au_values(self, visual: VisualTrack, path: str | None, au_file) -> np.ndarray:
         """AU intensities [T, n_au] with NaN where unavailable (before fill_missing)."""
         s = self.settings
-        n = len(visual["timestamps"])
         backend = self.au_backend
-        if backend is None or n == 0:
-            return np.zeros((n, len(s.au_names)), np.float32)
+        if backend is None or visual.num_frames == 0:
+            return np.zeros((visual.num_frames, len(s.au_names)), np.float32)
         if isinstance(backend, MediaPipeAUBackend):
             # per source frame (so a baseline percentile counts each frame once), then repeated to the output rate
-            values = backend.intensities(visual["measurements"], au12_measurement=visual["au12"])
-            return np.repeat(values, visual["repeats"], axis=0)
+            values = backend.intensities(visual.measurements, au12_measurement=visual.au12)
+            return np.repeat(values, visual.repeats, axis=0)
         if isinstance(backend, OpenFaceAUBackend):
             csv_path = backend.find_csv(path, au_file)
-            return backend.values(csv_path, visual["timestamps"], visual["source_indices"])
-        return np.clip(np.repeat(visual["measurements"], visual["repeats"], axis=0), 0.0, 5.0)
+            return backend.values(csv_path, visual.timestamps, visual.source_indices)
+        return np.clip(np.repeat(visual.measurements, visual.repeats, axis=0), 0.0, 5.0)
+
+
+def _as_rgb_frames(video) -> np.ndarray:
+    """Decoded frames (uint8, or floats in [0, 1] or [0, 255]) as uint8 RGB [T, H, W, 3]."""
+    frames = np.asarray(video)
+    if frames.ndim == 3:
+        frames = frames[None]
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
+        raise EmiInputError(None, f"decoded video frames must be RGB [T, H, W, 3], got shape {frames.shape}.")
+    if frames.dtype != np.uint8:
+        if frames.dtype.kind == "f" and frames.size and float(np.nanmax(frames)) <= 1.0:
+            frames = frames * 255.0
+        frames = np.clip(np.nan_to_num(frames), 0, 255).astype(np.uint8)
+    return frames

@@ -35,12 +35,11 @@ def time_epoch(
     """
     import torch
 
-    from .arguments import TrainingArguments
-    from .data import (
-        MODALITY_COLUMNS, ClipBatchDataset, EpochBatchSampler, FeatureTable, load_feature_splits, make_loader,
-    )
+    from ..data.random_features import make_feature_dataset
+    from ..data.store import load_feature_splits
+    from .arguments import DEFAULT_MAX_AUDIO_FRAMES, DEFAULT_MAX_FRAMES, TrainingArguments
+    from .evaluation import build_loader
     from .loop import train
-    from .synthetic import make_feature_dataset
 
     if threads:
         torch.set_num_threads(threads)
@@ -55,9 +54,9 @@ def time_epoch(
 
         datasets, metadata, _ = load_feature_splits(folder / "features")
         began = time.perf_counter()
-        table = FeatureTable(datasets["train"], MODALITY_COLUMNS[modality])
-        clips = ClipBatchDataset(table, modality, 6, 512, 1024, random_crop=True)
-        num_batches = sum(1 for _ in make_loader(clips, EpochBatchSampler(len(clips), batch_size, True, True)))
+        loader = build_loader(datasets["train"], modality, len(metadata["label_names"]), batch_size,
+                              DEFAULT_MAX_FRAMES, DEFAULT_MAX_AUDIO_FRAMES, shuffle_seed=0)
+        num_batches = sum(1 for _ in loader)
         data_s = time.perf_counter() - began
 
         results = train(TrainingArguments(

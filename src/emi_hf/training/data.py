@@ -20,16 +20,16 @@ slice, so the optimisation does not depend on the number of processes.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..configuration_emi import DEFAULT_AU_NAMES, EMOTION_NAMES
-from ..data.features import FEATURES_METADATA, load_features
+# Independent random streams (numpy SeedSequence entropy [seed, stream, epoch]): where each epoch's crops start,
+# and the order of the clips. The values are part of the seeded results; changing one changes every run.
+CROP_STREAM = 7
+SHUFFLE_STREAM = 11
 
 VISUAL_COLUMNS = ("visual_features", "au_features", "frame_mask")
 AUDIO_COLUMNS = ("audio_features", "audio_mask")
@@ -38,55 +38,6 @@ MODALITY_COLUMNS = {
     "audio": AUDIO_COLUMNS,
     "fusion": VISUAL_COLUMNS + AUDIO_COLUMNS,
 }
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Features folder
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def load_feature_splits(features_dir: str | Path):
-    """(DatasetDict, metadata dict, folder the metadata paths are relative to).
-
-    `features_dir` is an extraction folder (`emi_features.json` + `dataset/`) or a folder saved with
-    `DatasetDict.save_to_disk`; the metadata is read from `emi_features.json` in it (or in its parent, when the
-    dataset folder itself is given) and completed from the dataset's schema where absent.
-    """
-    features_dir = Path(features_dir)
-    datasets = load_features(features_dir)
-    root = features_dir
-    metadata = {}
-    for candidate in (features_dir, features_dir.parent):
-        path = candidate / FEATURES_METADATA
-        if path.is_file():
-            metadata = json.loads(path.read_text())
-            root = candidate
-            break
-    return datasets, complete_metadata(metadata, datasets), root
-
-
-def complete_metadata(metadata: dict, datasets) -> dict:
-    """Fills `au_names`, `label_names`, `visual_feature_dim`, `audio_feature_dim` from the schema when missing."""
-    metadata = dict(metadata)
-    split = next(iter(datasets.values()))
-    features = split.features
-    if "au_features" in features:
-        num_aus = features["au_features"].shape[1]
-        if "au_names" not in metadata:
-            metadata["au_names"] = (
-                list(DEFAULT_AU_NAMES) if num_aus == len(DEFAULT_AU_NAMES) else [f"AU{i:02d}" for i in range(num_aus)]
-            )
-        elif len(metadata["au_names"]) != num_aus:
-            raise ValueError(f"emi_features.json names {len(metadata['au_names'])} AUs but au_features have {num_aus}.")
-    if "visual_features" in features:
-        metadata.setdefault("visual_feature_dim", features["visual_features"].shape[1])
-    if "audio_features" in features:
-        metadata.setdefault("audio_feature_dim", features["audio_features"].shape[1])
-    if "label_names" not in metadata:
-        num_labels = getattr(features.get("labels"), "length", len(EMOTION_NAMES))
-        default = num_labels in (-1, None, len(EMOTION_NAMES))
-        metadata["label_names"] = list(EMOTION_NAMES) if default else [f"label_{i}" for i in range(num_labels)]
-    return metadata
-
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Zero-copy views of Arrow columns
@@ -231,7 +182,7 @@ class ClipBatchDataset(torch.utils.data.Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
         if self.random_crop:
-            self._positions = np.random.default_rng([self.seed, 7, epoch]).random(len(self.table))
+            self._positions = np.random.default_rng([self.seed, CROP_STREAM, epoch]).random(len(self.table))
         else:
             self._positions = np.full(len(self.table), 0.5)
 
@@ -296,7 +247,7 @@ class EpochBatchSampler:
 
     def __iter__(self):
         if self.shuffle:
-            order = np.random.default_rng([self.seed, 11, self.epoch]).permutation(self.num_items)
+            order = np.random.default_rng([self.seed, SHUFFLE_STREAM, self.epoch]).permutation(self.num_items)
         else:
             order = np.arange(self.num_items)
         for batch in range(len(self)):

@@ -7,7 +7,6 @@ when either modality is present (it falls back to the one there). Unlabeled clip
 
 from __future__ import annotations
 
-import json
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -15,16 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.store import load_feature_splits
+from ..devices import default_device
 from ..metrics import mean_pearson
-from .data import (
-    MODALITY_COLUMNS,
-    ClipBatchDataset,
-    EpochBatchSampler,
-    FeatureTable,
-    load_feature_splits,
-    make_loader,
-    model_inputs,
-)
+from .arguments import sequence_caps
+from .data import MODALITY_COLUMNS, ClipBatchDataset, EpochBatchSampler, FeatureTable, make_loader, model_inputs
 
 MODEL_TYPE_TO_MODALITY = {"emi_visual": "visual", "emi_audio": "audio", "emi_fusion": "fusion"}
 
@@ -95,10 +89,19 @@ def score_predictions(arrays: dict, label_names, modality: str) -> dict:
     return block
 
 
-def build_eval_loader(dataset, modality: str, num_labels: int, batch_size: int, max_frames, max_audio_frames):
+def build_loader(dataset, modality: str, num_labels: int, batch_size: int, max_frames, max_audio_frames,
+                 shuffle_seed: int | None = None) -> torch.utils.data.DataLoader:
+    """
+    Batches of a split's clips for the `modality` model. Evaluation (no `shuffle_seed`): the split's order, centre
+    windows, a last partial batch. Training: an order and random windows drawn from `(shuffle_seed, epoch)`, full
+    batches only. `loader.dataset` is the `ClipBatchDataset`, `loader.batch_sampler` the `EpochBatchSampler`.
+    """
     table = FeatureTable(dataset, MODALITY_COLUMNS[modality])
-    clips = ClipBatchDataset(table, modality, num_labels, max_frames, max_audio_frames, random_crop=False)
-    return make_loader(clips, EpochBatchSampler(len(clips), batch_size, shuffle=False, drop_last=False)), table
+    training = shuffle_seed is not None
+    clips = ClipBatchDataset(table, modality, num_labels, max_frames, max_audio_frames, random_crop=training,
+                             seed=shuffle_seed or 0)
+    sampler = EpochBatchSampler(len(clips), batch_size, shuffle=training, drop_last=training, seed=shuffle_seed or 0)
+    return make_loader(clips, sampler)
 
 
 def evaluate_model(
@@ -117,7 +120,7 @@ def evaluate_model(
     not score, or unlabeled). `results` holds `split`, `modality`, `label_names`, `num_clips_total` and the metric
     block (`mean_pearson`, `per_emotion`, `num_clips`, `num_missing_modality`); for a fusion model also `visual`,
     `audio` and `fusion` blocks and the `fusion_weights`. The sequence caps default to the ones the model was trained
-    with (its `results.json`), else 512 / 1024 frames (centre windows).
+    with (its `results.json`), else the training defaults (centre windows). `device`: default `default_device()`.
     """
     from transformers import AutoModel
 
@@ -128,22 +131,14 @@ def evaluate_model(
     modality = MODEL_TYPE_TO_MODALITY.get(model.config.model_type)
     if modality is None:
         raise ValueError(f"{model_dir} holds a {model.config.model_type!r} model, not an emi-hf one.")
-    trained_with = {}
-    if (model_dir / "results.json").is_file():
-        trained_with = json.loads((model_dir / "results.json").read_text()).get("training", {})
-    if max_frames is None:
-        max_frames = trained_with.get("max_frames", 512)
-    if max_audio_frames is None:
-        max_audio_frames = trained_with.get("max_audio_frames", 1024)
-    max_frames, max_audio_frames = max_frames or None, max_audio_frames or None  # 0 / None recorded: no cap
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    max_frames, max_audio_frames = sequence_caps(max_frames, max_audio_frames, model_dir, model_dir)
+    device = default_device(device)
     model.to(device)
     datasets, metadata, _ = load_feature_splits(features_dir)
     if split not in datasets:
         raise ValueError(f"{features_dir} has no split {split!r}; it has {sorted(datasets)}.")
     label_names = [model.config.id2label[i] for i in range(len(model.config.id2label))]
-    loader, table = build_eval_loader(datasets[split], modality, len(label_names), batch_size, max_frames,
-                                      max_audio_frames)
+    loader = build_loader(datasets[split], modality, len(label_names), batch_size, max_frames, max_audio_frames)
     if device != "cpu":
         loader = _DeviceLoader(loader, device)
     arrays = predict(model, loader, modality)
@@ -153,7 +148,7 @@ def evaluate_model(
         "model": str(model_dir),
         "features": str(features_dir),
         "label_names": label_names,
-        "num_clips_total": len(table),
+        "num_clips_total": len(loader.dataset),
         **score_predictions(arrays, label_names, modality),
     }
     if modality == "fusion":

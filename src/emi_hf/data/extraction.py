@@ -1,4 +1,4 @@
-"""Cached features: run the processor and the frozen backbones once per clip, store sequences as a DatasetDict.
+"""Feature extraction: run the processor and the frozen backbones once per clip, into the feature store.
 
 Layout of an extraction folder (`emi-hf extract --output DIR`):
 
@@ -9,6 +9,7 @@ Layout of an extraction folder (`emi-hf extract --output DIR`):
                                       training starts from them, so trained checkpoints carry the same backbones
     DIR/dataset/                      the merged datasets.DatasetDict (load_from_disk), one row per clip
     DIR/emi_features.json             what the features are: AU names, widths, label names, paths above
+                                      (format owned by `emi_hf.data.store`)
     DIR/extraction_report.json        counts, failures, wall time, clips/s
 
 Resuming: a re-run skips clips whose .npz exists, so after a kill at any point it finishes the rest, and since each
@@ -29,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-FEATURES_METADATA = "emi_features.json"
-DATASET_DIR = "dataset"
+from ..face_embedding import FaceEmbedder, clip_face_embeddings
+from .store import DATASET_DIR, feature_schema, write_features_metadata
+
 SPLIT_NAMES = {"train": "train", "valid": "validation", "validation": "validation", "test": "test"}
 
 
@@ -64,58 +66,13 @@ class ClipFeatures:
         return cls(**values)
 
 
-def embed_clip_faces(processor, visual_model, clip, chunk_size: int = 128) -> np.ndarray:
-    """Face embeddings `[T, 512]` of a ClipData's kept crops, valid frames only (zeros elsewhere), `chunk_size` crops
-    at a time, so float pixels for a whole clip never exist; a repeated crop is embedded once (`embed_kept_crops`)."""
-    from ..media.pipeline import embed_kept_crops
-
-    return embed_kept_crops(FaceEmbedder(processor, visual_model), clip.face_crops, clip.frame_mask, chunk_size)
-
-
-class FaceEmbedder:
-    """``crops uint8 [n, S, S, 3] -> float32 [n, D]``: the processor's pixel normalisation, then the visual model's
-    frozen backbone (on the model's device, in inference mode). Passed to ``process_clip(face_embedder=...)`` it
-    runs in the pipeline's background thread, overlapping decoding, detection and the face mesh."""
-
-    def __init__(self, processor, visual_model):
-        self.processor = processor
-        self.visual_model = visual_model
-        self.dim = int(visual_model.config.visual_feature_dim)
-
-    @classmethod
-    def for_model(cls, processor, model) -> FaceEmbedder | None:
-        """The embedder of a visual or fusion model's face backbone; None for an audio model (no faces to embed)."""
-        visual = getattr(model, "visual", model if hasattr(model, "embed_faces") else None)
-        return cls(processor, visual) if visual is not None else None
-
-    def __call__(self, crops: np.ndarray) -> np.ndarray:
-        import torch
-
-        device = next(self.visual_model.parameters()).device
-        pixels = self.processor.video_processor(videos=[crops], return_tensors="pt")["pixel_values"][0]
-        with torch.inference_mode():
-            return self.visual_model.embed_faces(pixels.float().to(device)).float().cpu().numpy()
-
-
-def clip_face_embeddings(processor, visual_model, clip) -> np.ndarray:
-    """`[T, D]` face embeddings of a ClipData: the ones computed while it was processed, else from its crops."""
-    dim = int(visual_model.config.visual_feature_dim)
-    if clip.face_embeddings is not None:
-        if clip.face_embeddings.shape[1] == dim:
-            return clip.face_embeddings
-        if clip.face_embeddings.shape[1] == 0:  # no face in the clip: nothing was embedded
-            return np.zeros((clip.num_frames, dim), np.float32)
-        raise ValueError(f"clip embeddings have {clip.face_embeddings.shape[1]} dims, the model {dim}")
-    if not clip.has_crops:
-        raise ValueError("the clip has neither face embeddings nor face crops (processed with keep_crops=False)")
-    return embed_clip_faces(processor, visual_model, clip)
-
-
 def embed_waveform(processor, audio_model, waveform: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Speech-encoder frames `[Ta, D]` and mask `[Ta]` of a 16 kHz waveform; one masked frame when there is none."""
     import torch
 
-    if waveform is None or len(waveform) < 400:
+    from ..backbones_emi import MIN_WAVEFORM_SAMPLES
+
+    if waveform is None or len(waveform) < MIN_WAVEFORM_SAMPLES:
         return np.zeros((1, audio_model.config.audio_feature_dim), np.float32), np.zeros(1, np.int8)
     inputs = processor.feature_extractor(
         waveform, sampling_rate=processor.sampling_rate, return_attention_mask=True, return_tensors="pt"
@@ -128,7 +85,7 @@ def embed_waveform(processor, audio_model, waveform: np.ndarray | None) -> tuple
 
 def extract_clip_features(processor, visual_model, audio_model, path, clip_id: str, labels) -> ClipFeatures:
     """
-    Processor + frozen backbones on one clip (see `embed_clip_faces`, `embed_waveform`; long audio is encoded in
+    Processor + frozen backbones on one clip (see `emi_hf.face_embedding`, `embed_waveform`; long audio is encoded in
     windows by the audio model). A modality with no frame at all is stored as one masked frame, so batches never
     hold empty sequences.
     """
@@ -277,25 +234,6 @@ def _collect_failures(output_dir: Path) -> list[dict]:
     return list(failures.values())
 
 
-def _feature_schema(num_aus: int, audio_dim: int, num_labels: int):
-    from datasets import Array2D, Features, Sequence, Value
-
-    return Features(
-        {
-            "clip_id": Value("string"),
-            "visual_features": Array2D(shape=(None, 512), dtype="float32"),
-            "au_features": Array2D(shape=(None, num_aus), dtype="float32"),
-            "frame_mask": Sequence(Value("int8")),
-            "frame_timestamps": Sequence(Value("float32")),
-            "audio_features": Array2D(shape=(None, audio_dim), dtype="float32"),
-            "audio_mask": Sequence(Value("int8")),
-            "labels": Sequence(Value("float32"), length=num_labels),
-            "face_fraction": Value("float32"),
-            "audio_present": Value("bool"),
-        }
-    )
-
-
 def _generate_rows(files: list[str]) -> Iterable[dict]:
     for file in files:
         yield ClipFeatures.load(Path(file)).__dict__
@@ -309,9 +247,8 @@ def merge_features(output_dir: Path, records: dict[str, list], processor, visual
     from datasets import Dataset, DatasetDict
 
     visual_config, audio_config = visual_model.config, audio_model.config
-    features = _feature_schema(visual_config.num_aus, audio_config.audio_feature_dim, len(visual_config.label_names))
-    if visual_config.visual_feature_dim != 512:
-        raise ValueError("The feature schema stores 512-d face embeddings (ResNet18).")
+    features = feature_schema(visual_config.num_aus, audio_config.audio_feature_dim, len(visual_config.label_names),
+                              visual_config.visual_feature_dim)
     done = {path.stem for path in (output_dir / "clips").glob("*/*.npz")}
     failures = [f for f in _collect_failures(output_dir) if f["clip_id"] not in done]  # a retry may have succeeded
     failed = {f["clip_id"] for f in failures}
@@ -331,36 +268,16 @@ def merge_features(output_dir: Path, records: dict[str, list], processor, visual
         if dataset_dir.exists():
             shutil.rmtree(dataset_dir)
         DatasetDict(splits).save_to_disk(str(dataset_dir))
-    metadata = {
-        "format_version": 1,
-        "au_names": list(visual_config.au_names),
-        "label_names": list(visual_config.label_names),
-        "visual_feature_dim": visual_config.visual_feature_dim,
-        "audio_feature_dim": audio_config.audio_feature_dim,
-        "fps": getattr(processor, "target_fps", None),
-        "processor_path": "processor",
-        "visual_base_model": "base_visual",
-        "audio_base_model": "base_audio",
-        "dataset_path": DATASET_DIR,
-        "splits": counts,
-    }
-    (output_dir / FEATURES_METADATA).write_text(json.dumps(metadata, indent=2))
+    write_features_metadata(
+        output_dir,
+        au_names=visual_config.au_names,
+        label_names=visual_config.label_names,
+        visual_feature_dim=visual_config.visual_feature_dim,
+        audio_feature_dim=audio_config.audio_feature_dim,
+        splits=counts,
+        fps=getattr(processor, "target_fps", None),
+        processor_path="processor",
+        visual_base_model="base_visual",
+        audio_base_model="base_audio",
+    )
     return {"splits": counts, "failures": failures}
-
-
-def load_features(features_dir: str | os.PathLike):
-    """The merged DatasetDict of an extraction folder (or of a folder saved with `save_to_disk` itself)."""
-    from datasets import load_from_disk
-
-    features_dir = Path(features_dir)
-    dataset_dir = features_dir / DATASET_DIR if (features_dir / DATASET_DIR).is_dir() else features_dir
-    if not dataset_dir.is_dir():
-        raise FileNotFoundError(
-            f"No features at {features_dir}: run `emi-hf extract --data-dir DATA --output {features_dir}` first."
-        )
-    return load_from_disk(str(dataset_dir))
-
-
-def load_features_metadata(features_dir: str | os.PathLike) -> dict:
-    path = Path(features_dir) / FEATURES_METADATA
-    return json.loads(path.read_text()) if path.exists() else {}

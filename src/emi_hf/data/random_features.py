@@ -14,13 +14,13 @@ any frame (`frame_mask` all 0) and some no audio (`audio_mask` all 0, `audio_pre
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 
 from ..configuration_emi import DEFAULT_AU_NAMES, EMOTION_NAMES
+from .store import DATASET_DIR, VISUAL_FEATURE_DIM, default_au_names, feature_schema, write_features_metadata
 
 VISUAL_EMOTIONS = (0, 1, 2, 3)  # emotions the visual stream carries (indices into EMOTION_NAMES)
 AUDIO_EMOTIONS = (2, 3, 4, 5)
@@ -38,7 +38,7 @@ def _mappings(seed: int, num_aus: int, visual_dim: int, audio_dim: int):
     return visual, aus, audio
 
 
-def synthetic_clip(
+def random_clip_row(
     index: int, split_seed: int, mappings, frames: tuple[int, int], audio_frames: tuple[int, int],
     no_face: bool, no_audio: bool, noise: float, fps: float = 30.0,
 ) -> dict:
@@ -92,7 +92,7 @@ def _split_rows(count, split_seed, mappings, frames, audio_frames, no_face_fract
     for index in range(count):
         no_face = rng.random() < no_face_fraction
         no_audio = (not no_face) and rng.random() < no_audio_fraction  # keep at least one modality
-        row = synthetic_clip(index, split_seed, mappings, frames, audio_frames, no_face, no_audio, noise)
+        row = random_clip_row(index, split_seed, mappings, frames, audio_frames, no_face, no_audio, noise)
         if unlabeled:
             row["labels"] = np.full(len(EMOTION_NAMES), np.nan, np.float32)
         yield row
@@ -122,12 +122,10 @@ def make_feature_dataset(
     """
     from datasets import Dataset, DatasetDict
 
-    from ..data.features import _feature_schema
-
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    schema = _feature_schema(num_aus, audio_dim, len(EMOTION_NAMES))
-    mappings = _mappings(seed, num_aus, 512, audio_dim)
+    schema = feature_schema(num_aus, audio_dim, len(EMOTION_NAMES))
+    mappings = _mappings(seed, num_aus, VISUAL_FEATURE_DIM, audio_dim)
     splits = {}
     cache = output_dir / ".cache"
     for name, count, offset in (("train", num_train, 1), ("validation", num_valid, 2), ("test", num_test, 3)):
@@ -137,27 +135,26 @@ def make_feature_dataset(
                           no_audio_fraction=no_audio_fraction, noise=noise, unlabeled=name == "test")
             splits[name] = Dataset.from_generator(_split_rows, gen_kwargs=kwargs, features=schema,
                                                   cache_dir=str(cache))
-    dataset_dir = output_dir / "dataset"
+    dataset_dir = output_dir / DATASET_DIR
     if dataset_dir.exists():
         shutil.rmtree(dataset_dir)
     DatasetDict(splits).save_to_disk(str(dataset_dir))
     shutil.rmtree(cache, ignore_errors=True)
-    au_names = list(DEFAULT_AU_NAMES) if num_aus == len(DEFAULT_AU_NAMES) else [f"AU{i:02d}" for i in range(num_aus)]
-    metadata = {
-        "format_version": 1,
-        "au_names": au_names,
-        "label_names": list(EMOTION_NAMES),
-        "visual_feature_dim": 512,
-        "audio_feature_dim": audio_dim,
-        "dataset_path": "dataset",
-        "dataset": "synthetic-features",
-        "splits": {name: {"extracted": len(split)} for name, split in splits.items()},
-    }
+    paths = {}
     if processor_dir is not None:
         shutil.copytree(processor_dir, output_dir / "processor", dirs_exist_ok=True)
-        metadata["processor_path"] = "processor"
+        paths["processor_path"] = "processor"
     for modality, model in (base_models or {}).items():
         model.save_pretrained(output_dir / f"base_{modality}")
-        metadata[f"{modality}_base_model"] = f"base_{modality}"
-    (output_dir / "emi_features.json").write_text(json.dumps(metadata, indent=2))
+        paths[f"{modality}_base_model"] = f"base_{modality}"
+    write_features_metadata(
+        output_dir,
+        au_names=default_au_names(num_aus),
+        label_names=EMOTION_NAMES,
+        visual_feature_dim=VISUAL_FEATURE_DIM,
+        audio_feature_dim=audio_dim,
+        splits={name: {"extracted": len(split)} for name, split in splits.items()},
+        dataset="synthetic-features",
+        **paths,
+    )
     return output_dir
