@@ -43,6 +43,10 @@ CORE_SECTIONS = ["visual", "audio", "train", "predict", "memory"]
 # Further sections, one module each beside this file, with `run(media: Path, work: Path, quick: bool)` recording rows
 # through `table.row`.
 SECTION_MODULES: dict[str, str] = {}
+SECTION_MODULES["text"] = "bench_text"  # transcription (both ASR backends) and text encoding
+SECTION_MODULES["extract_scaling"] = "bench_extract_scaling"  # emi-hf extract with 1 and 2 processes (torchrun)
+SECTION_MODULES["encoders"] = "bench_encoders"  # face backbones (crops/s) and speech encoders (audio s/s)
+SECTION_MODULES["streaming"] = "bench_streaming"  # EmiStreamer: per-hop compute, latency, real-time factor, memory
 
 def source_frames(path: Path) -> tuple[int, float]:
     from emi_hf.media.decoding import probe_media

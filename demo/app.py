@@ -25,6 +25,7 @@ from __future__ import annotations
 import html
 import math
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,9 @@ import numpy as np  # noqa: E402
 
 from emi_hf.data.layout import READABLE_VIDEO_EXTENSIONS, DataLayoutError, load_hume_vidmimic2  # noqa: E402
 from emi_hf.inference import MODALITIES, ClipPrediction  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # live.py (the Live tab) sits beside this file
+from live import build_live_tab  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = "quickstart/runs/fusion"
@@ -517,34 +521,38 @@ def build_demo(model_path: str | os.PathLike | None = None, examples_dir: str | 
         gr.Markdown(INTRO, elem_id="emi-title")
         if not engine.ready:
             gr.Markdown(f"⚠️ **The app has no model.** {engine.load_error}", elem_id="emi-status")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=2, min_width=320):
-                video = gr.Video(label="Video", sources=["upload", "webcam"], height=300, elem_id="emi-video")
-                button = gr.Button("Analyse", variant="primary", elem_id="emi-analyse")
-                if examples:
-                    gr.Examples(examples=[[p] for p in examples], inputs=[video], label="Examples (synthetic clips)",
-                                examples_per_page=NUM_EXAMPLES, elem_id="emi-examples")
-                gr.Markdown(
-                    f"Limits: videos ({', '.join(e.lstrip('.') for e in READABLE_VIDEO_EXTENSIONS[:5])}, ...) up to "
-                    f"{max_file_mb:g} MB and {max_duration_s:g} s. Requests run one at a time; others wait in the "
-                    f"queue. Model: `{_short(engine.model_id)}`",
-                    elem_id="emi-limits",
-                )
-            with gr.Column(scale=3, min_width=420):
-                bars = gr.Plot(label="Clip intensities: face, voice and fused", show_label=False, format="png",
-                               elem_id="emi-bars")
-                summary = gr.Markdown(label="Summary", value="_Results appear here._", elem_id="emi-summary")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=3, min_width=420):
-                timeline = gr.Plot(label="Timeline: frame-level intensities", show_label=False, format="png",
-                                   elem_id="emi-timeline")
-            with gr.Column(scale=2, min_width=320):
-                faces = gr.Gallery(label="Detected faces (aligned crops)", columns=4, height=300,
-                                   object_fit="contain", format="png", elem_id="emi-faces")
-        with gr.Accordion("Raw numbers (JSON, as the API returns them)", open=False):
-            raw = gr.JSON(label="Result", elem_id="emi-json")
-        button.click(predict, inputs=[video], outputs=[bars, timeline, faces, summary, raw], api_name=API_NAME,
-                     concurrency_limit=1)
+        with gr.Tab("Clip", elem_id="emi-tab-clip"):
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=2, min_width=320):
+                    video = gr.Video(label="Video", sources=["upload", "webcam"], height=300, elem_id="emi-video")
+                    button = gr.Button("Analyse", variant="primary", elem_id="emi-analyse")
+                    if examples:
+                        gr.Examples(examples=[[p] for p in examples], inputs=[video],
+                                    label="Examples (synthetic clips)", examples_per_page=NUM_EXAMPLES,
+                                    elem_id="emi-examples")
+                    gr.Markdown(
+                        f"Limits: videos ({', '.join(e.lstrip('.') for e in READABLE_VIDEO_EXTENSIONS[:5])}, ...) "
+                        f"up to {max_file_mb:g} MB and {max_duration_s:g} s. Requests run one at a time; others wait "
+                        f"in the queue. Model: `{_short(engine.model_id)}`",
+                        elem_id="emi-limits",
+                    )
+                with gr.Column(scale=3, min_width=420):
+                    bars = gr.Plot(label="Clip intensities: face, voice and fused", show_label=False, format="png",
+                                   elem_id="emi-bars")
+                    summary = gr.Markdown(label="Summary", value="_Results appear here._", elem_id="emi-summary")
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=3, min_width=420):
+                    timeline = gr.Plot(label="Timeline: frame-level intensities", show_label=False, format="png",
+                                       elem_id="emi-timeline")
+                with gr.Column(scale=2, min_width=320):
+                    faces = gr.Gallery(label="Detected faces (aligned crops)", columns=4, height=300,
+                                       object_fit="contain", format="png", elem_id="emi-faces")
+            with gr.Accordion("Raw numbers (JSON, as the API returns them)", open=False):
+                raw = gr.JSON(label="Result", elem_id="emi-json")
+            button.click(predict, inputs=[video], outputs=[bars, timeline, faces, summary, raw], api_name=API_NAME,
+                         concurrency_limit=1)
+        with gr.Tab("Live", elem_id="emi-tab-live"):
+            build_live_tab(engine)
     demo.queue(max_size=queue_size, default_concurrency_limit=1)
     demo.emi_engine = engine  # for tests and for `launch`
     return demo

@@ -80,6 +80,23 @@ def save_tiny_checkpoint(folder: Path) -> Path:
     return folder
 
 
+def clean_site_prelude() -> str:
+    """Python source that adds this interpreter's site-packages by hand, skipping .pth files that point at the emi_hf
+    source (editable install): run with `python -S -c prelude + script` for a Python without emi_hf."""
+    import site
+
+    paths = [p for p in site.getsitepackages() if os.path.isdir(p)]
+    return (
+        "import sys, os, site\n"
+        f"for sp in {paths!r}:\n"
+        "    sys.path.append(sp)\n"
+        "    for name in sorted(os.listdir(sp)):\n"
+        "        if name.endswith('.pth') and 'emi' not in name.lower():\n"
+        "            site.addpackage(sp, name, set())\n"
+        "sys.path = [p for p in sys.path if 'emi_hf' not in p and not p.rstrip('/').endswith('/src')]\n"
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -123,3 +123,56 @@ def test_upload_analyse_and_screenshot(media_dir, tmp_path):
                       and not u.split("/")[2].startswith(("127.0.0.1", "localhost"))})
     assert outside == [], f"the page loaded from outside 127.0.0.1: {outside[:5]}"
     assert guard.violations == []
+
+
+def fake_camera_file(path: Path, clip: Path, size: tuple[int, int] = (320, 180), fps: int = 10) -> Path:
+    """A YUV4MPEG2 file (what Chromium's fake camera plays, in a loop) of a real clip's frames at `fps`."""
+    import cv2
+
+    from emi_hf.media.decoding import iter_video_frames
+
+    with open(path, "wb") as handle:
+        handle.write(f"YUV4MPEG2 W{size[0]} H{size[1]} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for frame in iter_video_frames(clip, target_fps=fps):
+            image = cv2.resize(frame.image, size, interpolation=cv2.INTER_AREA)
+            handle.write(b"FRAME\n" + cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420).tobytes())
+    return path
+
+
+def test_live_tab_streams_the_fake_camera_and_microphone(media_dir, tmp_path):
+    """The Live tab with Chromium's fake camera (a real clip) and fake microphone (a tone): updates with the
+    face, the latency and both charts appear on the page."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install "
+                                                                   "playwright (its browser download is not needed)")
+    chromium = find_chromium()
+    app = load_app()
+    model = save_tiny_checkpoint(tmp_path / "model")
+    camera = fake_camera_file(tmp_path / "camera.y4m", media_dir / CLIP)
+    args = CHROMIUM_ARGS + ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                            f"--use-file-for-fake-video-capture={camera}"]
+    with LoopbackOnly() as guard:
+        demo = app.build_demo(model_path=model, examples_dir=tmp_path / "no-examples")
+        with launched(demo, app) as url, sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=args)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(url)
+                page.wait_for_selector("#emi-analyse", timeout=30_000)
+                page.get_by_role("tab", name="Live").click()
+                page.locator("#emi-live-webcam").get_by_text("Click to Access Webcam").click()
+                page.locator("#emi-live-webcam").get_by_text("Record").click()
+                page.locator("#emi-live-mic").get_by_text("Record").click()
+                status = "() => document.querySelector('#emi-live-status')?.innerText || ''"
+                page.wait_for_function(f"() => ({status})().includes('latency')", timeout=120_000)
+                page.wait_for_function(  # a few hops later, with the fake microphone's beeps in the window
+                    f"() => {{ const s = ({status})(), m = s.match(/Update (\\d+)/); "
+                    "return m && +m[1] >= 4 && s.includes('speech: yes'); }", timeout=120_000)
+                text = page.evaluate(status)
+                page.wait_for_selector("#emi-live-bars canvas, #emi-live-bars svg", timeout=30_000)
+                page.wait_for_selector("#emi-live-timeline canvas, #emi-live-timeline svg", timeout=30_000)
+                page.screenshot(path=str(SCREENSHOT.with_name("live_screenshot.png")), full_page=True)
+                print(f"live status: {text}")
+            finally:
+                browser.close()
+    assert "latency" in text and " ms" in text and "face: yes" in text and "speech: yes" in text
+    assert guard.violations == []

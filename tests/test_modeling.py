@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from helpers import TINY_WAV2VEC2, tiny_audio_config, tiny_fusion_config, tiny_visual_config
+from helpers import TINY_WAV2VEC2, clean_site_prelude, tiny_audio_config, tiny_fusion_config, tiny_visual_config
 
 import emi_hf
 from emi_hf import EmiAudioModel, EmiFusionConfig, EmiFusionModel, EmiVisualModel
@@ -37,7 +37,7 @@ def test_visual_shapes_and_range(pooling):
     out = model(**visual_inputs())
     assert out.intensities.shape == (2, 6)
     assert out.frame_intensities.shape == (2, 7, 6)
-    assert out.hidden_states.shape == (2, 7, 32)
+    assert out.last_hidden_state.shape == (2, 7, 32) and out.hidden_states is None and out.attentions is None
     assert torch.all((out.intensities >= 0) & (out.intensities <= 1))
     assert out.modality_mask.tolist() == [True, True]
 
@@ -203,7 +203,7 @@ def test_from_unimodal_and_save_load_round_trip(tmp_path):
     fusion.save_pretrained(tmp_path / "fusion")
     files = sorted(os.listdir(tmp_path / "fusion"))
     assert "model.safetensors" in files and not any(f.endswith(".bin") for f in files)
-    assert {"configuration_emi.py", "modeling_emi.py", "backbones_emi.py"} <= set(files)
+    assert {"configuration_emi.py", "modeling_emi.py", "backbones_emi.py", "temporal_emi.py"} <= set(files)
     config = json.loads((tmp_path / "fusion" / "config.json").read_text())
     assert config["auto_map"]["AutoModel"] == "modeling_emi.EmiFusionModel"
     reloaded = EmiFusionModel.from_pretrained(tmp_path / "fusion").eval()
@@ -242,27 +242,11 @@ torch.save(model(**inputs).intensities, {str(tmp_path / 'out.pt')!r})
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), PYTHONNOUSERSITE="1")
     result = subprocess.run(
-        [sys.executable, "-S", "-c", _clean_site_prelude() + script],
+        [sys.executable, "-S", "-c", clean_site_prelude() + script],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     torch.testing.assert_close(torch.load(tmp_path / "out.pt"), expected)
-
-
-def _clean_site_prelude() -> str:
-    """Adds site-packages by hand, skipping .pth files that point at the emi_hf source (editable install)."""
-    import site
-
-    paths = [p for p in site.getsitepackages() if os.path.isdir(p)]
-    return (
-        "import sys, os, site\n"
-        f"for sp in {paths!r}:\n"
-        "    sys.path.append(sp)\n"
-        "    for name in sorted(os.listdir(sp)):\n"
-        "        if name.endswith('.pth') and 'emi' not in name.lower():\n"
-        "            site.addpackage(sp, name, set())\n"
-        "sys.path = [p for p in sys.path if 'emi_hf' not in p and not p.rstrip('/').endswith('/src')]\n"
-    )
 
 
 def test_wav2vec2_checkpoint_saved_by_transformers_loads_into_the_audio_backbone(tmp_path):

@@ -1,7 +1,8 @@
 """emi-hf: Emotional Mimicry Intensity estimation from video, in Hugging Face style.
 
-Importing the package registers the three model types with transformers' Auto classes, so that
-``AutoConfig`` / ``AutoModel`` resolve ``emi_visual``, ``emi_audio`` and ``emi_fusion`` checkpoints.
+Importing the package registers the model types with transformers' Auto classes, so that
+``AutoConfig`` / ``AutoModel`` resolve ``emi_visual``, ``emi_audio`` and ``emi_fusion`` checkpoints, and the seed
+ensembles of any of them (``emi_ensemble``, ``modeling_ensemble_emi.py``).
 """
 
 from transformers import AutoConfig, AutoModel
@@ -15,6 +16,7 @@ from .modeling_emi import (
     EmiRegressionOutput,
     EmiVisualModel,
 )
+from .modeling_ensemble_emi import EmiEnsembleConfig, EmiEnsembleModel
 from .processing_emi import EmiBatch, EmiProcessor, EmiVideoProcessor, register_processor
 
 __version__ = "0.1.0"
@@ -25,6 +27,7 @@ def _register_auto_classes() -> None:
         (EmiVisualConfig, EmiVisualModel),
         (EmiAudioConfig, EmiAudioModel),
         (EmiFusionConfig, EmiFusionModel),
+        (EmiEnsembleConfig, EmiEnsembleModel),
     ):
         AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
         AutoModel.register(config_class, model_class, exist_ok=True)
@@ -43,6 +46,8 @@ __all__ = [
     "EmiAudioConfig",
     "EmiBatch",
     "EmiAudioModel",
+    "EmiEnsembleConfig",
+    "EmiEnsembleModel",
     "EmiFusionConfig",
     "EmiFusionModel",
     "EmiFusionOutput",

@@ -3,7 +3,9 @@
 | backbone | input -> output | here |
 | --- | --- | --- |
 | face: torchvision ResNet18, no classifier | crops `[N, 3, 112, 112]` -> `[N, 512]` | ImageNet weights, BatchNorm folding |
-| speech: any wav2vec2-family encoder | waveforms `[B, S]` -> `[B, T_a, D_a]` | windows, chunked conv feature encoder |
+| speech: a transformers audio encoder | waveforms `[B, S]` -> `[B, T_a, D_a]` | windows, chunked conv feature encoder |
+
+Other face backbones (torchvision, timm, transformers) and the Whisper encoder are built in ``encoders_emi.py``.
 
 Both run frozen by default (`FrozenBackboneMixin`), under bfloat16 autocast when
 `config.backbone_precision == "bfloat16"` (`backbone_context`).
@@ -22,6 +24,21 @@ import types
 import torch
 from torch import nn
 
+from .encoders_emi import (
+    TIMM_PREFIX,
+    TORCHVISION_PREFIX,
+    TransformersVisionTrunk,
+    backbone_family,
+    fit_state_dict,
+    read_state_dict,
+    select_hidden_layers,
+    timm_trunk,
+    torchvision_trunk,
+    unfreeze_last_blocks,
+    whisper_encode_window,
+    whisper_window_samples,
+)
+
 RESNET18_IMAGENET_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
 
 MIN_WAVEFORM_SAMPLES = 400
@@ -31,30 +48,42 @@ CONV_FEATURE_CHUNK_FRAMES = 250
 """Output frames (5 s at 50 Hz) per chunk of the chunked conv feature encoder."""
 
 
+def backbone_trains(config) -> bool:
+    """Whether any of the backbone is trained: `freeze_backbone` off, or `trainable_backbone_layers` > 0."""
+    return not config.freeze_backbone or getattr(config, "trainable_backbone_layers", 0) > 0
+
+
 @contextlib.contextmanager
 def backbone_context(config, device: torch.device):
-    """No gradients into a frozen backbone (`config.freeze_backbone`), and bfloat16 autocast when
-    `config.backbone_precision == "bfloat16"` (else float32 as is)."""
+    """No gradients into a frozen backbone (`backbone_trains`), and bfloat16 autocast when
+    `config.backbone_precision == "bfloat16"` (else the caller's precision: float32, or the autocast of a
+    mixed-precision training run)."""
     bfloat16 = config.backbone_precision == "bfloat16"
-    with torch.set_grad_enabled(torch.is_grad_enabled() and not config.freeze_backbone), \
-            torch.autocast(device.type, dtype=torch.bfloat16, enabled=bfloat16):
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bfloat16 else contextlib.nullcontext()
+    with torch.set_grad_enabled(torch.is_grad_enabled() and backbone_trains(config)), autocast:
         yield
 
 
 class FrozenBackboneMixin:
     """For a model with a `backbone` submodule: a frozen one (`config.freeze_backbone`) has no gradients and stays in
-    eval mode (BatchNorm statistics, dropout) whatever `train()` is called with."""
+    eval mode (BatchNorm statistics, dropout) whatever `train()` is called with; with `trainable_backbone_layers=N`
+    only its last N blocks (`encoders_emi.unfreeze_last_blocks`) train and follow `train()`."""
 
     def train(self, mode: bool = True):
         super().train(mode)
         if self.config.freeze_backbone:
             self.backbone.eval()
+            for block in getattr(self, "_trainable_blocks", ()):
+                block.train(mode)
         return self
 
     def _freeze(self):
         if self.config.freeze_backbone:
             self.backbone.requires_grad_(False)
             self.backbone.eval()
+            layers = getattr(self.config, "trainable_backbone_layers", 0)
+            # a plain list attribute, not a ModuleList: the blocks stay registered under `backbone` only
+            self.__dict__["_trainable_blocks"] = unfreeze_last_blocks(self.backbone, layers) if layers else []
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -124,6 +153,54 @@ def _cached_or_downloaded_imagenet_weights() -> dict:
         ) from error
 
 
+def build_face_backbone(config) -> nn.Module:
+    """The face backbone `config.backbone` names, random weights (`load_face_backbone_weights` fills them)."""
+    family = backbone_family(config.backbone)
+    if family == "resnet18":
+        return build_resnet18_trunk()
+    if family == "torchvision":
+        trunk, width = torchvision_trunk(config.backbone[len(TORCHVISION_PREFIX):])
+    elif family == "timm":
+        trunk, width = timm_trunk(config.backbone[len(TIMM_PREFIX):])
+    else:
+        trunk = TransformersVisionTrunk(config.backbone_config, config.backbone_pooling)
+        width = int(trunk.model.config.hidden_size)
+    if width != config.visual_feature_dim:
+        raise ValueError(
+            f"The face backbone {config.backbone!r} gives {width}-d embeddings but visual_feature_dim is "
+            f"{config.visual_feature_dim}: build the model with EmiVisualModel.from_backbone({config.backbone!r}), "
+            "which takes the sizes from the backbone."
+        )
+    return trunk
+
+
+def pretrained_face_backbone_state(config, weights: str | None = None) -> dict:
+    """The pretrained weights of `config.backbone` as a state dict of the trunk: `weights` a file path (any family),
+    else torchvision's cache (ImageNet `DEFAULT` weights), timm's own loading (Hub or its cache), or the
+    transformers model's id / folder."""
+    trunk = build_face_backbone(config)
+    family = backbone_family(config.backbone)
+    if weights is not None and os.path.isfile(os.fspath(weights)):
+        return fit_state_dict(trunk, read_state_dict(weights), os.fspath(weights))
+    if weights not in (None, "imagenet", "pretrained"):
+        raise FileNotFoundError(f"Backbone weights {weights!r}: no such file (give a .pth or .safetensors path, or "
+                                "leave it out for the backbone's published weights).")
+    if family == "resnet18":
+        return load_resnet18_imagenet_state_dict(None)
+    if family == "torchvision":
+        from torchvision.models import get_model
+
+        model = get_model(config.backbone[len(TORCHVISION_PREFIX):], weights="DEFAULT")
+        return fit_state_dict(trunk, model.state_dict(), f"torchvision's {config.backbone} weights")
+    if family == "timm":
+        model, _ = timm_trunk(config.backbone[len(TIMM_PREFIX):], pretrained=True)
+        return fit_state_dict(trunk, model.state_dict(), f"timm's {config.backbone} weights")
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(config.backbone)
+    return fit_state_dict(trunk, model.state_dict(), config.backbone)
+
+
 def fold_resnet_batchnorm(backbone: nn.Module) -> nn.Module:
     """An eval-mode copy of a torchvision ResNet with every BatchNorm folded into the convolution before it
     (``conv1/bn1``, ``conv2/bn2`` of each block, ``downsample[0]/[1]``); other modules are returned as they are.
@@ -172,7 +249,7 @@ class FaceBackboneRunner:
 
     def backbone_to_run(self, backbone: nn.Module, config) -> nn.Module:
         """The folded copy at inference; `backbone` itself in training mode or when gradients flow into it."""
-        if backbone.training or (torch.is_grad_enabled() and not config.freeze_backbone):
+        if backbone.training or (torch.is_grad_enabled() and backbone_trains(config)):
             return backbone
         tensors = [*backbone.parameters(), *backbone.buffers()]
         signature = [(t.data_ptr(), t.device, t.dtype, t.shape, t._version) for t in tensors]
@@ -228,20 +305,27 @@ def encode_speech(encoder: nn.Module, config, input_values: torch.Tensor, attent
     """
     if attention_mask is None:
         attention_mask = torch.ones_like(input_values, dtype=torch.long)
+    if getattr(config, "max_audio_s", None):  # the optional crop of long audio
+        keep = max(int(config.max_audio_s * config.sampling_rate), MIN_WAVEFORM_SAMPLES)
+        input_values, attention_mask = input_values[:, :keep], attention_mask[:, :keep]
     window = max(int(config.encoder_window_s * config.sampling_rate), MIN_WAVEFORM_SAMPLES)
+    whisper = encoder.config.model_type == "whisper"
+    if whisper:  # a fixed-length encoder: windows never longer than its input, never joined
+        window = min(window, whisper_window_samples(encoder.config))
     encoded = [
         encode_speech_window(encoder, config, input_values[:, start:end], attention_mask[:, start:end])
-        for start, end in speech_windows(input_values.shape[1], window)
+        for start, end in speech_windows(input_values.shape[1], window, join_short=not whisper)
     ]
     return torch.cat([hidden for hidden, _ in encoded], dim=1), torch.cat([mask for _, mask in encoded], dim=1)
 
 
-def speech_windows(num_samples: int, window: int) -> list[tuple[int, int]]:
+def speech_windows(num_samples: int, window: int, join_short: bool = True) -> list[tuple[int, int]]:
     """`(start, end)` sample ranges of consecutive encoder windows over a waveform; a last window shorter than a
-    quarter of `window` is joined to the one before (too short for the conv feature encoder on its own)."""
+    quarter of `window` is joined to the one before (too short for the conv feature encoder on its own) unless
+    `join_short` is off."""
     ranges = []
     for start in range(0, num_samples, window):
-        if 0 < num_samples - start - window < window // 4:
+        if join_short and 0 < num_samples - start - window < window // 4:
             window = num_samples - start
         ranges.append((start, start + window))
         if start + window >= num_samples:
@@ -252,15 +336,23 @@ def speech_windows(num_samples: int, window: int) -> list[tuple[int, int]]:
 def encode_speech_window(encoder: nn.Module, config, input_values: torch.Tensor, attention_mask: torch.Tensor):
     """
     One window of waveforms `[batch, samples]` (mask `[batch, samples]`) through the speech encoder ->
-    (frames `[batch, audio_frames, D_a]` float32, frame mask `[batch, audio_frames]` bool).
+    (frames `[batch, audio_frames, L * D_a]` float32 for the `config.speech_layers` (L = 1 by default), frame mask
+    `[batch, audio_frames]` bool).
     """
+    layers = getattr(config, "speech_layers", None)
+    if encoder.config.model_type == "whisper":
+        with backbone_context(config, input_values.device):
+            hidden, frame_mask = whisper_encode_window(encoder, layers, input_values, attention_mask)
+        return hidden.float(), frame_mask
     # Encoders with group-norm feature extractors (wav2vec2-base) were trained on zero-padded inputs without an
     # attention mask; layer-norm ones (large, WavLM, HuBERT-large) take it.
     pass_mask = getattr(encoder.config, "feat_extract_norm", "layer") == "layer"
     input_values = input_values * attention_mask.to(input_values.dtype)
     install_chunked_feature_encoder(getattr(encoder, "feature_extractor", None))
     with backbone_context(config, input_values.device):
-        hidden = encoder(input_values, attention_mask=attention_mask if pass_mask else None).last_hidden_state.float()
+        output = encoder(input_values, attention_mask=attention_mask if pass_mask else None,
+                         output_hidden_states=layers is not None)
+        hidden = select_hidden_layers(output, layers).float()
     frame_mask = encoder._get_feature_vector_attention_mask(hidden.shape[1], attention_mask).bool()
     # A clip without audio (mask all 0) has a negative output length there, which marks a stray frame.
     frame_mask &= attention_mask.bool().any(dim=1, keepdim=True)
@@ -377,6 +469,8 @@ __all__ = [
     "MIN_WAVEFORM_SAMPLES",
     "RESNET18_IMAGENET_URL",
     "backbone_context",
+    "backbone_trains",
+    "build_face_backbone",
     "build_resnet18_trunk",
     "chunked_conv_features",
     "embed_distinct_frames",
@@ -386,5 +480,6 @@ __all__ = [
     "init_resnet_module",
     "install_chunked_feature_encoder",
     "load_resnet18_imagenet_state_dict",
+    "pretrained_face_backbone_state",
     "speech_windows",
 ]

@@ -1,4 +1,4 @@
-"""`emi-hf` command line: extract, train, evaluate, predict, push, pull, synth, quickstart."""
+"""`emi-hf` command line: extract, train, evaluate, predict, stream, push, pull, synth, quickstart."""
 
 from __future__ import annotations
 
@@ -35,27 +35,32 @@ def _make_processor(args):
 def cmd_extract(args) -> int:
     from .data.extraction import run_extraction
     from .data.layout import load_generic, load_hume_vidmimic2
+    from .data.sharding import process_device
     from .devices import default_device
+    from .encoder_setup import processor_for_face_backbone
     from .pretrained import build_audio_base, build_visual_base
 
     if args.labels_csv:
         records = load_generic(args.data_dir, args.labels_csv)
     else:
-        splits = args.splits or ["train", "validation"] + (
-            ["test"] if (Path(args.data_dir) / "test_split.csv").exists() else []
-        )
-        records = load_hume_vidmimic2(args.data_dir, splits=tuple(splits))
+        records = load_hume_vidmimic2(args.data_dir, splits=tuple(args.splits) if args.splits else None,
+                                      test_dir=args.test_dir)  # default: train, validation, test when there is one
     processor = _make_processor(args)
     visual, visual_note = build_visual_base(args.visual_backbone, au_names=processor.au_names,
-                                            allow_random=args.allow_random_backbones)
-    audio, audio_note = build_audio_base(args.speech_encoder, allow_random=args.allow_random_backbones)
-    device = default_device(args.device)
+                                            allow_random=args.allow_random_backbones, visual_weights=args.visual_weights)
+    processor = processor_for_face_backbone(processor, visual.config, fixed=bool(args.processor))
+    audio, audio_note = build_audio_base(args.speech_encoder, allow_random=args.allow_random_backbones,
+                                         speech_layers=args.speech_layers, max_audio_s=args.max_audio_s,
+                                         cache_dtype=args.audio_cache_dtype)
+    device = process_device(default_device(args.device))  # one GPU per process on a multi-GPU machine
     for model in (visual, audio):
         model.config.backbone_precision = args.backbone_precision
         model.to(device)
     print(f"[emi-hf extract] {visual_note}\n[emi-hf extract] {audio_note}\n"
           f"[emi-hf extract] backbones on {device}, {args.backbone_precision}")
-    report = run_extraction(records, args.output, processor, visual, audio, progress=not args.no_progress)
+    report = run_extraction(records, args.output, processor, visual, audio, progress=not args.no_progress,
+                            face_source=args.face_source, face_image_fps=args.face_image_fps,
+                            threads=args.threads, timeout_s=args.peer_timeout)
     if report:
         print(json.dumps(report["splits"], indent=2))
         if report["failures"]:
@@ -69,12 +74,34 @@ def cmd_train(argv: list[str]) -> int:
     return training_main(argv) or 0
 
 
+def cmd_cv(argv: list[str]) -> int:
+    from .training.cv import main as cv_main
+
+    try:
+        return cv_main(argv)
+    except (FileNotFoundError, ValueError, OSError) as error:
+        _fail(str(error))
+    return 1
+
+
+def _add_cv_parser(sub) -> None:
+    sub.add_parser("cv", help="seeded k-fold cross-validation over train + validation (see `emi-hf cv --help`)",
+                   add_help=False)
+
+
 def cmd_evaluate(args) -> int:
-    from .results import format_results_table, write_results
+    from .results import format_confidence_table, format_results_table, write_results
     from .training import evaluate_model, plot_scatter
 
-    results, predictions, labels = evaluate_model(args.model, args.features, args.split)
+    results, predictions, labels = evaluate_model(args.model, args.features, args.split,
+                                                  num_resamples=args.bootstrap_resamples,
+                                                  bootstrap_seed=args.bootstrap_seed)
     print(format_results_table(results))
+    if results.get("confidence_intervals"):
+        print(format_confidence_table(results["confidence_intervals"]))
+    if results.get("split_trained_on"):
+        print(f"[emi-hf evaluate] warning: {args.model} was trained on {args.split!r} (--train-splits): these are "
+              "training-set scores, not held-out ones")
     output = Path(args.output or Path(args.model) / f"evaluation_{args.split}")
     output.mkdir(parents=True, exist_ok=True)
     results_path = write_results(output, results)
@@ -83,11 +110,28 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _add_evaluate_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="per-emotion Pearson table, bootstrap confidence intervals, scatter plot")
+    p.add_argument("--model", required=True)
+    p.add_argument("--features", required=True)
+    p.add_argument("--split", default="validation")
+    p.add_argument("--output")
+    p.add_argument("--bootstrap-resamples", type=int, default=1000,
+                   help="bootstrap resamples of the clips for the 95%% confidence intervals (default 1000; 0: none)")
+    p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resamples (default 0)")
+    p.set_defaults(func=cmd_evaluate)
+
+
 def cmd_predict(args) -> int:
     from .inference import load_for_inference, predict_clips
 
     model, processor = load_for_inference(args.model, processor=args.processor)
     predictions = predict_clips(model, processor, args.videos)
+    if args.output:
+        from .submission import write_prediction_table
+
+        print(f"[emi-hf predict] wrote {write_prediction_table(args.output, predictions)}")
+        return 0
     if args.json:
         print(json.dumps([prediction.to_dict() for prediction in predictions], indent=2))
         return 0
@@ -119,7 +163,8 @@ def cmd_synth(args) -> int:
     from .data.synthetic import generate_synthetic_dataset
 
     path = generate_synthetic_dataset(
-        args.output, num_train=args.num_train, num_valid=args.num_valid, num_test=args.num_test, seed=args.seed
+        args.output, num_train=args.num_train, num_valid=args.num_valid, num_test=args.num_test, seed=args.seed,
+        layout=args.layout,
     )
     print(f"[emi-hf synth] wrote {path}")
     return 0
@@ -129,45 +174,210 @@ def cmd_quickstart(args) -> int:
     from .quickstart import run_quickstart
 
     run_quickstart(args.output_dir, num_train=args.num_train, num_valid=args.num_valid, epochs=args.epochs,
-                   seed=args.seed, face_detector=args.face_detector)
+                   seed=args.seed, face_detector=args.face_detector, num_test=args.num_test)
     return 0
+
+
+def cmd_stream(args) -> int:
+    from .inference import load_for_inference
+    from .streaming import EmiStreamer, camera_events, file_events, run_stream
+
+    model, processor = load_for_inference(args.model, processor=args.processor)
+    events = file_events(args.video) if args.video else camera_events(args.camera)
+    streamer = EmiStreamer(model, processor, window_s=args.window, hop_s=args.hop)
+    for update in run_stream(streamer, events, realtime=args.realtime, live=args.camera is not None):
+        print(json.dumps(update.to_dict()) if args.json else update.line(), flush=True)
+    return 0
+
+
+def _add_stream_parser(sub) -> None:
+    p = sub.add_parser("stream", help="live estimation from a video file or a camera, one line per hop")
+    p.add_argument("--model", required=True, help="a model folder or Hub id")
+    p.add_argument("--processor", help="processor folder (default: the model's own)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--video", help="a video file played through the streamer")
+    source.add_argument("--camera", type=int, help="a local camera index (OpenCV; video only, no microphone)")
+    p.add_argument("--realtime", action="store_true",
+                   help="with --video: pace the file at real time (frames are dropped when compute falls behind)")
+    p.add_argument("--window", type=float, default=4.0, help="seconds each update covers (default 4)")
+    p.add_argument("--hop", type=float, default=0.5, help="seconds between updates (default 0.5)")
+    p.add_argument("--json", action="store_true", help="one JSON object per update")
+    p.set_defaults(func=cmd_stream)
+
+
+def cmd_import_features(args) -> int:
+    from .data.organiser import import_organiser_features
+
+    report = import_organiser_features(args.data_dir, args.output, args.visual, args.audio, args.splits,
+                                       test_dir=args.test_dir, visual_fps=args.visual_fps)  # fmt: skip
+    print(json.dumps(report["splits"], indent=2))
+    if report["failures"]:
+        print(f"[emi-hf import-features] {len(report['failures'])} clip(s) without features: see "
+              f"{args.output}/failures.rank0.jsonl")  # fmt: skip
+    print(f"[emi-hf import-features] wrote {args.output} in {report['wall_time_s']:.1f} s")
+    return 0
+
+
+def _add_import_features_parser(sub) -> None:
+    p = sub.add_parser("import-features", help="the organisers' vit/ and wav2vec2/ pickles -> a features folder")
+    p.add_argument("--data-dir", required=True, help="the Hume-Vidmimic2 folder (split CSVs, test folder)")
+    p.add_argument("--visual", help="folder of per-clip visual pickles (e.g. DATA/vit)")
+    p.add_argument("--audio", help="folder of per-clip audio pickles (e.g. DATA/wav2vec2)")
+    p.add_argument("--output", required=True)
+    p.add_argument("--splits", nargs="+", help="default: train, validation, and test when there is one")
+    p.add_argument("--test-dir", help="the test videos' folder when there is no test_split.csv")
+    p.add_argument("--visual-fps", type=float, default=1.0,
+                   help="rows per second of the visual pickles, for the frame times (unknown; default 1 = row units)")
+    p.set_defaults(func=cmd_import_features)
+
+
+def cmd_submit(args) -> int:
+    from .submission import report_path, submission_from_features, verify_submission
+
+    report = submission_from_features(args.model, args.features, args.output, args.split, data_dir=args.data_dir,
+                                      test_dir=args.test_dir, device=args.device)  # fmt: skip
+    print(f"[emi-hf submit] wrote {args.output}: {report['num_clips']} clips, {report['num_predicted']} predicted, "
+          f"{report['num_filled_with_fallback']} filled with the training mean (listed in "
+          f"{report_path(args.output)})")  # fmt: skip
+    problems = verify_submission(args.output, args.data_dir, test_dir=args.test_dir) if args.data_dir else []
+    for problem in problems:
+        print(f"[emi-hf submit] {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _add_submit_parser(sub) -> None:
+    p = sub.add_parser("submit", help="write the challenge submission.csv from a model and cached features")
+    p.add_argument("--model", required=True)
+    p.add_argument("--features", required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--output", default="submission.csv")
+    p.add_argument("--data-dir", help="the data folder: the test ids every row must cover (and it is verified)")
+    p.add_argument("--test-dir", help="the test videos' folder when there is no test_split.csv")
+    p.add_argument("--device", help="cpu | cuda | cuda:N")
+    p.set_defaults(func=cmd_submit)
+
+
+def cmd_verify_submission(args) -> int:
+    from .submission import verify_submission
+
+    problems = verify_submission(args.file, args.data_dir, test_dir=args.test_dir)
+    for problem in problems:
+        print(problem)
+    print(f"[emi-hf verify-submission] {args.file}: " + (f"{len(problems)} problem(s)" if problems else "valid"))
+    return 1 if problems else 0
+
+
+def _add_verify_submission_parser(sub) -> None:
+    p = sub.add_parser("verify-submission", help="check a submission file (header, ids, ranges, NaN)")
+    p.add_argument("file")
+    p.add_argument("--data-dir", required=True, help="the data folder whose test ids the file must hold")
+    p.add_argument("--test-dir", help="the test videos' folder when there is no test_split.csv")
+    p.set_defaults(func=cmd_verify_submission)
+
+
+def cmd_transcribe(args) -> int:
+    from transformers.utils import logging as transformers_logging
+
+    from .text import Transcriber
+
+    transformers_logging.set_verbosity_error()
+    transcriber = Transcriber(args.asr_backend, args.asr_model, language=args.language, vad=args.vad,
+                              device=args.device or "cpu", max_new_tokens=args.max_new_tokens,
+                              beam_size=args.beam_size, transcripts=args.transcripts, use_cache=not args.no_cache)
+    for path in args.files:
+        transcript = transcriber.transcribe(path)
+        if args.json:
+            print(json.dumps(transcript.to_dict(), ensure_ascii=False), flush=True)
+            continue
+        speech = "" if transcript.speech is None else f", speech {sum(e - s for s, e in transcript.speech):.1f} s"
+        print(f"{path}  (language {transcript.language or '?'}, {len(transcript.segments)} segment(s){speech}, "
+              f"{transcript.source})\n  {transcript.text or '(no speech)'}", flush=True)
+    return 0
+
+
+def _add_transcribe_parser(sub) -> None:
+    p = sub.add_parser("transcribe", help="transcribe video or audio files (Whisper; silero-vad first)")
+    p.add_argument("files", nargs="+", help="videos or audio files (wav, mp3, flac, m4a, ...)")
+    p.add_argument("--asr-backend", default="transformers", choices=("transformers", "faster-whisper"))
+    p.add_argument("--asr-model", help="Whisper Hub id or folder (default openai/whisper-large-v3-turbo); for "
+                                       "faster-whisper a CTranslate2 name or folder (default large-v3-turbo)")
+    p.add_argument("--language", help="language code, e.g. en (default: detected per file)")
+    p.add_argument("--vad", action=argparse.BooleanOptionalAction, default=True,
+                   help="silero-vad first; files without speech get an empty transcript (default on)")
+    p.add_argument("--transcripts", help="a Filename,text CSV, JSON / JSONL file or JSON folder to use instead")
+    p.add_argument("--max-new-tokens", type=int, help="cap on decoded tokens per 30 s window")
+    p.add_argument("--beam-size", type=int, help="beam width (default 1 transformers, 5 faster-whisper)")
+    p.add_argument("--device", help="cpu | cuda | cuda:N (default cpu)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the transcript cache")
+    p.add_argument("--json", action="store_true", help="one JSON object per file, one per line")
+    p.set_defaults(func=cmd_transcribe)
+
+
+def _add_challenge_data_args(p) -> None:
+    """`emi-hf extract`'s options for the data as the challenge distributes it (emi_hf.data.layout)."""
+    p.add_argument("--splits", nargs="+", help="default: train, validation, and test when test_split.csv or a "
+                   "test_data/ (test/) folder exists")
+    p.add_argument("--test-dir", help="the test videos' folder when there is no test_split.csv (default: "
+                   "DATA/test_data or DATA/test); ids from the file names")
+    p.add_argument("--face-source", default="detect", choices=("detect", "images"),
+                   help="images: use DATA/face_images/<id>/<n>.jpg (pre-cropped faces) instead of face detection "
+                        "where a clip has them (clips without a video always use them)")
+    p.add_argument("--face-image-fps", type=float, default=30.0,
+                   help="frame rate of the face-image numbering (frame n at n/rate s; default 30)")
+
+
+def _add_extract_parser(sub) -> None:
+    p = sub.add_parser("extract", help="cached, resumable, sharded feature extraction")
+    p.add_argument("--data-dir", required=True, help="a Hume-Vidmimic2 folder (videos + *_split.csv)")
+    p.add_argument("--labels-csv", help="generic layout: one CSV of labels for the videos in --data-dir")
+    _add_challenge_data_args(p)
+    p.add_argument("--output", required=True)
+    p.add_argument("--visual-backbone", default="imagenet",
+                   help="imagenet | /path/resnet18.pth | random (ResNet18), or a backbone: torchvision:NAME | "
+                        "timm:NAME | a transformers vision model id or folder")
+    p.add_argument("--visual-weights", help="the backbone's weights: a .pth / .safetensors file, or random "
+                                            "(default: its published weights)")
+    p.add_argument("--speech-encoder", default="facebook/wav2vec2-base",
+                   help="Hub id | folder of a transformers audio encoder (wav2vec2, HuBERT, WavLM, data2vec-audio, "
+                        "Whisper) | random")
+    p.add_argument("--speech-layers", type=lambda text: [int(i) for i in text.split(",")],
+                   help="hidden layers to keep, e.g. 6,12 (default: the last); several: a learned weighted sum")
+    p.add_argument("--max-audio-s", type=float, help="crop audio to its first N seconds (default: no crop)")
+    p.add_argument("--audio-cache-dtype", default="float32", choices=("float32", "float16"),
+                   help="dtype of the cached speech frames (float16 halves the disk)")
+    p.add_argument("--allow-random-backbones", action="store_true",
+                   help="fall back to random backbones when pretrained weights are unavailable (smoke tests only)")
+    p.add_argument("--backbone-precision", default="float32", choices=("float32", "bfloat16"),
+                   help="bfloat16: about 2x faster backbones on CPUs with AVX512-BF16/AMX and recent GPUs; "
+                        "features differ from float32 ones by 0.5-1.5%% relative (recorded with the features)")
+    p.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda when available, else cpu; under torchrun "
+                                    "each process takes GPU LOCAL_RANK %% GPUs)")
+    p.add_argument("--threads", type=int, help="torch/OpenMP threads per process (default: cores / processes here)")
+    p.add_argument("--peer-timeout", type=float, default=600.0,
+                   help="seconds without a sign of life from another extraction process before the main process "
+                        "stops waiting and says what to rerun (default 600)")
+    p.add_argument("--no-progress", action="store_true")
+    _add_processor_args(p)
+    p.set_defaults(func=cmd_extract)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emi-hf", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("extract", help="cached, resumable, sharded feature extraction")
-    p.add_argument("--data-dir", required=True, help="a Hume-Vidmimic2 folder (videos + *_split.csv)")
-    p.add_argument("--labels-csv", help="generic layout: one CSV of labels for the videos in --data-dir")
-    p.add_argument("--splits", nargs="+", help="default: train, validation, and test when test_split.csv exists")
-    p.add_argument("--output", required=True)
-    p.add_argument("--visual-backbone", default="imagenet", help="imagenet | /path/resnet18.pth | random")
-    p.add_argument("--speech-encoder", default="facebook/wav2vec2-base", help="Hub id | folder | random")
-    p.add_argument("--allow-random-backbones", action="store_true",
-                   help="fall back to random backbones when pretrained weights are unavailable (smoke tests only)")
-    p.add_argument("--backbone-precision", default="float32", choices=("float32", "bfloat16"),
-                   help="bfloat16: about 2x faster backbones on CPUs with AVX512-BF16/AMX and recent GPUs; "
-                        "features differ from float32 ones by 0.5-1.5%% relative (recorded with the features)")
-    p.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda when available, else cpu)")
-    p.add_argument("--no-progress", action="store_true")
-    _add_processor_args(p)
-    p.set_defaults(func=cmd_extract)
+    _add_extract_parser(sub)
 
     sub.add_parser("train", help="train a model on cached features (see `emi-hf train --help`)", add_help=False)
 
-    p = sub.add_parser("evaluate", help="per-emotion Pearson table and scatter plot")
-    p.add_argument("--model", required=True)
-    p.add_argument("--features", required=True)
-    p.add_argument("--split", default="validation")
-    p.add_argument("--output")
-    p.set_defaults(func=cmd_evaluate)
+    _add_evaluate_parser(sub)
+    _add_cv_parser(sub)
 
     p = sub.add_parser("predict", help="predict the six intensities of video clips")
     p.add_argument("videos", nargs="+")
     p.add_argument("--model", required=True, help="a model folder or Hub id")
     p.add_argument("--processor", help="processor folder (default: the model's own)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--output", help="write the table (the submission's columns) to a .csv or .json file")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("push", help="publish a trained model folder with a model card")
@@ -191,16 +401,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-valid", type=int, default=80)
     p.add_argument("--num-test", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--layout", default="csv", choices=("csv", "challenge"),
+                   help="challenge: test clips in test_data/raw/ without a test_split.csv, as distributed")
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("quickstart", help="the main job: synthetic data -> extract -> train x3 -> evaluate -> predict")
+    p = sub.add_parser("quickstart", help="the main job: synthetic data -> extract -> train x3 -> evaluate -> predict "
+                       "-> submission.csv")
     p.add_argument("--output-dir", default="quickstart")
     p.add_argument("--num-train", type=int, default=160)
     p.add_argument("--num-valid", type=int, default=80)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--face-detector", default="mediapipe")
+    p.add_argument("--num-test", type=int, default=20, help="synthetic test clips (test_data/raw/) for the submission")
     p.set_defaults(func=cmd_quickstart)
+    _add_stream_parser(sub)
+    _add_import_features_parser(sub)
+    _add_submit_parser(sub)
+    _add_verify_submission_parser(sub)
+    _add_transcribe_parser(sub)
     return parser
 
 
@@ -211,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":
         return cmd_train(argv[1:])
+    if argv and argv[0] == "cv":
+        return cmd_cv(argv[1:])
     args = build_parser().parse_args(argv)
     from .hub import EmiHubError
 

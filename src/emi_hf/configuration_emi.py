@@ -6,9 +6,10 @@ package.
 
 Three configs:
 
-- [`EmiVisualConfig`]: the visual-dual regressor (ResNet18 face embeddings + Action Unit intensities per frame).
+- [`EmiVisualConfig`]: the visual-dual regressor (face embeddings, ResNet18 by default or any torchvision / timm /
+  transformers backbone, + Action Unit intensities per frame).
 - [`EmiAudioConfig`]: the audio regressor (wav2vec 2.0 frame embeddings); the speech encoder's own config is a
-  sub-config, so any wav2vec2-family encoder (wav2vec2, HuBERT, WavLM, data2vec-audio) fits.
+  sub-config, so any transformers audio encoder (wav2vec2, HuBERT, WavLM, data2vec-audio, the Whisper encoder) fits.
 - [`EmiFusionConfig`]: late fusion of one visual and one audio model, with per-emotion fusion weights.
 """
 
@@ -16,6 +17,9 @@ from __future__ import annotations
 
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 EMOTION_NAMES = ("Admiration", "Amusement", "Determination", "Empathic Pain", "Excitement", "Joy")
 """The six emotions of Hume-Vidmimic2 (ABAW EMI), in the column order of its CSV files."""
@@ -33,7 +37,99 @@ BACKBONE_PRECISIONS = ("float32", "bfloat16")
 """`backbone_precision` choices."""
 
 
-class EmiTemporalConfig(PreTrainedConfig):
+def default_label_names(num_labels: int) -> list[str]:
+    """The label names of a head of `num_labels` outputs set by count alone: the six emotions for 6, else
+    `LABEL_0`, `LABEL_1`, ... (transformers' names)."""
+    if int(num_labels) < 1:
+        raise ValueError(f"num_labels must be at least 1, got {num_labels}.")
+    return list(EMOTION_NAMES) if int(num_labels) == len(EMOTION_NAMES) else [f"LABEL_{i}" for i in range(num_labels)]
+
+
+def _names_from_mapping(mapping: dict, field: str) -> list[str]:
+    """`id2label` ({index: name}) or `label2id` ({name: index}) -> names in index order (indices 0..n-1)."""
+    pairs = {int(k): v for k, v in mapping.items()} if field == "id2label" else {int(v): k for k, v in mapping.items()}
+    if len(pairs) != len(mapping) or sorted(pairs) != list(range(len(pairs))):
+        raise ValueError(f"{field} must map the indices 0..{len(mapping) - 1} one to one, got {mapping}.")
+    return [str(pairs[i]) for i in range(len(pairs))]
+
+
+def resolve_label_names(label_names=None, id2label=None, label2id=None, num_labels=None, default=EMOTION_NAMES):
+    """
+    The one label list that `label_names`, `id2label`, `label2id` and `num_labels` describe, whichever are given.
+    The names must agree (else ValueError); a `num_labels` of another count wins, as in transformers (a new head:
+    `default_label_names(num_labels)`), with a warning when it drops given names. None given: `default`.
+    """
+    given = {}
+    if label_names is not None:
+        given["label_names"] = [str(name) for name in label_names]
+    for field, mapping in (("id2label", id2label), ("label2id", label2id)):
+        if mapping is not None:
+            given[field] = _names_from_mapping(mapping, field)
+    if len({tuple(names) for names in given.values()}) > 1:
+        raise ValueError(f"The label fields disagree: {given}; pass one of them (the others follow).")
+    names = next(iter(given.values()), None)
+    if num_labels is not None and (names is None or len(names) != int(num_labels)):
+        if names is not None:
+            logger.warning(f"num_labels={num_labels} replaces the {len(names)} labels {names}.")
+        names = default_label_names(int(num_labels))
+    if names is None:
+        return None if default is None else list(default)
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"Label names must be distinct and at least one, got {names}.")
+    return names
+
+
+class EmiLabelsMixin:
+    """
+    `num_labels`, `id2label`, `label2id` and `label_names` as one thing: `id2label` holds the labels, the other three
+    follow it, and setting any of them (in the constructor, in `from_pretrained(..., num_labels=3)` or on the config
+    afterwards) updates all four. `label_names` is written to `config.json` too (for readers of the file).
+    """
+
+    @property
+    def label_names(self) -> list[str]:
+        return [self.id2label[i] for i in range(len(self.id2label))]
+
+    @label_names.setter
+    def label_names(self, names) -> None:
+        self._set_labels(resolve_label_names(label_names=names))
+
+    @property
+    def num_labels(self) -> int | None:
+        return None if self.id2label is None else len(self.id2label)
+
+    @num_labels.setter
+    def num_labels(self, num_labels: int) -> None:
+        if getattr(self, "id2label", None) is None or int(num_labels) != len(self.id2label):
+            self._set_labels(default_label_names(int(num_labels)))
+
+    def _set_labels(self, names: list[str]) -> None:
+        super().__setattr__("id2label", dict(enumerate(names)))
+        super().__setattr__("label2id", {name: i for i, name in enumerate(names)})
+        if getattr(self, "_post_init_done", False):
+            self._labels_changed(names)
+
+    def _labels_changed(self, names: list[str]) -> None:
+        """Called after the labels of a built config change (the fusion config passes them on)."""
+
+    def __setattr__(self, key, value):
+        if key in ("id2label", "label2id") and value is not None and getattr(self, "_post_init_done", False):
+            self._set_labels(resolve_label_names(**{key: value}))
+            return
+        super().__setattr__(key, value)
+
+    def _pop_label_kwargs(self, kwargs: dict, default=EMOTION_NAMES) -> list[str] | None:
+        """Resolves the label fields given to the constructor (`num_labels` and `label_names` are popped)."""
+        return resolve_label_names(kwargs.pop("label_names", None), self.id2label, self.label2id,
+                                   kwargs.pop("num_labels", None), default=default)
+
+    def to_dict(self) -> dict:
+        output = super().to_dict()
+        output["label_names"] = self.label_names
+        return output
+
+
+class EmiTemporalConfig(EmiLabelsMixin, PreTrainedConfig):
     r"""
     The fields shared by the two unimodal configs: the frozen backbone's running options and the temporal model (a
     projection to `hidden_size`, a TCN for short range, a Transformer encoder for long range, a frame head and masked
@@ -45,6 +141,8 @@ class EmiTemporalConfig(PreTrainedConfig):
             autocast (about 2x faster on CPUs with AVX512-BF16/AMX and on recent GPUs; the face embeddings differ
             from float32 ones by about 0.5% relative, the speech frames by about 1.5%). Features cached with one
             precision should be used with it.
+        trainable_backbone_layers (`int`, defaults to 0): with `freeze_backbone`, the last N blocks of the backbone
+            (and the norms / pooler after them) are trained; 0 keeps it wholly frozen.
         hidden_size (`int`): width of the temporal model.
         tcn_kernel_size (`int`): kernel of the dilated 1-D convolutions (odd).
         tcn_dilations (`list[int]`): one residual TCN block per dilation.
@@ -54,11 +152,13 @@ class EmiTemporalConfig(PreTrainedConfig):
         dropout (`float`): dropout in projections, TCN and Transformer.
         pooling (`str`): `"mean"` (masked mean of frame logits) or `"attention"` (masked attention pooling).
         loss_type (`str`): `"mse"` (default), `"ccc"` (1 - concordance) or `"pearson"` (1 - Pearson r).
-        label_names (`list[str]`): names of the regressed intensities.
+        label_names (`list[str]`): names of the regressed intensities (default the six emotions); `num_labels`,
+            `id2label` and `label2id` are the same labels in transformers' form: set any one (see `EmiLabelsMixin`).
     """
 
     freeze_backbone: bool = True
     backbone_precision: str = "float32"
+    trainable_backbone_layers: int = 0
     hidden_size: int = 128
     tcn_kernel_size: int = 3
     tcn_dilations: list[int] | tuple[int, ...] = (1, 2, 4)
@@ -68,19 +168,18 @@ class EmiTemporalConfig(PreTrainedConfig):
     dropout: float = 0.1
     pooling: str = "attention"
     loss_type: str = "mse"
-    label_names: list[str] | tuple[str, ...] = EMOTION_NAMES
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
         self.tcn_dilations = list(self.tcn_dilations)
-        self.label_names = list(self.label_names)
-        self.id2label = {i: name for i, name in enumerate(self.label_names)}
-        self.label2id = {name: i for i, name in enumerate(self.label_names)}
+        self._set_labels(self._pop_label_kwargs(kwargs))
         self.problem_type = "regression"
         super().__post_init__(**kwargs)
         self._validate_temporal()
 
     def _validate_temporal(self) -> None:
+        if int(self.trainable_backbone_layers) < 0:
+            raise ValueError(f"trainable_backbone_layers must be >= 0, got {self.trainable_backbone_layers}.")
         if self.backbone_precision not in BACKBONE_PRECISIONS:
             raise ValueError(
                 f"backbone_precision must be one of {BACKBONE_PRECISIONS}, got {self.backbone_precision!r}."
@@ -96,8 +195,6 @@ class EmiTemporalConfig(PreTrainedConfig):
             raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}.")
         if self.pooling not in POOLING_TYPES:
             raise ValueError(f"pooling must be one of {POOLING_TYPES}, got {self.pooling!r}.")
-        if len(self.label_names) != self.num_labels:
-            raise ValueError(f"label_names has {len(self.label_names)} names but num_labels is {self.num_labels}.")
 
 
 class EmiVisualConfig(EmiTemporalConfig):
@@ -106,10 +203,19 @@ class EmiVisualConfig(EmiTemporalConfig):
     `hidden_size`, combined, then the temporal model of [`EmiTemporalConfig`] (whose fields it has too).
 
     Args:
-        visual_feature_dim (`int`, defaults to 512): size of a face embedding (ResNet18 without its classifier).
+        visual_feature_dim (`int`, defaults to 512): size of a face embedding (ResNet18 without its classifier); the
+            backbone's embedding size (`EmiVisualModel.from_backbone` sets it).
         au_names (`list[str]`): the Action Units of the AU channel, in order; must match the processor's AU backend.
-        face_size (`int`, defaults to 112): side of the aligned face crops the backbone sees.
-        backbone (`str`, defaults to `"resnet18"`): torchvision architecture of the face backbone.
+        face_size (`int`, defaults to 112): side of the aligned face crops the backbone sees (its input size).
+        backbone (`str`, defaults to `"resnet18"`): the face backbone: `"resnet18"`, `"torchvision:NAME"`,
+            `"timm:NAME"`, or a transformers vision model id / folder (then `backbone_config` holds its config); see
+            `encoders_emi.py`.
+        backbone_config (`dict`, *optional*): config of a transformers face backbone (the checkpoint is
+            self-contained: the backbone is built from it).
+        backbone_pooling (`str`, *optional*): for a transformers backbone, `"pooler"` (pooler_output), `"cls"`
+            (CLS token of last_hidden_state) or `"mean"` (mean patch token); default per family (`encoders_emi`).
+        image_mean, image_std (`list[float]`): normalisation of the crops the backbone expects (ImageNet's for
+            ResNet18).
         backbone_chunk_size (`int`, defaults to 32): face crops per backbone call when running from pixels.
         channel_dropout (`float`): probability, in training, of dropping a whole input channel (face embedding or AUs)
             for a clip, so that the model does not lean on one channel only.
@@ -121,14 +227,28 @@ class EmiVisualConfig(EmiTemporalConfig):
     au_names: list[str] | tuple[str, ...] = DEFAULT_AU_NAMES
     face_size: int = 112
     backbone: str = "resnet18"
+    backbone_config: dict | None = None
+    backbone_pooling: str | None = None
+    image_mean: list[float] | tuple[float, ...] = (0.485, 0.456, 0.406)
+    image_std: list[float] | tuple[float, ...] = (0.229, 0.224, 0.225)
     backbone_chunk_size: int = 32
     channel_dropout: float = 0.1
 
     def __post_init__(self, **kwargs):
         self.au_names = list(self.au_names)
         super().__post_init__(**kwargs)
-        if self.backbone != "resnet18":
-            raise ValueError(f"Only the 'resnet18' face backbone is implemented, got {self.backbone!r}.")
+        self.image_mean, self.image_std = [float(v) for v in self.image_mean], [float(v) for v in self.image_std]
+        if hasattr(self.backbone_config, "to_dict"):
+            self.backbone_config = self.backbone_config.to_dict()
+        named = self.backbone == "resnet18" or self.backbone.split(":", 1)[0] in ("torchvision", "timm")
+        if not named and not self.backbone_config:
+            raise ValueError(
+                f"Face backbone {self.backbone!r}: a transformers model needs its backbone_config; build the config "
+                f"with EmiVisualModel.from_backbone({self.backbone!r}) (or use 'resnet18', 'torchvision:NAME', "
+                "'timm:NAME')."
+            )
+        if self.backbone_pooling not in (None, "pooler", "cls", "mean"):
+            raise ValueError(f"backbone_pooling must be 'pooler', 'cls' or 'mean', got {self.backbone_pooling!r}.")
 
     @property
     def num_aus(self) -> int:
@@ -141,12 +261,23 @@ class EmiAudioConfig(EmiTemporalConfig):
     [`EmiTemporalConfig`] (whose fields it has too), as in the visual model.
 
     Args:
-        speech_encoder_config (`dict` or `PreTrainedConfig`): config of the speech encoder (any wav2vec2-family model
-            that `AutoModel.from_config` builds); defaults to a wav2vec2-base sized `Wav2Vec2Config`.
+        speech_encoder_config (`dict` or `PreTrainedConfig`): config of the speech encoder (any audio encoder that
+            `AutoModel.from_config` builds, or a Whisper config: its encoder alone, on log-mel input); defaults to a
+            wav2vec2-base sized `Wav2Vec2Config`.
         audio_feature_dim (`int`, defaults to 768): size of an encoder frame; must equal the encoder's hidden size.
         sampling_rate (`int`, defaults to 16000): waveform rate the encoder expects.
         encoder_window_s (`float`, defaults to 30.0): longer waveforms are encoded in consecutive windows of this
-            many seconds, so memory stays bounded (self-attention over a whole long recording is quadratic).
+            many seconds, so memory stays bounded (self-attention over a whole long recording is quadratic). A
+            Whisper encoder's windows are at most its fixed input (30 s).
+        speech_encoder_name (`str`, *optional*): Hub id or folder the encoder's weights came from (model card).
+        speech_layers (`list[int]`, *optional*): hidden states of the encoder to use (0 = the input of its first
+            layer, i = the output of layer i); default the last. With more than one, the model learns a
+            softmax-weighted sum of them (SUPERB); cached features hold the chosen layers side by side
+            (`[T_a, len(speech_layers) * audio_feature_dim]`).
+        max_audio_s (`float`, *optional*): waveforms longer than this are cropped to their first `max_audio_s`
+            seconds before encoding (off by default).
+        cache_dtype (`str`, defaults to `"float32"`): dtype the extraction stores encoder frames in (`"float16"`
+            halves the disk).
     """
 
     model_type = "emi_audio"
@@ -160,9 +291,14 @@ class EmiAudioConfig(EmiTemporalConfig):
     audio_feature_dim: int = 768
     sampling_rate: int = 16000
     encoder_window_s: float = 30.0
+    speech_encoder_name: str | None = None
+    speech_layers: list[int] | tuple[int, ...] | None = None
+    max_audio_s: float | None = None
+    cache_dtype: str = "float32"
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
+        self._validate_speech_options()
         encoder_width = getattr(self.speech_encoder_config, "hidden_size", None)
         if encoder_width is not None and encoder_width != self.audio_feature_dim:
             raise ValueError(
@@ -170,8 +306,28 @@ class EmiAudioConfig(EmiTemporalConfig):
                 f"({encoder_width})."
             )
 
+    def _validate_speech_options(self) -> None:
+        if self.cache_dtype not in ("float32", "float16"):
+            raise ValueError(f"cache_dtype must be 'float32' or 'float16', got {self.cache_dtype!r}.")
+        if self.max_audio_s is not None and not float(self.max_audio_s) > 0:
+            raise ValueError(f"max_audio_s must be a positive number of seconds or None, got {self.max_audio_s}.")
+        if self.speech_layers is None:
+            return
+        encoder = self.speech_encoder_config
+        depth = getattr(encoder, "encoder_layers", None) or getattr(encoder, "num_hidden_layers", None)
+        layers = [int(i) for i in self.speech_layers]
+        if not layers or (depth is not None and any(not -depth - 1 <= i <= depth for i in layers)):
+            raise ValueError(f"speech_layers {list(self.speech_layers)} must be hidden-state indices in "
+                             f"[0, {depth}] (or negative from the end) of the speech encoder.")
+        self.speech_layers = [i % (depth + 1) if depth is not None else i for i in layers]
 
-class EmiFusionConfig(PreTrainedConfig):
+    @property
+    def num_speech_layers(self) -> int:
+        """Hidden states per cached frame (1 when `speech_layers` is unset)."""
+        return 1 if self.speech_layers is None else len(self.speech_layers)
+
+
+class EmiFusionConfig(EmiLabelsMixin, PreTrainedConfig):
     r"""
     Configuration of [`EmiFusionModel`]: one visual and one audio model and their late fusion.
 
@@ -180,6 +336,8 @@ class EmiFusionConfig(PreTrainedConfig):
         audio_config (`dict` or [`EmiAudioConfig`]): config of the audio model.
         fusion_weights (`list[float]`): per-emotion weight of the visual prediction; the audio one gets
             `1 - weight`. Defaults to 0.5 for every emotion, the plain average of the paper.
+        label_names / num_labels / id2label / label2id (*optional*): the labels of both models (default theirs, which
+            must agree); set on the fusion config, they are set on both sub-configs too.
     """
 
     model_type = "emi_fusion"
@@ -190,28 +348,33 @@ class EmiFusionConfig(PreTrainedConfig):
     fusion_weights: list[float] | None = None
 
     def __post_init__(self, **kwargs):
+        given = self._pop_label_kwargs(kwargs, default=None)  # labels set on the fusion config itself, if any
         super().__post_init__(**kwargs)
         labels = list(self.visual_config.label_names)
-        if labels != list(self.audio_config.label_names):
+        if given is not None and given != labels:
+            self.visual_config.label_names = self.audio_config.label_names = labels = given
+        elif labels != list(self.audio_config.label_names):
             raise ValueError(
                 f"The visual and audio models regress different labels: {labels} vs "
                 f"{list(self.audio_config.label_names)}."
             )
-        if self.fusion_weights is None:
+        if self.fusion_weights is None or (given is not None and len(self.fusion_weights) != len(labels)):
             self.fusion_weights = [0.5] * len(labels)
         self.fusion_weights = [float(w) for w in self.fusion_weights]
         if len(self.fusion_weights) != len(labels) or not all(0.0 <= w <= 1.0 for w in self.fusion_weights):
             raise ValueError(f"fusion_weights must be {len(labels)} numbers in [0, 1], got {self.fusion_weights}.")
-        self.id2label = dict(enumerate(labels))
-        self.label2id = {name: i for i, name in enumerate(labels)}
+        self._set_labels(labels)
         self.problem_type = "regression"
 
-    @property
-    def label_names(self) -> list[str]:
-        return list(self.visual_config.label_names)
+    def _labels_changed(self, names: list[str]) -> None:
+        # One label set for the fusion and both models; fusion weights of another label set are reset to 0.5.
+        self.visual_config.label_names = self.audio_config.label_names = names
+        if len(self.fusion_weights) != len(names):
+            self.fusion_weights = [0.5] * len(names)
 
 
 __all__ = [
     "BACKBONE_PRECISIONS", "DEFAULT_AU_NAMES", "EMOTION_NAMES", "LOSS_TYPES", "POOLING_TYPES", "EmiAudioConfig",
-    "EmiFusionConfig", "EmiTemporalConfig", "EmiVisualConfig",
+    "EmiFusionConfig", "EmiLabelsMixin", "EmiTemporalConfig", "EmiVisualConfig", "default_label_names",
+    "resolve_label_names",
 ]

@@ -6,9 +6,10 @@ served from the local cache or fail with a message saying so, pushes fail immedi
 
 Models
     `push_model(run_dir, "org/emi-fusion")` uploads a folder written by `save_pretrained` (weights, `config.json`
-    with `auto_map`, the `configuration_emi.py` / `modeling_emi.py` / `backbones_emi.py` code files, the processor
-    config, the run's `results.json`) and a generated model card (`README.md`). `pull_model("org/emi-fusion")`
-    downloads a snapshot and returns its local folder, ready for `EmiFusionModel.from_pretrained(folder)`.
+    with `auto_map`, the `configuration_emi.py` / `modeling_emi.py` / `backbones_emi.py` / `temporal_emi.py` code
+    files, the processor config, the run's `results.json`) and a generated model card (`README.md`).
+    `pull_model("org/emi-fusion")` downloads a snapshot and returns its local folder, ready for
+    `EmiFusionModel.from_pretrained(folder)`.
 
     The card is rendered from a Jinja2 template per model type (`emi_visual`, `emi_audio`, `emi_fusion`) with the
     numbers of the run's `results.json`, read and validated by `emi_hf.results.read_results` (the format is in
@@ -100,7 +101,7 @@ TASK_NAME = "Emotional Mimicry Intensity estimation"
 # Files of a run folder that belong on the Hub: top level only (checkpoints, logs and optimizer states stay home).
 MODEL_FILE_SUFFIXES = (".safetensors", ".json", ".py")
 MODEL_FILE_EXCLUDES = ("trainer_state.json", "training_args.json", "optimizer.json")
-CODE_FILES = ("configuration_emi.py", "modeling_emi.py", "backbones_emi.py")
+CODE_FILES = ("configuration_emi.py", "modeling_emi.py", "backbones_emi.py", "encoders_emi.py", "temporal_emi.py")
 
 
 class EmiHubError(RuntimeError):
@@ -308,6 +309,8 @@ def render_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> 
     """
     import jinja2
 
+    from .encoder_setup import card_encoders
+
     folder = Path(folder)
     config, model_type = _read_model_config(folder)
     template_name, modality, model_class = MODEL_TYPES[model_type]
@@ -337,6 +340,7 @@ def render_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> 
         else [],
         "training": results.get("training") or {},
         "fusion_weights": list(zip(label_names, config.get("fusion_weights") or [])),
+        "encoders": card_encoders(config),
         "has_remote_code": bool(config.get("auto_map")) and all((folder / name).is_file() for name in CODE_FILES),
         "versions": results.get("versions") or _versions(),
         "versions_at_upload": not results.get("versions"),
@@ -381,9 +385,9 @@ def push_model(
     """Publishes a trained model folder, with a generated model card, to a Hub model repo.
 
     Uploads the top-level `.safetensors`, `.json` (config, processor config, `results.json`) and `.py` (the
-    `configuration_emi.py` / `modeling_emi.py` / `backbones_emi.py` code that `auto_map` points to) files of
-    `folder`, plus `README.md` rendered by :func:`render_model_card`. Sub-folders (checkpoints, logs) are not
-    uploaded. The repo is created if it does not exist; so is the branch `revision` (from `main`).
+    `configuration_emi.py` / `modeling_emi.py` / `backbones_emi.py` / `temporal_emi.py` code that `auto_map` points
+    to) files of `folder`, plus `README.md` rendered by :func:`render_model_card`. Sub-folders (checkpoints, logs) are
+    not uploaded. The repo is created if it does not exist; so is the branch `revision` (from `main`).
 
     Args:
         folder: output of `model.save_pretrained(folder)` (and `processor.save_pretrained(folder)`).

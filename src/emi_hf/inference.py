@@ -162,14 +162,16 @@ def predict_clips(model, processor, videos, batch_size: int = 1, *, use_cache: b
                                         keep_crops=keep_crops or embedder is None) for path in chunk]
         inputs = processor.collate(clips, return_tensors="pt")
         preprocessed = time.perf_counter()
-        output = model(**{k: v.to(device) for k, v in inputs.items() if isinstance(v, torch.Tensor)})
+        tensors = {k: v.to(device) for k, v in inputs.for_model(model).items() if isinstance(v, torch.Tensor)}
+        output = model(**tensors)
         finished = time.perf_counter()
         timing = {"preprocess_s": (preprocessed - began) / len(chunk),
                   "compute_s": (finished - preprocessed) / len(chunk)}
         for i, (clip, meta) in enumerate(zip(clips, inputs.metadata)):
             predictions.append(ClipPrediction(
                 path=chunk[i], label_names=names,
-                **_model_outputs(model.config.model_type, output, i, len(meta["timestamps"]), names),
+                **_model_outputs(getattr(model.config, "member_model_type", None) or model.config.model_type,  # ensemble
+                                 output, i, len(meta["timestamps"]), names),
                 timestamps=list(meta["timestamps"]), frame_mask=np.asarray(clip.frame_mask) > 0,
                 face_crops=clip.face_crops if keep_crops else None, face_fraction=float(meta["face_fraction"]),
                 audio_present=bool(meta["audio_present"]),

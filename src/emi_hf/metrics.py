@@ -47,7 +47,9 @@ from .configuration_emi import EMOTION_NAMES
 
 
 __all__ = [
+    "BOOTSTRAP_RESAMPLES",
     "EMOTION_NAMES",
+    "bootstrap_mean_pearson",
     "concordance_correlation",
     "mean_pearson",
     "mean_squared_error",
@@ -227,4 +229,82 @@ def regression_report(predictions: Any, references: Any, label_names: Sequence[s
             }
             for name in label_names
         },
+    }
+
+
+BOOTSTRAP_RESAMPLES = 1000  # default number of bootstrap resamples (`bootstrap_mean_pearson`)
+_BOOTSTRAP_CHUNK = 100  # resamples per vectorised step (bounds the [chunk, N] count matrix)
+
+
+def _weighted_pearson(counts: np.ndarray, predictions: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """Pearson r per label of each resample `[B, L]`, the resample given by per-row `counts` `[B, N]` (the number of
+    times each clip was drawn): r of the multiset, from count-weighted sums of the (column-centred) inputs."""
+    n = counts.sum(axis=1, keepdims=True)
+    sums = [counts @ m for m in (predictions, references)]
+    products = [counts @ (a * b) for a, b in ((predictions, predictions), (references, references),
+                                              (predictions, references))]
+    var_p = products[0] - sums[0] ** 2 / n
+    var_r = products[1] - sums[1] ** 2 / n
+    cov = products[2] - sums[0] * sums[1] / n
+    # A resample whose column is constant (variance 0 up to rounding) scores 0.0, as `pearson_per_label` does.
+    defined = (var_p > 1e-12 * products[0]) & (var_r > 1e-12 * products[1])
+    scale = np.sqrt(np.where(defined, var_p * var_r, 1.0))
+    r = np.divide(cov, scale, out=np.zeros_like(cov), where=defined)
+    return np.clip(r, -1.0, 1.0)
+
+
+def bootstrap_mean_pearson(
+    predictions: Any,
+    references: Any,
+    label_names: Sequence[str] = EMOTION_NAMES,
+    num_resamples: int = BOOTSTRAP_RESAMPLES,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Percentile-bootstrap confidence intervals of :func:`mean_pearson` and of each emotion's Pearson r.
+
+    Resample `b` (of `num_resamples`) draws N clips with replacement from the N clips:
+    `np.random.default_rng(seed).integers(0, N, size=N)`, called once per resample in order, so the draws are a
+    function of `seed` and N only. Each resample is scored as :func:`mean_pearson` would score `predictions[idx]`,
+    `references[idx]` (a column constant within a resample scores 0.0); the interval is the
+    `(1 - confidence) / 2` and `(1 + confidence) / 2` quantiles (NumPy's default linear interpolation) of the
+    resampled values. The clips are the unit resampled, so the interval is for a new set of clips like these ones.
+
+    Returns:
+        `{"mean_pearson": {"estimate", "low", "high", "std"}, "per_emotion": {name: {...}}, "num_resamples",
+        "confidence", "seed", "num_clips"}`; `estimate` is the metric on all clips, `std` the bootstrap standard error.
+
+    Raises:
+        ValueError: as :func:`mean_pearson`; `num_resamples` < 1 or `confidence` outside (0, 1).
+    """
+    if num_resamples < 1:
+        raise ValueError(f"num_resamples must be >= 1, got {num_resamples}.")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}.")
+    predictions, references = _validated_pair(predictions, references, label_names)
+    estimate = pearson_per_label(predictions, references, label_names)
+    num_clips = predictions.shape[0]
+    centred = [m - m.mean(axis=0) for m in (predictions, references)]
+    rng = np.random.default_rng(seed)
+    resampled = []
+    for start in range(0, num_resamples, _BOOTSTRAP_CHUNK):
+        rows = min(_BOOTSTRAP_CHUNK, num_resamples - start)
+        counts = np.stack([np.bincount(rng.integers(0, num_clips, size=num_clips), minlength=num_clips)
+                           for _ in range(rows)]).astype(np.float64)
+        resampled.append(_weighted_pearson(counts, *centred))
+    per_label = np.concatenate(resampled)  # [B, L]
+    tails = ((1 - confidence) / 2, (1 + confidence) / 2)
+
+    def interval(values: np.ndarray, point: float) -> dict[str, float]:
+        low, high = np.quantile(values, tails)
+        return {"estimate": float(point), "low": float(low), "high": float(high), "std": float(values.std(ddof=1))
+                if len(values) > 1 else 0.0}
+
+    return {
+        "mean_pearson": interval(per_label.mean(axis=1), estimate.mean()),
+        "per_emotion": {name: interval(per_label[:, i], estimate[i]) for i, name in enumerate(label_names)},
+        "num_resamples": int(num_resamples),
+        "confidence": float(confidence),
+        "seed": int(seed),
+        "num_clips": int(num_clips),
     }

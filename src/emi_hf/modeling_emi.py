@@ -14,32 +14,44 @@ backbones and their inference machinery (ImageNet weights, BatchNorm folding, wi
 are in ``backbones_emi.py``.
 
 This file is copied next to the weights by ``save_pretrained``: it imports only torch, transformers and
-``configuration_emi`` / ``backbones_emi`` (relatively), which are copied with it.
+``configuration_emi`` / ``backbones_emi`` / ``temporal_emi`` (relatively), which are copied with it. The temporal
+encoder, the head and the losses are in ``temporal_emi.py``.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from transformers import AutoModel, PreTrainedModel
-from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers import PreTrainedModel
+from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .backbones_emi import (
     FaceBackboneRunner,
     FrozenBackboneMixin,
-    build_resnet18_trunk,
+    build_face_backbone,
     embed_distinct_frames,
     encode_speech,
     init_resnet_module,
     load_resnet18_imagenet_state_dict,
+    pretrained_face_backbone_state,
 )
 from .configuration_emi import EmiAudioConfig, EmiFusionConfig, EmiVisualConfig
+from .encoders_emi import build_speech_encoder, describe_face_backbone, load_pretrained_speech_encoder
+from .temporal_emi import (  # noqa: F401  (losses re-exported: modeling_emi is their public home too)
+    REGRESSION_LOSSES,
+    IntensityHead,
+    TemporalEncoder,
+    _finalise,
+    _masked_loss,
+    concordance_loss,
+    init_submodel_on_load,
+    pearson_loss,
+    regression_loss,
+)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -61,7 +73,12 @@ class EmiRegressionOutput(ModelOutput):
             [0, 1], for a timeline; NaN at masked frames.
         modality_mask (`torch.BoolTensor` of shape `[batch]`): True where the clip had at least one valid frame.
         frame_mask (`torch.BoolTensor` of shape `[batch, frames]`): the valid frames the prediction used.
-        hidden_states (`torch.FloatTensor` of shape `[batch, frames, hidden_size]`): temporal encoder output.
+        last_hidden_state (`torch.FloatTensor` of shape `[batch, frames, hidden_size]`): temporal encoder output.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*): with `output_hidden_states=True` (or
+            `config.output_hidden_states`): the encoder input (projected features) and the output of each temporal
+            layer (TCN blocks, then Transformer layers), each `[batch, frames, hidden_size]`; else None.
+        attentions (`tuple(torch.FloatTensor)`, *optional*): with `output_attentions=True`: one
+            `[batch, heads, frames, frames]` tensor of attention weights per Transformer layer; else None.
     """
 
     loss: torch.FloatTensor | None = None
@@ -69,7 +86,9 @@ class EmiRegressionOutput(ModelOutput):
     frame_intensities: torch.FloatTensor | None = None
     modality_mask: torch.BoolTensor | None = None
     frame_mask: torch.BoolTensor | None = None
-    hidden_states: torch.FloatTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -88,7 +107,9 @@ class EmiFusionOutput(ModelOutput):
         audio_frame_intensities (`torch.FloatTensor` of shape `[batch, audio_frames, num_labels]`).
         visual_mask (`torch.BoolTensor` of shape `[batch]`): clip had a face in at least one frame.
         audio_mask (`torch.BoolTensor` of shape `[batch]`): clip had audio.
-        hidden_states (`tuple(torch.FloatTensor)`): (visual, audio) temporal encoder outputs.
+        visual_last_hidden_state, audio_last_hidden_state (`torch.FloatTensor`): each model's `last_hidden_state`.
+        visual_hidden_states, audio_hidden_states, visual_attentions, audio_attentions (`tuple(torch.FloatTensor)`,
+            *optional*): each model's `hidden_states` / `attentions` (see [`EmiRegressionOutput`]), when asked for.
     """
 
     loss: torch.FloatTensor | None = None
@@ -99,191 +120,12 @@ class EmiFusionOutput(ModelOutput):
     audio_frame_intensities: torch.FloatTensor | None = None
     visual_mask: torch.BoolTensor | None = None
     audio_mask: torch.BoolTensor | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Losses
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def concordance_loss(predictions: torch.Tensor, labels: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """1 - Lin's concordance correlation coefficient, averaged over labels. Inputs `[batch, num_labels]`."""
-    pred_mean, label_mean = predictions.mean(0), labels.mean(0)
-    pred_var = predictions.var(0, unbiased=False)
-    label_var = labels.var(0, unbiased=False)
-    covariance = ((predictions - pred_mean) * (labels - label_mean)).mean(0)
-    ccc = 2 * covariance / (pred_var + label_var + (pred_mean - label_mean) ** 2 + eps)
-    return (1 - ccc).mean()
-
-
-def pearson_loss(predictions: torch.Tensor, labels: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """1 - Pearson's r, averaged over labels. Inputs `[batch, num_labels]`."""
-    pred_centered = predictions - predictions.mean(0)
-    label_centered = labels - labels.mean(0)
-    r = (pred_centered * label_centered).sum(0) / (pred_centered.norm(dim=0) * label_centered.norm(dim=0) + eps)
-    return (1 - r).mean()
-
-
-REGRESSION_LOSSES = {"mse": F.mse_loss, "ccc": concordance_loss, "pearson": pearson_loss}
-"""The loss of each `loss_type` (`configuration_emi.LOSS_TYPES`)."""
-
-
-def regression_loss(loss_type: str, predictions: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The loss named by `loss_type` (one of `REGRESSION_LOSSES`) between `[batch, num_labels]` tensors."""
-    if loss_type not in REGRESSION_LOSSES:
-        raise ValueError(f"Unknown loss_type {loss_type!r}; expected one of {tuple(REGRESSION_LOSSES)}.")
-    return REGRESSION_LOSSES[loss_type](predictions, labels)
-
-
-def _masked_loss(loss_type, intensities, labels, clip_mask):
-    labels = labels.to(intensities.dtype)
-    if not bool(clip_mask.any()):
-        # No clip of the batch has this modality: a zero loss that still belongs to the graph.
-        return intensities.nan_to_num(0.0).sum() * 0.0
-    return regression_loss(loss_type, intensities[clip_mask], labels[clip_mask])
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Temporal encoder: TCN (short range) + Transformer encoder (long range)
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def sinusoidal_positions(num_frames: int, hidden_size: int, device, dtype) -> torch.Tensor:
-    """Fixed sinusoidal encodings `[num_frames, hidden_size]` of frame indices, for any length (no maximum)."""
-    positions = torch.arange(num_frames, device=device, dtype=torch.float32)[:, None]
-    half = hidden_size // 2
-    frequencies = torch.exp(-math.log(10000.0) * torch.arange(half, device=device, dtype=torch.float32) / max(half, 1))
-    angles = positions * frequencies[None]
-    encoding = torch.cat([angles.sin(), angles.cos()], dim=-1)
-    if encoding.shape[-1] < hidden_size:
-        encoding = F.pad(encoding, (0, hidden_size - encoding.shape[-1]))
-    return encoding.to(dtype)
-
-
-class TemporalConvBlock(GradientCheckpointingLayer):
-    """Residual block of two dilated, non-causal 1-D convolutions over frames; masked frames stay zero."""
-
-    def __init__(self, hidden_size: int, kernel_size: int, dilation: int, dropout: float):
-        super().__init__()
-        padding = dilation * (kernel_size - 1) // 2
-        self.conv1 = nn.Conv1d(hidden_size, hidden_size, kernel_size, dilation=dilation, padding=padding)
-        self.conv2 = nn.Conv1d(hidden_size, hidden_size, kernel_size, dilation=dilation, padding=padding)
-        self.norm1 = nn.LayerNorm(hidden_size)
-        self.norm2 = nn.LayerNorm(hidden_size)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, hidden_states: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-        """`hidden_states` `[batch, frames, hidden]`, `frame_mask` `[batch, frames, 1]` (float 0/1)."""
-        x = self.conv1((hidden_states * frame_mask).transpose(1, 2)).transpose(1, 2)
-        x = F.gelu(self.norm1(x)) * frame_mask
-        x = self.conv2(x.transpose(1, 2)).transpose(1, 2)
-        x = F.gelu(self.norm2(x))
-        # One dropout per block: on the CPU, drawing dropout masks costs as much as a convolution.
-        return (hidden_states + self.dropout(x)) * frame_mask
-
-
-class SelfAttention(nn.Module):
-    """Multi-head self-attention through `scaled_dot_product_attention`, with a key padding mask."""
-
-    def __init__(self, hidden_size: int, num_heads: int):
-        super().__init__()
-        self.num_heads = num_heads
-        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
-        self.out_proj = nn.Linear(hidden_size, hidden_size)
-
-    def forward(self, hidden_states: torch.Tensor, key_padding_mask: torch.Tensor) -> torch.Tensor:
-        batch, frames, width = hidden_states.shape
-        qkv = self.qkv(hidden_states).view(batch, frames, 3, self.num_heads, width // self.num_heads)
-        query, key, value = qkv.permute(2, 0, 3, 1, 4)  # each [batch, heads, frames, head_dim]
-        allowed = ~key_padding_mask[:, None, None, :]  # True = attend
-        attended = F.scaled_dot_product_attention(query, key, value, attn_mask=allowed)
-        return self.out_proj(attended.transpose(1, 2).reshape(batch, frames, width))
-
-
-class TransformerEncoderLayer(GradientCheckpointingLayer):
-    """Pre-norm Transformer encoder layer with a key padding mask."""
-
-    def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int, dropout: float):
-        super().__init__()
-        self.self_attn = SelfAttention(hidden_size, num_heads)
-        self.norm1 = nn.LayerNorm(hidden_size)
-        self.norm2 = nn.LayerNorm(hidden_size)
-        self.feed_forward = nn.Sequential(
-            nn.Linear(hidden_size, intermediate_size), nn.GELU(), nn.Linear(intermediate_size, hidden_size)
-        )
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, hidden_states: torch.Tensor, key_padding_mask: torch.Tensor) -> torch.Tensor:
-        """`hidden_states` `[batch, frames, hidden]`; `key_padding_mask` `[batch, frames]`, True = ignore."""
-        hidden_states = hidden_states + self.dropout(self.self_attn(self.norm1(hidden_states), key_padding_mask))
-        return hidden_states + self.dropout(self.feed_forward(self.norm2(hidden_states)))
-
-
-class TemporalEncoder(nn.Module):
-    """TCN blocks (one per dilation) then a Transformer encoder, over `[batch, frames, hidden]` with a frame mask."""
-
-    def __init__(self, config):
-        super().__init__()
-        self.tcn = nn.ModuleList(
-            TemporalConvBlock(config.hidden_size, config.tcn_kernel_size, dilation, config.dropout)
-            for dilation in config.tcn_dilations
-        )
-        self.layers = nn.ModuleList(
-            TransformerEncoderLayer(
-                config.hidden_size, config.num_attention_heads, config.intermediate_size, config.dropout
-            )
-            for _ in range(config.num_hidden_layers)
-        )
-        self.final_norm = nn.LayerNorm(config.hidden_size)
-
-    def forward(self, hidden_states: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-        """`hidden_states` `[batch, frames, hidden]`, `frame_mask` `[batch, frames]` bool. Returns the same shape."""
-        mask = frame_mask[..., None].to(hidden_states.dtype)
-        hidden_states = hidden_states * mask
-        for block in self.tcn:
-            hidden_states = block(hidden_states, mask)
-        frames, width = hidden_states.shape[1:]
-        hidden_states = hidden_states + sinusoidal_positions(frames, width, hidden_states.device, hidden_states.dtype)
-        # A clip with no valid frame would make attention all -inf (NaN); let it attend to everything, its output is
-        # discarded by the modality mask anyway.
-        key_padding_mask = ~frame_mask & frame_mask.any(dim=1, keepdim=True)
-        for layer in self.layers:
-            hidden_states = layer(hidden_states, key_padding_mask)
-        return self.final_norm(hidden_states) * mask
-
-
-class IntensityHead(nn.Module):
-    """Frame logits `[batch, frames, num_labels]` and masked pooling of them to clip logits `[batch, num_labels]`."""
-
-    def __init__(self, config):
-        super().__init__()
-        self.pooling = config.pooling
-        self.frame_head = nn.Linear(config.hidden_size, config.num_labels)
-        if self.pooling == "attention":
-            self.attention_scores = nn.Linear(config.hidden_size, config.num_labels)
-
-    def forward(self, hidden_states: torch.Tensor, frame_mask: torch.Tensor):
-        frame_logits = self.frame_head(hidden_states)
-        valid = frame_mask[..., None]
-        if self.pooling == "attention":
-            scores = self.attention_scores(hidden_states).masked_fill(~valid, float("-inf"))
-            # Clips without a valid frame: uniform weights, discarded later by the modality mask.
-            scores = torch.where(valid.any(dim=1, keepdim=True), scores, torch.zeros_like(scores))
-            weights = scores.softmax(dim=1)
-        else:
-            weights = valid.to(frame_logits.dtype)
-            weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1.0)
-        clip_logits = (weights * frame_logits).sum(dim=1)
-        return frame_logits, clip_logits
-
-
-def _finalise(frame_logits, clip_logits, frame_mask, clip_mask):
-    """Sigmoid to [0, 1]; NaN where there was no valid input (frames or whole clips)."""
-    nan = torch.tensor(float("nan"), dtype=frame_logits.dtype, device=frame_logits.device)
-    frame_intensities = torch.where(frame_mask[..., None], frame_logits.sigmoid(), nan)
-    intensities = torch.where(clip_mask[:, None], clip_logits.sigmoid(), nan)
-    return intensities, frame_intensities
+    visual_last_hidden_state: torch.FloatTensor | None = None
+    audio_last_hidden_state: torch.FloatTensor | None = None
+    visual_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    audio_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    visual_attentions: tuple[torch.FloatTensor, ...] | None = None
+    audio_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -292,25 +134,39 @@ def _finalise(frame_logits, clip_logits, frame_mask, clip_mask):
 
 
 class EmiPreTrainedModel(PreTrainedModel):
-    """Weight initialisation and checkpoint plumbing shared by the emi-hf models."""
+    """Weight initialisation and checkpoint plumbing shared by the emi-hf models. Attention: `"sdpa"` (default)
+    or `"eager"` (`attn_implementation=` in `from_pretrained` / `from_config`; `output_attentions=True` uses eager)."""
 
     config_class = EmiVisualConfig
     base_model_prefix = "emi"
     supports_gradient_checkpointing = True
-    _supports_sdpa = False
+    _supports_sdpa = True
     _no_split_modules = ["TransformerEncoderLayer", "TemporalConvBlock"]
 
     def _init_weights(self, module):
+        """The init of every module the emi models create (guarded `transformers.initialization` functions, so loaded
+        weights are kept); a transformers sub-model (the speech encoder) has its own `_init_weights`."""
         std = getattr(self.config, "initializer_range", 0.02)
         if isinstance(module, (nn.Linear, nn.Conv1d)):
-            nn.init.normal_(module.weight, mean=0.0, std=std)
+            init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm) and module.weight is not None:
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
         elif isinstance(module, (nn.Conv2d, nn.BatchNorm2d)):
             init_resnet_module(module)
+        if isinstance(getattr(module, "layer_weights", None), nn.Parameter):
+            init.zeros_(module.layer_weights)  # the speech layers' mixing weights start uniform
+
+    def initialize_weights(self):
+        # A transformers sub-model (the speech encoder) not initialised yet (from_pretrained): after transformers' pass,
+        # the parts it skips there for custom code, drawn as in Model(config) (see `init_submodel_on_load`).
+        pending = [module for module in self.modules() if isinstance(module, PreTrainedModel)
+                   and not isinstance(module, EmiPreTrainedModel) and not getattr(module, "_is_hf_initialized", False)]
+        super().initialize_weights()
+        for module in pending:
+            init_submodel_on_load(module)
 
 
 class _TemporalRegressor(FrozenBackboneMixin, EmiPreTrainedModel):
@@ -333,11 +189,17 @@ class _TemporalRegressor(FrozenBackboneMixin, EmiPreTrainedModel):
             return torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
         return frame_mask.bool()
 
-    def _regress(self, hidden_states, frame_mask, labels, return_dict) -> EmiRegressionOutput | tuple:
+    def _regress(self, hidden_states, frame_mask, labels, return_dict, output_hidden_states=None,
+                 output_attentions=None) -> EmiRegressionOutput | tuple:
         """Projected inputs `[batch, frames, hidden]` and bool `frame_mask` `[batch, frames]` -> the output."""
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         clip_mask = frame_mask.any(dim=1)
-        hidden_states = self.encoder(hidden_states, frame_mask)
+        encoded = self.encoder(
+            hidden_states, frame_mask,
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states,
+            output_attentions if output_attentions is not None else self.config.output_attentions,
+        )
+        hidden_states = encoded.last_hidden_state
         frame_logits, clip_logits = self.head(hidden_states, frame_mask)
         intensities, frame_intensities = _finalise(frame_logits, clip_logits, frame_mask, clip_mask)
         loss = None
@@ -345,21 +207,22 @@ class _TemporalRegressor(FrozenBackboneMixin, EmiPreTrainedModel):
             loss = _masked_loss(self.config.loss_type, clip_logits.sigmoid(), labels, clip_mask)
         output = EmiRegressionOutput(
             loss=loss, intensities=intensities, frame_intensities=frame_intensities, modality_mask=clip_mask,
-            frame_mask=frame_mask, hidden_states=hidden_states,
+            frame_mask=frame_mask, last_hidden_state=hidden_states, hidden_states=encoded.hidden_states,
+            attentions=encoded.attentions,
         )
         return output if return_dict else output.to_tuple()
 
 
 class EmiVisualModel(_TemporalRegressor):
-    """Visual-dual EMI regressor: ResNet18 face embeddings (from face crops, or cached) and AU intensities per frame
-    -> clip intensities."""
+    """Visual-dual EMI regressor: face embeddings of the configured backbone (ResNet18 by default; from face crops, or
+    cached) and AU intensities per frame -> clip intensities."""
 
     config_class = EmiVisualConfig
     main_input_name = "visual_features"
 
     def __init__(self, config: EmiVisualConfig):
         super().__init__(config)
-        self.backbone = build_resnet18_trunk()
+        self.backbone = build_face_backbone(config)
         self.visual_projection = nn.Sequential(
             nn.LayerNorm(config.visual_feature_dim), nn.Linear(config.visual_feature_dim, config.hidden_size)
         )
@@ -377,6 +240,24 @@ class EmiVisualModel(_TemporalRegressor):
         self.backbone.load_state_dict(load_resnet18_imagenet_state_dict(weights))
         return self
 
+    def load_backbone_weights(self, weights: str | os.PathLike | None = None) -> EmiVisualModel:
+        """Loads face backbone weights: a `.pth` / `.safetensors` file (any family), or `None` for the backbone's
+        published ones (torchvision's cache, timm's loading, the transformers id / folder); see
+        `encoders_emi.pretrained_face_backbone_state`."""
+        self.backbone.load_state_dict(pretrained_face_backbone_state(self.config, weights))
+        self._freeze()
+        return self
+
+    @classmethod
+    def from_backbone(cls, backbone: str | os.PathLike, weights: str | os.PathLike | None = None,
+                      revision: str | None = None, **config_kwargs) -> EmiVisualModel:
+        """A visual model on the face backbone `backbone` (`"resnet18"`, `"torchvision:NAME"`, `"timm:NAME"`, a
+        transformers vision model id / folder), its embedding size, input size and normalisation taken from it;
+        `weights` as in `load_backbone_weights`, or `"random"`. The temporal part is random."""
+        fields = describe_face_backbone(os.fspath(backbone), revision)
+        model = cls(cls.config_class(**{**fields, **config_kwargs}))
+        return model if str(weights) == "random" else model.load_backbone_weights(weights)
+
     def embed_faces(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Face embeddings of crops `[N, 3, H, W]` -> `[N, visual_feature_dim]`, in chunks of `backbone_chunk_size`;
         at inference through a BatchNorm-folded copy of the backbone (see `FaceBackboneRunner`)."""
@@ -387,7 +268,7 @@ class EmiVisualModel(_TemporalRegressor):
         dtype = self.visual_projection[1].weight.dtype
         visual = self.visual_projection(visual_features.to(dtype))
         aus = self.au_projection(au_features.to(dtype))
-        if self.training and self.config.channel_dropout > 0:
+        if self.training and self.config.channel_dropout > 0 and self.config.num_aus:  # num_aus=0: one channel only
             # Drop a whole channel of a clip now and then (never both), rescaling as dropout does.
             keep = torch.rand(visual.shape[0], 2, device=visual.device) >= self.config.channel_dropout
             keep[~keep.any(dim=1)] = True
@@ -399,7 +280,8 @@ class EmiVisualModel(_TemporalRegressor):
     def forward(
         self, visual_features: torch.Tensor | None = None, au_features: torch.Tensor | None = None,
         frame_mask: torch.Tensor | None = None, pixel_values: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None, return_dict: bool | None = None, **unused_inputs,
+        labels: torch.Tensor | None = None, output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None, return_dict: bool | None = None,
     ) -> EmiRegressionOutput | tuple:
         """
         Clip intensities from face crops or their cached embeddings, with the AU intensities of the same frames.
@@ -411,8 +293,10 @@ class EmiVisualModel(_TemporalRegressor):
             au_features: `[batch, frames, num_aus]` AU intensities (required).
             frame_mask: `[batch, frames]`: 1 for a real frame with a face, 0 for padding or no face (default all 1).
             labels: `[batch, num_labels]` intensities in [0, 1].
-            unused_inputs: other modalities' inputs (`input_values`, `audio_features`, ...), ignored, so that one
-                processor output feeds any of the three models.
+            output_hidden_states, output_attentions, return_dict: as in transformers (see [`EmiRegressionOutput`]).
+
+        Other keywords raise TypeError; a processor batch holding other modalities' inputs too goes through
+        `batch.for_model(model)` (`emi_hf.processing_emi.model_inputs`).
         """
         self._check_one_input(visual_features, pixel_values, "`visual_features` (cached embeddings)",
                               "`pixel_values` (face crops)")
@@ -428,7 +312,8 @@ class EmiVisualModel(_TemporalRegressor):
             visual_features = embed_distinct_frames(
                 self.embed_faces, pixel_values, frame_mask, self.config.visual_feature_dim
             )
-        return self._regress(self._combine_channels(visual_features, au_features), frame_mask, labels, return_dict)
+        return self._regress(self._combine_channels(visual_features, au_features), frame_mask, labels, return_dict,
+                             output_hidden_states, output_attentions)
 
 
 class EmiAudioModel(_TemporalRegressor):
@@ -439,7 +324,9 @@ class EmiAudioModel(_TemporalRegressor):
 
     def __init__(self, config: EmiAudioConfig):
         super().__init__(config)
-        self.backbone = AutoModel.from_config(config.speech_encoder_config)
+        self.backbone = build_speech_encoder(config.speech_encoder_config)
+        if config.num_speech_layers > 1:  # SUPERB: a learned softmax-weighted sum of the chosen hidden states
+            self.layer_weights = nn.Parameter(torch.zeros(config.num_speech_layers))
         self.audio_projection = nn.Sequential(
             nn.LayerNorm(config.audio_feature_dim), nn.Linear(config.audio_feature_dim, config.hidden_size), nn.GELU(),
             nn.Dropout(config.dropout),
@@ -453,12 +340,14 @@ class EmiAudioModel(_TemporalRegressor):
         cls, name_or_path: str | os.PathLike, revision: str | None = None, **config_kwargs
     ) -> EmiAudioModel:
         """
-        Builds an audio model around a pretrained wav2vec2-family encoder (a Hub id such as
-        `facebook/wav2vec2-base`, or a local folder saved with `save_pretrained`); the temporal part is random.
+        Builds an audio model around a pretrained transformers audio encoder (a Hub id such as
+        `facebook/wav2vec2-base`, or a local folder saved with `save_pretrained`; of a Whisper model its encoder); the
+        temporal part is random.
         """
-        encoder = AutoModel.from_pretrained(name_or_path, revision=revision)
+        encoder = load_pretrained_speech_encoder(name_or_path, revision=revision)
         encoder_config = encoder.config
         config_kwargs.setdefault("audio_feature_dim", encoder_config.hidden_size)
+        config_kwargs.setdefault("speech_encoder_name", os.fspath(name_or_path))
         config = EmiAudioConfig(speech_encoder_config=encoder_config.to_dict(), **config_kwargs)
         model = cls(config)
         missing, unexpected = model.backbone.load_state_dict(encoder.state_dict(), strict=False)
@@ -466,6 +355,19 @@ class EmiAudioModel(_TemporalRegressor):
             raise ValueError(f"Encoder weights of {name_or_path} do not fit: missing {missing}, unexpected {unexpected}.")
         model._freeze()
         return model
+
+    def combine_layers(self, audio_features: torch.Tensor) -> torch.Tensor:
+        """`[B, T, L * D]` frames of the `L = num_speech_layers` chosen hidden states -> their softmax-weighted sum
+        `[B, T, D]` (`layer_weights`); one layer passes through."""
+        dtype = self.audio_projection[1].weight.dtype
+        layers, width = self.config.num_speech_layers, self.config.audio_feature_dim
+        if audio_features.shape[-1] != layers * width:
+            raise ValueError(f"audio_features are {audio_features.shape[-1]} wide but the model expects {layers} "
+                             f"speech layer(s) of {width} (speech_layers={self.config.speech_layers}).")
+        if layers == 1:
+            return audio_features.to(dtype)
+        stacked = audio_features.to(dtype).unflatten(-1, (layers, width))
+        return (stacked * self.layer_weights.softmax(0).to(dtype)[:, None]).sum(dim=-2)
 
     def embed_audio(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None):
         """
@@ -477,25 +379,28 @@ class EmiAudioModel(_TemporalRegressor):
     def forward(
         self, audio_features: torch.Tensor | None = None, audio_mask: torch.Tensor | None = None,
         input_values: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None, return_dict: bool | None = None, **unused_inputs,
+        labels: torch.Tensor | None = None, output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None, return_dict: bool | None = None,
     ) -> EmiRegressionOutput | tuple:
         """
         Clip intensities from waveforms or their cached encoder frames.
 
         Args:
-            audio_features: `[batch, audio_frames, audio_feature_dim]` cached encoder frames, with
+            audio_features: `[batch, audio_frames, audio_feature_dim]` cached encoder frames (with several
+                `speech_layers`, `[batch, audio_frames, num_speech_layers * audio_feature_dim]`), with
             audio_mask: `[batch, audio_frames]`, 1 = valid frame; or
             input_values: `[batch, samples]` 16 kHz waveforms, with attention_mask `[batch, samples]` (all 0 = no
                 audio).
             labels: `[batch, num_labels]` intensities in [0, 1].
-            unused_inputs: other modalities' inputs, ignored.
+            output_hidden_states, output_attentions, return_dict: as in [`EmiVisualModel`]; other keywords raise
+                TypeError (`batch.for_model(model)` keeps a processor batch's audio inputs).
         """
         self._check_one_input(audio_features, input_values, "`audio_features` (cached)", "`input_values` (waveforms)")
         if audio_features is None:
             audio_features, audio_mask = self.embed_audio(input_values, attention_mask)
         audio_mask = self._mask_or_all_valid(audio_mask, audio_features)
-        hidden_states = self.audio_projection(audio_features.to(self.audio_projection[1].weight.dtype))
-        return self._regress(hidden_states, audio_mask, labels, return_dict)
+        hidden_states = self.audio_projection(self.combine_layers(audio_features))
+        return self._regress(hidden_states, audio_mask, labels, return_dict, output_hidden_states, output_attentions)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -559,17 +464,25 @@ class EmiFusionModel(EmiPreTrainedModel):
         frame_mask: torch.Tensor | None = None, pixel_values: torch.Tensor | None = None,
         audio_features: torch.Tensor | None = None, audio_mask: torch.Tensor | None = None,
         input_values: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None, return_dict: bool | None = None, **unused_inputs,
+        labels: torch.Tensor | None = None, output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None, return_dict: bool | None = None,
     ) -> EmiFusionOutput | tuple:
-        """Inputs as in [`EmiVisualModel`] and [`EmiAudioModel`]; `labels` `[batch, num_labels]`."""
+        """Inputs as in [`EmiVisualModel`] and [`EmiAudioModel`] (their union; other keywords raise TypeError);
+        `labels` `[batch, num_labels]`."""
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        extras = dict(
+            output_hidden_states=output_hidden_states if output_hidden_states is not None
+            else self.config.output_hidden_states,
+            output_attentions=output_attentions if output_attentions is not None else self.config.output_attentions,
+            return_dict=True,
+        )
         visual = self.visual(
             visual_features=visual_features, au_features=au_features, frame_mask=frame_mask,
-            pixel_values=pixel_values, return_dict=True,
+            pixel_values=pixel_values, **extras,
         )
         audio = self.audio(
             audio_features=audio_features, audio_mask=audio_mask, input_values=input_values,
-            attention_mask=attention_mask, return_dict=True,
+            attention_mask=attention_mask, **extras,
         )
         weights = torch.tensor(self.config.fusion_weights, device=visual.intensities.device)
         intensities = fuse_intensities(
@@ -584,7 +497,10 @@ class EmiFusionModel(EmiPreTrainedModel):
             loss=loss, intensities=intensities, frame_intensities=visual.frame_intensities,
             visual_intensities=visual.intensities, audio_intensities=audio.intensities,
             audio_frame_intensities=audio.frame_intensities, visual_mask=visual.modality_mask,
-            audio_mask=audio.modality_mask, hidden_states=(visual.hidden_states, audio.hidden_states),
+            audio_mask=audio.modality_mask, visual_last_hidden_state=visual.last_hidden_state,
+            audio_last_hidden_state=audio.last_hidden_state, visual_hidden_states=visual.hidden_states,
+            audio_hidden_states=audio.hidden_states, visual_attentions=visual.attentions,
+            audio_attentions=audio.attentions,
         )
         return output if return_dict else output.to_tuple()
 

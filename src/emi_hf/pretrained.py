@@ -4,6 +4,11 @@ The real loading code is always tried first: torchvision's ImageNet ResNet18 (fr
 path) and a wav2vec2-family encoder by Hub id or local folder (from the Hugging Face cache when offline). With
 `allow_random=True` a failure falls back to randomly initialised backbones of the same architecture and says so;
 features from random backbones are fine for smoke tests and the synthetic quickstart, not for real EMI work.
+
+Random backbones are drawn from torch's generator seeded with `seed` (default `RANDOM_BACKBONE_SEED` = 0; the
+global generator is left as it was), so every process of a sharded extraction, and every rerun that resumes one, has
+the same weights (same torch version); the seed is kept on the model as `random_backbone_seed` and recorded in the
+extraction folder's backbones.json. `seed=None` draws from the global generator instead.
 """
 
 from __future__ import annotations
@@ -12,41 +17,72 @@ import logging
 import os
 
 from .configuration_emi import DEFAULT_AU_NAMES, EmiAudioConfig, EmiVisualConfig
+from .encoder_setup import build_visual_model, split_visual_choice
 from .modeling_emi import EmiAudioModel, EmiVisualModel
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SPEECH_ENCODER = "facebook/wav2vec2-base"
+RANDOM_BACKBONE_SEED = 0
+
+
+def _random_model(build, seed: int | None):
+    """`build()` with torch's generator seeded by `seed` (restored afterwards); the model notes its seed."""
+    import torch
+
+    if seed is None:
+        return build()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build()
+    model.random_backbone_seed = seed
+    return model
+
+
+def _seed_note(seed: int | None) -> str:
+    return "" if seed is None else f" (seed {seed})"
 
 
 def build_visual_base(
     visual_backbone: str | os.PathLike = "imagenet", au_names=DEFAULT_AU_NAMES, allow_random: bool = False,
-    **config_kwargs,
+    seed: int | None = RANDOM_BACKBONE_SEED, visual_weights: str | os.PathLike | None = None, **config_kwargs,
 ) -> tuple[EmiVisualModel, str]:
-    """`visual_backbone`: "imagenet" (torchvision cache), a `.pth` path, or "random". Returns (model, note)."""
-    model = EmiVisualModel(EmiVisualConfig(au_names=list(au_names), **config_kwargs))
+    """`visual_backbone`: "imagenet" (torchvision cache), a `.pth` path, or "random" (ResNet18), or a backbone spec
+    (`torchvision:NAME`, `timm:NAME`, a transformers id / folder) with `visual_weights` (a file, "random", or None for
+    its published weights; see `emi_hf.encoder_setup`). Returns (model, note)."""
+    spec, weights = split_visual_choice(visual_backbone, visual_weights)
+    if spec != "resnet18":
+        return build_visual_model(spec, weights, allow_random, lambda build: _random_model(build, seed),
+                                  au_names=list(au_names), **config_kwargs)
+    visual_backbone = weights
+    def build():
+        return EmiVisualModel(EmiVisualConfig(au_names=list(au_names), **config_kwargs))
+
     if str(visual_backbone) == "random":
-        return model, "face backbone: ResNet18 with random weights (asked for)"
+        return _random_model(build, seed), f"face backbone: ResNet18 with random weights{_seed_note(seed)}"
+    model = build()
     try:
         model.load_imagenet_backbone(None if str(visual_backbone) == "imagenet" else visual_backbone)
         return model, f"face backbone: ResNet18 ImageNet weights ({visual_backbone})"
     except (OSError, FileNotFoundError) as error:
         if not allow_random:
             raise
-        return model, (
-            f"face backbone: ResNet18 with RANDOM weights, because the ImageNet weights are not available here "
-            f"({error}). For real use pass --visual-backbone /path/to/resnet18-f37072fd.pth."
+        return (model if seed is None else _random_model(build, seed)), (
+            f"face backbone: ResNet18 with RANDOM weights{_seed_note(seed)}, because the ImageNet weights are not "
+            f"available here ({error}). For real use pass --visual-backbone /path/to/resnet18-f37072fd.pth."
         )
 
 
 def build_audio_base(
-    speech_encoder: str | os.PathLike = DEFAULT_SPEECH_ENCODER, allow_random: bool = False, **config_kwargs
+    speech_encoder: str | os.PathLike = DEFAULT_SPEECH_ENCODER, allow_random: bool = False,
+    seed: int | None = RANDOM_BACKBONE_SEED, **config_kwargs
 ) -> tuple[EmiAudioModel, str]:
     """`speech_encoder`: a Hub id or folder of a wav2vec2-family model, or "random". Returns (model, note)."""
+    def build():
+        return EmiAudioModel(EmiAudioConfig(**config_kwargs))
+
     if str(speech_encoder) == "random":
-        return EmiAudioModel(EmiAudioConfig(**config_kwargs)), (
-            "speech encoder: wav2vec2-base sized, random weights (asked for)"
-        )
+        return _random_model(build, seed), f"speech encoder: wav2vec2-base sized, random weights{_seed_note(seed)}"
     try:
         return (
             EmiAudioModel.from_speech_encoder(speech_encoder, **config_kwargs),
@@ -58,8 +94,8 @@ def build_audio_base(
                 f"Could not load the speech encoder {speech_encoder!r} ({error}). Pass a local folder saved with "
                 "save_pretrained, a Hub id reachable from here, or 'random'."
             ) from error
-        return EmiAudioModel(EmiAudioConfig(**config_kwargs)), (
-            f"speech encoder: wav2vec2-base sized with RANDOM weights, because {speech_encoder!r} is not available "
-            f"here (offline, not in the Hugging Face cache). For real use pass --speech-encoder "
+        return _random_model(build, seed), (
+            f"speech encoder: wav2vec2-base sized with RANDOM weights{_seed_note(seed)}, because {speech_encoder!r} is "
+            f"not available here (offline, not in the Hugging Face cache). For real use pass --speech-encoder "
             f"{DEFAULT_SPEECH_ENCODER} on a connected machine, or a local folder."
         )

@@ -23,6 +23,7 @@ detector, subject policy, AU backend and names, frame rate, ...). ``save_pretrai
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 import threading
@@ -32,7 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 from transformers import BatchFeature, Wav2Vec2FeatureExtractor
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
-from transformers.processing_utils import ProcessorMixin
+from transformers.processing_utils import ProcessorMixin, Unpack
 from transformers.video_processing_utils import BaseVideoProcessor
 
 from .media.au import check_au_names
@@ -41,8 +42,9 @@ from .media.decoding import rows_are_channels
 from .media.errors import EmiInputError
 from .media.pipeline import ClipPipeline
 from .media.settings import ClipSettings
+from .processor_kwargs import EmiProcessorKwargs, route_processor_kwargs
 
-__all__ = ["EmiBatch", "EmiVideoProcessor", "EmiProcessor", "register_processor"]
+__all__ = ["EmiBatch", "EmiVideoProcessor", "EmiProcessor", "model_inputs", "register_processor"]
 
 _DEFAULTS = ClipSettings()  # the keywords' defaults (ClipSettings owns them)
 
@@ -55,12 +57,33 @@ class EmiBatch(BatchFeature):
         super().__init__(data, tensor_type=tensor_type)
         self.metadata = list(metadata or [])
 
+    def for_model(self, model) -> dict:
+        """The entries `model` takes (see :func:`model_inputs`): `model(**batch.for_model(model))`."""
+        return model_inputs(self, model)
+
     def __getstate__(self):
         return {"data": self.data, "metadata": self.metadata}
 
     def __setstate__(self, state):
         self.data = state.get("data", {})
         self.metadata = state.get("metadata", [])
+
+
+def model_inputs(batch, model) -> dict:
+    """
+    The entries of a processor batch (or any dict of inputs) that `model.forward` takes: the models accept exactly
+    their documented inputs (an unknown keyword is a TypeError), so a batch with both modalities is filtered for a
+    unimodal model: `visual_model(**model_inputs(batch, visual_model))`. A forward with `**kwargs` that hands them to
+    its `members` (the ensemble) takes its first member's inputs, and its own named ones.
+    """
+    parameters = inspect.signature(model.forward).parameters.values()
+    names = {p.name for p in parameters if p.kind is not inspect.Parameter.VAR_KEYWORD}
+    if len(names) < len(parameters):
+        members = getattr(model, "members", None)
+        if not members:
+            return dict(batch)
+        names |= set(model_inputs(batch, members[0]))
+    return {key: value for key, value in batch.items() if key in names}
 
 
 class EmiVideoProcessor(BaseVideoProcessor):
@@ -147,6 +170,8 @@ class EmiProcessor(ProcessorMixin):
             not saved with the processor.
         openface_dir (`str`, *optional*): folder of OpenFace CSVs named `<video stem>.csv`; not saved.
     """
+
+    valid_processor_kwargs = EmiProcessorKwargs
 
     def __init__(
         self,
@@ -286,7 +311,7 @@ class EmiProcessor(ProcessorMixin):
 
     def __call__(self, videos=None, audio=None, return_tensors: str | None = "pt", au_files=None,
                  video_fps: float | None = None, sampling_rate: int | None = None, use_cache: bool | None = None,
-                 cache_dir=None, **kwargs) -> EmiBatch:
+                 cache_dir=None, **kwargs: Unpack[EmiProcessorKwargs]) -> EmiBatch:
         """Processes a batch of clips and pads them together.
 
         Args:
@@ -294,12 +319,17 @@ class EmiProcessor(ProcessorMixin):
             audio: separate audio per clip (paths or waveforms), or the only input for audio-only clips.
             return_tensors: `"pt"` (default), `"np"` or None (numpy).
             au_files: OpenFace CSVs, one per clip (`au_backend="openface"`).
+            kwargs: transformers' per-modality keyword arguments (`videos_kwargs`, `audio_kwargs`, `text_kwargs`, or
+                flat ones routed to their sub-processor); those that do not apply are ignored with a warning (see
+                `emi_hf.processor_kwargs`).
 
         Returns an :class:`EmiBatch` with `pixel_values`, `au_features`, `frame_mask`, `input_values`,
-        `attention_mask` and `.metadata` (one dict per clip; see `ClipPipeline.process`).
+        `attention_mask` and `.metadata` (one dict per clip; see `ClipPipeline.process`); `batch.for_model(model)`
+        keeps the inputs one model takes.
         """
-        if kwargs:
-            raise TypeError(f"EmiProcessor got unexpected arguments {sorted(kwargs)}")
+        videos_kwargs, audio_kwargs, routed_tensors = route_processor_kwargs(self, kwargs)
+        return_tensors = routed_tensors if routed_tensors is not None else return_tensors
+        sampling_rate = audio_kwargs.pop("sampling_rate", None) if sampling_rate is None else sampling_rate
         video_list = _as_video_list(videos)
         audio_list = _as_audio_list(audio)
         if not video_list and not audio_list:
@@ -317,10 +347,13 @@ class EmiProcessor(ProcessorMixin):
                               use_cache=use_cache, cache_dir=cache_dir)
             for i in range(count)
         ]
-        return self.collate(clips, return_tensors=return_tensors)
+        return self.collate(clips, return_tensors=return_tensors, videos_kwargs=videos_kwargs,
+                            audio_kwargs=audio_kwargs)
 
-    def collate(self, clips: Sequence[ClipData], return_tensors: str | None = "pt") -> EmiBatch:
-        """Pads per-clip results into one batch (frames to the longest clip, audio to the longest waveform).
+    def collate(self, clips: Sequence[ClipData], return_tensors: str | None = "pt", videos_kwargs: dict | None = None,
+                audio_kwargs: dict | None = None) -> EmiBatch:
+        """Pads per-clip results into one batch (frames to the longest clip, audio to the longest waveform);
+        `videos_kwargs` / `audio_kwargs` go to the video processor / feature extractor (see `processor_kwargs`).
 
         Clips processed with a ``face_embedder`` (every clip with frames has ``face_embeddings``) give
         ``visual_features`` `[B, T, D]` instead of ``pixel_values``: the models take either.
@@ -351,7 +384,8 @@ class EmiProcessor(ProcessorMixin):
                 if not clip.has_crops:
                     raise ValueError("a clip processed with keep_crops=False has no face crops to batch; process "
                                      "it again with keep_crops=True (the default without a face_embedder)")
-                pixels = self.video_processor(videos=[clip.face_crops], return_tensors="np")["pixel_values"]
+                pixels = self.video_processor(videos=[clip.face_crops], return_tensors="np",
+                                              **(videos_kwargs or {}))["pixel_values"]
                 visual_values[b, :t] = np.asarray(pixels[0], np.float32)
             au_features[b, :t] = clip.au_intensities
             frame_mask[b, :t] = clip.frame_mask
@@ -359,7 +393,7 @@ class EmiProcessor(ProcessorMixin):
         if any(w is not None for w in waveforms):
             audio = self.feature_extractor(
                 [w if w is not None else np.zeros(1, np.float32) for w in waveforms], sampling_rate=self.sampling_rate,
-                padding="longest", return_attention_mask=True, return_tensors="np")
+                **{"padding": "longest", **(audio_kwargs or {})}, return_attention_mask=True, return_tensors="np")
             input_values = np.asarray(audio["input_values"], np.float32)
             attention_mask = np.asarray(audio["attention_mask"], np.int64)
             for b, w in enumerate(waveforms):

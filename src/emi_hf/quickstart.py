@@ -5,10 +5,14 @@
    and it says so);
 3. train the visual and the audio model, then build the fusion model from them and fit its weights on validation;
 4. print the validation table (per emotion: visual, audio, fused), write scatter plots and the three checkpoints;
-5. predict one clip end to end (raw video in) with the saved fusion checkpoint.
+5. predict one clip end to end (raw video in) with the saved fusion checkpoint;
+6. extract the synthetic test clips (laid out as the challenge distributes them: ``test_data/raw/``, no test CSV),
+   write ``submission.csv`` with the fusion checkpoint and verify it (`emi_hf.submission`).
 
 Each step is a function of its own (`generate_data`, `extract_features`, `train_models`, `fuse_models`,
-`report_validation`, `predict_one_clip`); `run_quickstart` runs them in order and writes `quickstart_results.json`.
+`report_validation`, `predict_one_clip`, `write_test_submission`); `run_quickstart` runs them in order and writes
+`quickstart_results.json`. The test clips come from their own random stream, so the train and validation clips, and
+the validation table, are those of a set generated without them.
 """
 
 from __future__ import annotations
@@ -49,16 +53,17 @@ def _training_log_on_stderr():
         logger.propagate = propagate
 
 
-def generate_data(data_dir: Path, num_train: int, num_valid: int, seed: int) -> dict:
-    """Step 1: the synthetic set in `data_dir` (kept when already there); returns its train and validation records."""
+def generate_data(data_dir: Path, num_train: int, num_valid: int, seed: int, num_test: int = 0) -> dict:
+    """Step 1: the synthetic set in `data_dir` (challenge layout; kept when already there with these arguments);
+    returns its train and validation records."""
     from .data.layout import load_hume_vidmimic2
     from .data.synthetic import generate_synthetic_dataset
 
-    _banner(f"1/5 synthetic data: {num_train} train + {num_valid} validation clips -> {data_dir}")
-    if not (data_dir / "valid_split.csv").exists():
-        generate_synthetic_dataset(data_dir, num_train=num_train, num_valid=num_valid, seed=seed)
-    else:
-        print("already generated (delete the folder to regenerate)")
+    _banner(f"1/6 synthetic data: {num_train} train + {num_valid} validation + {num_test} test clips -> {data_dir}")
+    mark = time.time()
+    generate_synthetic_dataset(data_dir, num_train=num_train, num_valid=num_valid, num_test=num_test, seed=seed,
+                               layout="challenge")  # fmt: skip
+    print(f"ready in {time.time() - mark:.1f} s (kept when already generated with these arguments)")
     return load_hume_vidmimic2(data_dir, splits=("train", "validation"))
 
 
@@ -68,10 +73,11 @@ def extract_features(records: dict, features_dir: Path, face_detector: str, fps:
     from .pretrained import build_audio_base, build_visual_base
     from .processing_emi import EmiProcessor
 
-    _banner(f"2/5 feature extraction ({face_detector} faces at {fps:g} fps, AUs, wav2vec2) -> {features_dir}")
+    _banner(f"2/6 feature extraction ({face_detector} faces at {fps:g} fps, AUs, wav2vec2) -> {features_dir}")
     processor = EmiProcessor(face_detector=face_detector, target_fps=fps)
-    visual_base, visual_note = build_visual_base("imagenet", au_names=processor.au_names, allow_random=True)
-    audio_base, audio_note = build_audio_base("facebook/wav2vec2-base", allow_random=True)
+    # seed=None: random fallbacks come from the generator run_quickstart seeded (single process; figures unchanged)
+    visual_base, visual_note = build_visual_base("imagenet", au_names=processor.au_names, allow_random=True, seed=None)
+    audio_base, audio_note = build_audio_base("facebook/wav2vec2-base", allow_random=True, seed=None)
     print(f"{visual_note}\n{audio_note}")
     report = run_extraction(records, features_dir, processor, visual_base, audio_base)
     if report.get("failures"):
@@ -90,7 +96,7 @@ def train_models(features_dir: Path, runs_dir: Path, epochs: int, seed: int, bat
     """Step 3a: the visual and the audio model, each saved (best validation epoch) in `runs_dir/<modality>`."""
     from .training import train
 
-    _banner("3/5 training: visual, audio, then late fusion")
+    _banner("3/6 training: visual, audio, then late fusion")
     for modality in UNIMODAL:
         train(_training_arguments(features_dir, epochs, seed, batch_size, modality=modality,
                                   output_dir=str(runs_dir / modality)))
@@ -110,7 +116,7 @@ def report_validation(features_dir: Path, runs_dir: Path) -> dict:
     from .results import format_results_table, read_results
     from .training import evaluate_model, plot_scatter
 
-    _banner("4/5 validation (mean over the six emotions of Pearson's r)")
+    _banner("4/6 validation (mean over the six emotions of Pearson's r)")
     table = {}
     for modality in MODELS:
         results, predictions, labels = evaluate_model(runs_dir / modality, features_dir, "validation")
@@ -134,7 +140,7 @@ def predict_one_clip(fusion_dir: Path, clip: Path):
     """Step 5: the saved fusion checkpoint, raw video in; returns the clip's `ClipPrediction`."""
     from .inference import load_for_inference, predict_clips
 
-    _banner("5/5 end-to-end prediction with the saved fusion checkpoint")
+    _banner("5/6 end-to-end prediction with the saved fusion checkpoint")
     mark = time.time()
     model, processor = load_for_inference(fusion_dir)
     load_s = time.time() - mark
@@ -146,6 +152,53 @@ def predict_one_clip(fusion_dir: Path, clip: Path):
     return prediction
 
 
+def write_test_submission(data_dir: Path, features_dir: Path, fusion_dir: Path, output: Path) -> dict:
+    """Step 6: extract the test clips of `data_dir` (its test_data/raw/ folder) with the processor and backbones the
+    train and validation features were made with, write `output` (submission.csv) with the fusion checkpoint, verify
+    it; returns the submission report with ``problems`` (empty: valid) and, the synthetic labels being known,
+    ``test_mean_pearson``."""
+    from .data.extraction import run_extraction
+    from .data.layout import load_hume_vidmimic2
+    from .modeling_emi import EmiAudioModel, EmiVisualModel
+    from .processing_emi import EmiProcessor
+    from .submission import submission_from_features, verify_submission
+
+    records = load_hume_vidmimic2(data_dir, splits=("train", "validation", "test"))
+    _banner(f"6/6 submission: extract {len(records['test'])} test clips, write and verify {output}")
+    processor = EmiProcessor.from_pretrained(features_dir / "processor")
+    visual = EmiVisualModel.from_pretrained(features_dir / "base_visual")
+    audio = EmiAudioModel.from_pretrained(features_dir / "base_audio")
+    run_extraction(records, features_dir, processor, visual, audio)  # train / validation clips are kept as they are
+    report = submission_from_features(fusion_dir, features_dir, output, "test", data_dir=data_dir)
+    report["problems"] = verify_submission(output, data_dir)
+    report["test_mean_pearson"] = _synthetic_test_score(data_dir, output)
+    print(f"{output}: {report['num_clips']} clips, {report['num_filled_with_fallback']} filled with the training "
+          f"mean; verify-submission: {'valid' if not report['problems'] else report['problems']}")
+    if report["test_mean_pearson"] is not None:
+        print(f"mean Pearson on the synthetic test labels (hidden from the pipeline): "
+              f"{report['test_mean_pearson']:.4f}")
+    return report
+
+
+def _synthetic_test_score(data_dir: Path, submission: Path) -> float | None:
+    """Mean Pearson of a submission against the synthetic test labels (kept in synthetic_metadata.json)."""
+    import csv
+
+    import numpy as np
+
+    from .data.synthetic.dataset import METADATA_FILE
+    from .metrics import mean_pearson
+
+    truth = {c["clip_id"]: c["labels"] for c in json.loads((data_dir / METADATA_FILE).read_text())["clips"]
+             if c["split"] == "test"}  # fmt: skip
+    with open(submission, newline="") as handle:
+        rows = list(csv.reader(handle))[1:]
+    if len(rows) < 2:
+        return None
+    predictions = np.array([[float(v) for v in row[1:]] for row in rows])
+    return float(mean_pearson(predictions, np.array([truth[row[0]] for row in rows]))["mean_pearson"])
+
+
 def run_quickstart(
     output_dir: str | Path = "quickstart",
     num_train: int = 160,
@@ -154,16 +207,17 @@ def run_quickstart(
     seed: int = 0,
     face_detector: str = "mediapipe",
     fps: float = 10.0,
+    num_test: int = 20,
 ) -> dict:
-    """The five steps in `output_dir` (data/, features/, runs/); returns the summary it writes to
-    `quickstart_results.json` (validation table, backbones, checkpoints, the prediction, timings)."""
+    """The six steps in `output_dir` (data/, features/, runs/, submission.csv); returns the summary it writes to
+    `quickstart_results.json` (validation table, backbones, checkpoints, the prediction, the submission, timings)."""
     import torch
 
     started = time.time()
     torch.manual_seed(seed)
     output_dir = Path(output_dir)
     data_dir, features_dir, runs_dir = output_dir / "data", output_dir / "features", output_dir / "runs"
-    records = generate_data(data_dir, num_train, num_valid, seed)
+    records = generate_data(data_dir, num_train, num_valid, seed, num_test)
     timings = {"generate_s": round(time.time() - started, 1)}
     mark = time.time()
     backbones = extract_features(records, features_dir, face_detector, fps)
@@ -177,6 +231,11 @@ def run_quickstart(
     table = report_validation(features_dir, runs_dir)
     clip = records["validation"][0].path
     prediction = predict_one_clip(runs_dir / "fusion", clip)
+    submission = None
+    if num_test:
+        mark = time.time()
+        submission = write_test_submission(data_dir, features_dir, runs_dir / "fusion", output_dir / "submission.csv")
+        timings["submission_s"] = round(time.time() - mark, 1)
     timings["total_s"] = round(time.time() - started, 1)
     summary = {
         "validation": {m: {"mean_pearson": table[m]["mean_pearson"], "per_emotion": table[m]["per_emotion"]}
@@ -184,6 +243,9 @@ def run_quickstart(
         "backbones": backbones,
         "checkpoints": {m: str(runs_dir / m) for m in table},
         "prediction": {"clip": str(clip), "intensities": prediction.intensities},
+        "submission": None if submission is None else {
+            k: submission[k] for k in ("submission", "num_clips", "num_filled_with_fallback", "problems",
+                                       "test_mean_pearson")},  # fmt: skip
         "timings": timings,
     }
     (output_dir / "quickstart_results.json").write_text(json.dumps(summary, indent=2))

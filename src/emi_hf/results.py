@@ -19,6 +19,9 @@ print its validation blocks as a table. The format:
 `validation` is exactly what `emi_hf.metrics.mean_pearson` returns (plus optional counts such as `num_clips`).
 Training adds `label_names`, `eval_split` and the per-epoch `history`; a fusion run also `fusion_weights`,
 `unimodal`, `validation_equal_weights` and `validation_crossfit` (metric blocks of the same layout, or None).
+A run whose evaluation split is trained on (`--train-splits train validation`) has `validation` None and its scores
+on that split as `training_fit`; a seed ensemble (`--seeds N`) adds `members`. `emi-hf evaluate` adds
+`confidence_intervals` (`emi_hf.metrics.bootstrap_mean_pearson`, or None); files without these keys stay valid.
 """
 
 from __future__ import annotations
@@ -122,9 +125,22 @@ def trained_settings(folder: str | os.PathLike | None) -> dict:
     return training
 
 
+def format_confidence_table(intervals: dict) -> str:
+    """The `bootstrap_mean_pearson` intervals as a table: emotion, estimate, low, high."""
+    level = f"{100 * intervals['confidence']:g}% CI"
+    lines = [f"{'emotion':<15}{'pearson':>12}{level + ' low':>14}{level + ' high':>14}"]
+    rows = [*intervals["per_emotion"].items(), ("mean Pearson", intervals["mean_pearson"])]
+    for name, block in rows:
+        lines.append(f"{name:<15}{block['estimate']:>12.4f}{block['low']:>14.4f}{block['high']:>14.4f}")
+    lines.append(f"({intervals['num_resamples']} bootstrap resamples of {intervals['num_clips']} clips, "
+                 f"seed {intervals['seed']})")
+    return "\n".join(lines)
+
+
 def format_results_table(results: dict) -> str:
     """Per-emotion table of one results dict ({"per_emotion": {...}, "mean_pearson": x} or nested by name)."""
-    columns = {k: v for k, v in results.items() if isinstance(v, dict) and "per_emotion" in v}
+    columns = {k: v for k, v in results.items()  # metric blocks (not, e.g., the confidence_intervals block)
+               if isinstance(v, dict) and "per_emotion" in v and isinstance(v.get("mean_pearson"), (int, float))}
     if not columns and "per_emotion" in results:
         columns = {"pearson": results}
     names = list(next(iter(columns.values()))["per_emotion"]) if columns else []

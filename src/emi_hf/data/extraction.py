@@ -14,8 +14,10 @@ Layout of an extraction folder (`emi-hf extract --output DIR`):
 
 Resuming: a re-run skips clips whose .npz exists, so after a kill at any point it finishes the rest, and since each
 clip's result depends only on the clip and the settings, and the merge is in sorted clip order, the dataset equals
-an uninterrupted run's. Sharding: under `accelerate launch` / `torchrun`, process `rank` takes clips
-`rank::world_size`; the main process merges once all are done.
+an uninterrupted run's. Sharding (`emi_hf.data.sharding`): under `torchrun` / `accelerate launch` (CPU or GPU, one
+or many machines) the main process splits the clips still to do once, each process extracts its share (logged in
+DIR/shards/), and the main process merges once every process is done; a run missing a process keeps what was written
+and a rerun of the same command finishes the rest.
 """
 
 from __future__ import annotations
@@ -30,7 +32,22 @@ from pathlib import Path
 
 import numpy as np
 
+from ..encoder_setup import backbone_fingerprint, encoder_record
 from ..face_embedding import FaceEmbedder, clip_face_embeddings
+from ..media.images import DEFAULT_FACE_IMAGE_FPS, clip_side_inputs, process_clip_inputs
+from .sharding import (
+    DEFAULT_TIMEOUT_S,
+    ShardProgress,
+    TerminationGuard,
+    check_same_folder,
+    clip_video_seconds,
+    configure_threads,
+    file_size,
+    join_processes,
+    new_plan,
+    run_figures,
+    wait_for_shards,
+)
 from .store import DATASET_DIR, feature_schema, write_features_metadata
 
 SPLIT_NAMES = {"train": "train", "valid": "validation", "validation": "validation", "test": "test"}
@@ -72,24 +89,28 @@ def embed_waveform(processor, audio_model, waveform: np.ndarray | None) -> tuple
 
     from ..backbones_emi import MIN_WAVEFORM_SAMPLES
 
+    config = audio_model.config
+    dtype = np.float16 if getattr(config, "cache_dtype", "float32") == "float16" else np.float32
     if waveform is None or len(waveform) < MIN_WAVEFORM_SAMPLES:
-        return np.zeros((1, audio_model.config.audio_feature_dim), np.float32), np.zeros(1, np.int8)
+        width = getattr(config, "num_speech_layers", 1) * config.audio_feature_dim
+        return np.zeros((1, width), dtype), np.zeros(1, np.int8)
     inputs = processor.feature_extractor(
         waveform, sampling_rate=processor.sampling_rate, return_attention_mask=True, return_tensors="pt"
     )
     with torch.inference_mode():
         device = next(audio_model.parameters()).device
         audio, mask = audio_model.embed_audio(inputs["input_values"].to(device), inputs["attention_mask"].to(device))
-    return audio[0].float().cpu().numpy(), mask[0].cpu().numpy().astype(np.int8)
+    return audio[0].float().cpu().numpy().astype(dtype), mask[0].cpu().numpy().astype(np.int8)
 
 
-def extract_clip_features(processor, visual_model, audio_model, path, clip_id: str, labels) -> ClipFeatures:
+def extract_clip_features(processor, visual_model, audio_model, path, clip_id: str, labels, **side_inputs) -> ClipFeatures:
     """
     Processor + frozen backbones on one clip (see `emi_hf.face_embedding`, `embed_waveform`; long audio is encoded in
     windows by the audio model). A modality with no frame at all is stored as one masked frame, so batches never
     hold empty sequences.
     """
-    clip = processor.process_clip(str(path), face_embedder=FaceEmbedder(processor, visual_model), keep_crops=False)
+    embedder = FaceEmbedder(processor, visual_model)
+    clip = process_clip_inputs(processor, path, face_embedder=embedder, keep_crops=False, **side_inputs)
     audio, audio_mask = embed_waveform(processor, audio_model, clip.waveform)
     if clip.num_frames:
         visual = clip_face_embeddings(processor, visual_model, clip)
@@ -112,16 +133,6 @@ def extract_clip_features(processor, visual_model, audio_model, path, clip_id: s
     )
 
 
-def _distributed_rank_world() -> tuple[int, int, Callable[[], None], bool]:
-    """(rank, world_size, barrier, is_main) from accelerate's PartialState; a single process without one."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0, 1, (lambda: None), True
-    from accelerate import PartialState
-
-    state = PartialState(cpu=True) if os.environ.get("ACCELERATE_USE_CPU") else PartialState()
-    return state.process_index, state.num_processes, state.wait_for_everyone, state.is_main_process
-
-
 def run_extraction(
     records: dict[str, list],
     output_dir: str | os.PathLike,
@@ -132,87 +143,138 @@ def run_extraction(
     progress: bool = True,
     max_failures_shown: int = 20,
     clip_fn: Callable | None = None,
+    face_source: str = "detect",
+    face_image_fps: float = DEFAULT_FACE_IMAGE_FPS,
+    threads: int | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> dict:
     """
     Extracts every clip of `records` ({split: [ClipRecord(clip_id, path, labels, split)]}) into `output_dir`,
     resumably and sharded over processes, then merges into a DatasetDict. Returns the extraction report.
-    `clip_fn` replaces `extract_clip_features` (tests use it to simulate a kill).
+    `clip_fn` replaces `extract_clip_features` (tests use it to simulate a kill). A record's `audio_path` / `face_dir`
+    (`audio/`, `face_images/` of the data folder) reach it as keyword arguments (`emi_hf.media.images`);
+    `face_source="images"` uses face images instead of detection, their numbering at `face_image_fps`.
+    Sharding (`emi_hf.data.sharding`): `threads` per process (default: cores / processes on the machine, when there
+    are several); `timeout_s` without a sign of life from another process ends the wait with `ShardsIncomplete`.
     """
-    from tqdm.auto import tqdm
-
     output_dir = Path(output_dir)
-    rank, world, barrier, is_main = _distributed_rank_world()
-    clip_fn = clip_fn or extract_clip_features
     started = time.time()
-    if is_main:
+    processes = join_processes(timeout_s)
+    try:
+        if threads is not None or processes.world > 1:
+            configure_threads(threads, processes.local_world)
+        plan, mine = _plan_run(output_dir, records, processor, visual_model, audio_model, processes)
+
+        def extract(record):
+            side_inputs = clip_side_inputs(record, face_source, face_image_fps)
+            return (clip_fn or extract_clip_features)(processor, visual_model, audio_model, record.path,
+                                                      record.clip_id, record.labels, **side_inputs)
+
+        _extract_shard(mine, extract, output_dir, processes, plan, progress, max_failures_shown)
+        if not processes.is_main:
+            return {}
+        shards = wait_for_shards(output_dir, plan, timeout_s)
+        report = merge_features(output_dir, records, processor, visual_model, audio_model)
+        report.update(run_figures(shards, time.time() - started, sum(len(shard) for shard in plan["shards"])))
+        (output_dir / "extraction_report.json").write_text(json.dumps(report, indent=2))
+        return report
+    finally:
+        processes.close()
+
+
+def _plan_run(output_dir: Path, records: dict, processor, visual_model, audio_model, processes) -> tuple[dict, list]:
+    """
+    The main process prepares the folder and splits the clips still to do (`sharding.new_plan`); every process
+    receives the plan and checks it sees the same folder and has the same backbone weights. Returns (plan, this
+    process's [(record, target)]).
+    """
+    visual_model.eval()
+    audio_model.eval()
+    plan = None
+    if processes.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
         _check_same_backbones(output_dir, visual_model, audio_model)
         processor.save_pretrained(output_dir / "processor")
         visual_model.save_pretrained(output_dir / "base_visual")
         audio_model.save_pretrained(output_dir / "base_audio")
-    barrier()
-
-    todo = []
-    for split, clips in records.items():
-        split_dir = output_dir / "clips" / SPLIT_NAMES.get(split, split)
-        split_dir.mkdir(parents=True, exist_ok=True)
-        for record in clips:
-            target = split_dir / f"{record.clip_id}.npz"
-            if not target.exists():
-                todo.append((record, target))
-    mine = todo[rank::world]
-    failures = []
-    visual_model.eval()
-    audio_model.eval()
-    bar = tqdm(mine, desc=f"extract[{rank}/{world}]", unit="clip", disable=not progress, dynamic_ncols=True)
-    for record, target in bar:
-        try:
-            features = clip_fn(processor, visual_model, audio_model, record.path, record.clip_id, record.labels)
-            features.save(target)
-        except Exception as error:  # a bad clip is reported, never stops the run
-            failures.append(
-                {"clip_id": record.clip_id, "path": str(record.path), "split": record.split,
-                 "error": f"{type(error).__name__}: {error}", "trace": traceback.format_exc(limit=3)}
+        pending = []
+        for split, clips in records.items():
+            split_dir = output_dir / "clips" / SPLIT_NAMES.get(split, split)
+            split_dir.mkdir(parents=True, exist_ok=True)
+            pending += [(split, i) for i, record in enumerate(clips)
+                        if not (split_dir / f"{record.clip_id}.npz").exists()]
+        plan = new_plan(output_dir, [records[s][i].clip_id for s, i in pending],
+                        [file_size(records[s][i].path) for s, i in pending], processes.world)
+        plan["pending"] = pending
+        if processes.world > 1:
+            plan["backbones"] = [backbone_fingerprint(visual_model), backbone_fingerprint(audio_model)]
+    plan = processes.broadcast(plan, "the start of the extraction")
+    mine = []
+    for s, i in (plan["pending"][index] for index in plan["indexes"][processes.rank]):
+        record = records[s][i] if s in records and i < len(records[s]) else None
+        if record is None or record.clip_id != plan["shards"][processes.rank][len(mine)]:
+            raise ValueError(f"process {processes.rank} was given another clip list than process 0: start every "
+                             "process with the same --data-dir, --splits and --labels-csv.")
+        mine.append((record, output_dir / "clips" / SPLIT_NAMES.get(s, s) / f"{record.clip_id}.npz"))
+    if not processes.is_main:
+        check_same_folder(output_dir, plan, processes.rank)
+        if plan["backbones"] != [backbone_fingerprint(visual_model), backbone_fingerprint(audio_model)]:
+            raise ValueError(
+                f"process {processes.rank} has other backbone weights than process 0, so their features would mix: "
+                "load the same pretrained weights in every process (random backbones are the same in every process "
+                "only when built with a seed, as `emi-hf extract` does; see emi_hf.pretrained)."
             )
-            if len(failures) <= max_failures_shown:
-                bar.write(f"[emi-hf extract] {record.path}: {type(error).__name__}: {error} (skipped; see failures.jsonl)")
-    if failures:
-        with open(output_dir / f"failures.rank{rank}.jsonl", "a") as handle:
-            for failure in failures:
-                handle.write(json.dumps(failure) + "\n")
-    barrier()
-    report = {}
-    if is_main:
-        report = merge_features(output_dir, records, processor, visual_model, audio_model)
-        report.update(
-            wall_time_s=round(time.time() - started, 2),
-            processes=world,
-            clips_this_run=len(todo),
-            clips_per_s=round(len(todo) / max(time.time() - started, 1e-9), 3),
-        )
-        (output_dir / "extraction_report.json").write_text(json.dumps(report, indent=2))
-    barrier()
-    return report
+    return plan, mine
 
 
-def backbone_fingerprint(model) -> str:
-    """sha256 of a model's backbone weights and precision (identifies the features it makes)."""
-    import hashlib
+def _extract_shard(mine: list, extract: Callable, output_dir: Path, processes, plan: dict, progress: bool,
+                   max_failures_shown: int) -> None:
+    """This process's clips; each finished clip is saved and logged together (see `sharding.ShardProgress`)."""
+    import torch
+    from tqdm.auto import tqdm
 
-    digest = hashlib.sha256()
-    precision = getattr(model.config, "backbone_precision", "float32")
-    if precision != "float32":  # float32 fingerprints stay what they were before the option existed
-        digest.update(f"precision={precision}".encode())
-    for name, tensor in sorted(model.backbone.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+    shard = ShardProgress(output_dir, processes, plan["run_id"], len(mine), torch.get_num_threads())
+    failures = []
+    desc = f"extract[{processes.rank}/{processes.world}]"
+    bar = tqdm(mine, desc=desc, unit="clip", disable=not progress, dynamic_ncols=True)
+    try:
+        with TerminationGuard() as guard:
+            for record, target in bar:
+                began = time.time()
+                try:
+                    features = extract(record)
+                    seconds = clip_video_seconds(record.path)
+                    with guard.held():
+                        features.save(target)
+                        shard.clip_done(record.clip_id, time.time() - began, seconds)
+                except Exception as error:  # a bad clip is reported, never stops the run
+                    failures.append(
+                        {"clip_id": record.clip_id, "path": str(record.path), "split": record.split,
+                         "error": f"{type(error).__name__}: {error}", "trace": traceback.format_exc(limit=3)}
+                    )
+                    shard.clip_failed()
+                    if len(failures) <= max_failures_shown:
+                        bar.write(f"[emi-hf extract] {record.path}: {type(error).__name__}: {error} (skipped; see "
+                                  "failures.jsonl)")
+    except BaseException:
+        shard.abandon()
+        raise
+    finally:
+        if failures:
+            with open(output_dir / f"failures.rank{processes.rank}.jsonl", "a") as handle:
+                for failure in failures:
+                    handle.write(json.dumps(failure) + "\n")
+    shard.finish()
 
 
 def _check_same_backbones(output_dir: Path, visual_model, audio_model) -> None:
     """A resumed extraction must use the backbones that made the clips already there, or features would mix."""
     path = output_dir / "backbones.json"
     current = {"visual": backbone_fingerprint(visual_model), "audio": backbone_fingerprint(audio_model)}
+    seeds = {name: getattr(model, "random_backbone_seed", None) for name, model in
+             (("visual", visual_model), ("audio", audio_model))}
+    if any(seed is not None for seed in seeds.values()):  # random backbones (emi_hf.pretrained): their seed
+        current["random_backbone_seed"] = seeds
     if path.exists():
         saved = json.loads(path.read_text())
         if saved != current:
@@ -247,8 +309,9 @@ def merge_features(output_dir: Path, records: dict[str, list], processor, visual
     from datasets import Dataset, DatasetDict
 
     visual_config, audio_config = visual_model.config, audio_model.config
-    features = feature_schema(visual_config.num_aus, audio_config.audio_feature_dim, len(visual_config.label_names),
-                              visual_config.visual_feature_dim)
+    audio_width = getattr(audio_config, "num_speech_layers", 1) * audio_config.audio_feature_dim
+    features = feature_schema(visual_config.num_aus, audio_width, len(visual_config.label_names),
+                              visual_config.visual_feature_dim, getattr(audio_config, "cache_dtype", "float32"))
     done = {path.stem for path in (output_dir / "clips").glob("*/*.npz")}
     failures = [f for f in _collect_failures(output_dir) if f["clip_id"] not in done]  # a retry may have succeeded
     failed = {f["clip_id"] for f in failures}
@@ -273,9 +336,10 @@ def merge_features(output_dir: Path, records: dict[str, list], processor, visual
         au_names=visual_config.au_names,
         label_names=visual_config.label_names,
         visual_feature_dim=visual_config.visual_feature_dim,
-        audio_feature_dim=audio_config.audio_feature_dim,
+        audio_feature_dim=audio_width,
         splits=counts,
         fps=getattr(processor, "target_fps", None),
+        encoders=encoder_record(visual_model, audio_model),
         processor_path="processor",
         visual_base_model="base_visual",
         audio_base_model="base_audio",

@@ -9,6 +9,16 @@ Two layouts:
       valid_split.csv     same header
       test_split.csv      Filename only (optional; labels are read if the columns are there)
       raw/00000.mp4 ...   videos with their audio tracks, in any subfolder (raw/, videos/, ...) or at the top
+      test_data/raw/12660.mp4 ...   the test videos as distributed, without a CSV (also test/; see below)
+      audio/00000.mp3     optional per-clip audio (.mp3 / .wav / .flac / .m4a), used when a video has no
+                          audio track (and for clips given only as face images)
+      face_images/00000/0.jpg 1.jpg ...  optional pre-cropped faces per clip, numbered frames; a clip with these
+                          needs no video (see `emi_hf.media.images`)
+      test_data/audio/, test_data/face_images/   the same for the test clips, when shipped beside them
+
+  **Test split without a CSV.** When ``test_split.csv`` is absent, the test split is every video of the test
+  folder: ``test_dir`` when given, else ``test_data/`` or ``test/`` under ``data_dir`` (searched recursively, e.g.
+  ``test_data/raw/``), ids from the file names, in sorted order, unlabeled.
 
   Split files are looked up at the top of ``data_dir`` first (also accepted: ``validation_split.csv``,
   ``val_split.csv``), then anywhere below it. Videos are found by one recursive search of ``data_dir`` (or of
@@ -47,6 +57,11 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")  # what a data-fold
 # every container PyAV decodes (upload checks, example folders); VIDEO_EXTENSIONS stays the data-folder search list
 READABLE_VIDEO_EXTENSIONS = VIDEO_EXTENSIONS + (".m4v", ".mpg", ".mpeg", ".ogv", ".3gp", ".wmv", ".flv")
 SPLITS = ("train", "validation", "test")
+TEST_FOLDERS = ("test_data", "test")  # where the test videos are when there is no test_split.csv
+AUDIO_DIR = "audio"  # per-clip audio files
+AUDIO_EXTENSIONS = (".mp3", ".wav", ".flac", ".m4a", ".ogg", ".aac")
+FACE_IMAGES_DIR = "face_images"  # per-clip folders of pre-cropped faces
+FACE_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 HUME_SPLIT_FILES = {
     "train": ("train_split.csv",),
     "validation": ("valid_split.csv", "validation_split.csv", "val_split.csv"),
@@ -56,8 +71,9 @@ SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validatio
                  "val": "validation", "dev": "validation", "test": "test", "testing": "test"}  # fmt: skip
 ID_COLUMNS = ("Filename", "filename", "file", "video", "clip_id", "id", "path")
 
-__all__ = ["ClipRecord", "DataLayoutError", "HUME_SPLIT_FILES", "ID_COLUMNS", "READABLE_VIDEO_EXTENSIONS", "SPLITS",
-           "SPLIT_ALIASES", "VIDEO_EXTENSIONS", "find_videos", "load_generic", "load_hume_vidmimic2",
+__all__ = ["AUDIO_DIR", "AUDIO_EXTENSIONS", "ClipRecord", "DataLayoutError", "FACE_IMAGES_DIR", "HUME_SPLIT_FILES",
+           "ID_COLUMNS", "READABLE_VIDEO_EXTENSIONS", "SPLITS", "SPLIT_ALIASES", "TEST_FOLDERS", "VIDEO_EXTENSIONS",
+           "find_face_image_dirs", "find_test_folder", "find_videos", "load_generic", "load_hume_vidmimic2",
            "normalize_clip_id"]  # fmt: skip
 
 
@@ -74,16 +90,22 @@ class ClipRecord:
         path: the video file (None only when loaded with ``require_videos=False`` and the video is missing).
         labels: ``[num_labels]`` float32 intensities in [0, 1], or None for an unlabeled (test) clip.
         split: ``"train"``, ``"validation"`` or ``"test"``.
+        audio_path: the clip's file in ``audio/`` (used when the video has no audio track), or None.
+        face_dir: the clip's ``face_images/<id>/`` folder of pre-cropped faces, or None.
     """
 
     clip_id: str
     path: Path | None
     labels: np.ndarray | None
     split: str
+    audio_path: Path | None = None
+    face_dir: Path | None = None
 
     def to_dict(self) -> dict:
+        optional = {k: str(v) for k, v in (("audio_path", self.audio_path), ("face_dir", self.face_dir)) if v}
         return {"clip_id": self.clip_id, "path": None if self.path is None else str(self.path),
-                "labels": None if self.labels is None else self.labels.tolist(), "split": self.split}  # fmt: skip
+                "labels": None if self.labels is None else self.labels.tolist(), "split": self.split,
+                **optional}  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------- ids
@@ -191,11 +213,13 @@ def _parse_label(value: str, csv_path: Path, line: int, column: str) -> float:
 class _VideoIndex:
     """Resolves a CSV id cell to (clip_id, video path) inside ``data_root``."""
 
-    def __init__(self, data_root: Path, video_root: Path, extensions: Sequence[str], require_videos: bool):
+    def __init__(self, data_root: Path, video_root: Path, extensions: Sequence[str], require_videos: bool,
+                 without_video: Iterable[str] = ()):
         self.data_root = data_root.resolve()
         self.video_root = video_root
         self.extensions = tuple(extensions)
         self.require_videos = require_videos
+        self.without_video = set(without_video)  # ids that may lack a video (they have face images)
         self.videos = find_videos(video_root, self.extensions) if video_root.is_dir() else {}
 
     def resolve(self, cell: str, csv_path: Path, line: int) -> tuple[str, Path | None]:
@@ -228,7 +252,7 @@ class _VideoIndex:
                         "Remove the extra copies or pass video_dir to point at one folder.")  # fmt: skip
         if paths:
             return clip_id, paths[0]
-        if self.require_videos:
+        if self.require_videos and clip_id not in self.without_video:
             raise _fail(csv_path, line, f"no video for id {clip_id!r} (searched {self.video_root} for "
                         f"{'/'.join(self.extensions)}; {sum(map(len, self.videos.values()))} videos found)",
                         "Add the video, fix the id, or pass video_dir / require_videos=False.")  # fmt: skip
@@ -288,8 +312,9 @@ def _check_unique(records: Iterable[tuple[Path, int, ClipRecord]]) -> None:
     for csv_path, line, record in records:
         if record.clip_id in seen:
             first_csv, first_line = seen[record.clip_id]
-            raise _fail(csv_path, line, f"duplicate id {record.clip_id!r} (already at {first_csv}, line "
-                        f"{first_line})", "Keep one row per clip; a clip belongs to one split only.")  # fmt: skip
+            first = first_csv if first_line is None else f"{first_csv}, line {first_line}"
+            raise _fail(csv_path, line, f"duplicate id {record.clip_id!r} (already at {first})",
+                        "Keep one row per clip; a clip belongs to one split only.")  # fmt: skip
         seen[record.clip_id] = (csv_path, line)
 
 
@@ -311,6 +336,65 @@ def _find_split_csv(data_dir: Path, split: str) -> Path | None:
     return None
 
 
+def find_test_folder(data_dir: Path, test_dir: str | os.PathLike | None = None) -> Path | None:
+    """The folder of the test videos when there is no ``test_split.csv``: ``test_dir`` (must exist), else the first of
+    ``TEST_FOLDERS`` under ``data_dir``; None when there is none."""
+    if test_dir is not None:
+        test_dir = Path(test_dir)
+        if not test_dir.is_dir():
+            raise DataLayoutError(f"{test_dir}: no such test folder. Pass the folder holding the test videos "
+                                  f"(e.g. {Path(data_dir) / 'test_data' / 'raw'}).")  # fmt: skip
+        return test_dir
+    return next((data_dir / name for name in TEST_FOLDERS if (data_dir / name).is_dir()), None)
+
+
+def _test_records_from_folder(folder: Path, extensions: Sequence[str]) -> list[ClipRecord]:
+    videos = find_videos(folder, extensions)
+    if not videos:
+        raise DataLayoutError(f"{folder}: no test videos ({'/'.join(extensions)}) in it. Put the test videos there "
+                              f"(as distributed: test_data/raw/12660.mp4 ...) or pass --test-dir.")  # fmt: skip
+    ambiguous = {k: v for k, v in videos.items() if len(v) > 1}
+    if ambiguous:
+        clip_id, paths = next(iter(ambiguous.items()))
+        raise DataLayoutError(f"{folder}: test id {clip_id!r} matches several videos: {[str(p) for p in paths]}. "
+                              f"Remove the extra copies.")  # fmt: skip
+    return [ClipRecord(clip_id=k, path=videos[k][0], labels=None, split="test") for k in sorted(videos)]
+
+
+def _side_folders(data_dir: Path, name: str) -> list[Path]:
+    """``data_dir/name`` and ``data_dir/<test folder>/name`` (the test clips' own side inputs), those that exist."""
+    return [f for f in (data_dir / name, *(data_dir / t / name for t in TEST_FOLDERS)) if f.is_dir()]
+
+
+def find_audio_files(data_dir: Path) -> dict[str, Path]:
+    """Clip id -> its file in ``data_dir/audio/`` or ``data_dir/test_data/audio/`` (one per id;
+    ``AUDIO_EXTENSIONS``); ``{}`` without such a folder."""
+    found: dict[str, list[Path]] = {}
+    for folder in _side_folders(data_dir, AUDIO_DIR):
+        for clip_id, paths in find_videos(folder, AUDIO_EXTENSIONS).items():
+            found.setdefault(clip_id, []).extend(paths)
+    ambiguous = {k: v for k, v in found.items() if len(v) > 1}
+    if ambiguous:
+        clip_id, paths = next(iter(ambiguous.items()))
+        raise DataLayoutError(f"{data_dir}: id {clip_id!r} has several audio files: {[str(p) for p in paths]}. "
+                              f"Keep one.")  # fmt: skip
+    return {k: v[0] for k, v in found.items()}
+
+
+def find_face_image_dirs(data_dir: Path) -> dict[str, Path]:
+    """Clip id -> ``face_images/<id>/`` (under ``data_dir`` or its test folder) holding at least one image; ``{}``
+    without such a folder."""
+    return {normalize_clip_id(d.name, ()): d for folder in _side_folders(data_dir, FACE_IMAGES_DIR)
+            for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".")
+            and any(f.suffix.lower() in FACE_IMAGE_EXTENSIONS for f in d.iterdir())}  # fmt: skip
+
+
+def _with_side_inputs(records: list[ClipRecord], audio: dict[str, Path], faces: dict[str, Path]) -> list[ClipRecord]:
+    return [record if record.clip_id not in audio and record.clip_id not in faces else ClipRecord(
+        clip_id=record.clip_id, path=record.path, labels=record.labels, split=record.split,
+        audio_path=audio.get(record.clip_id), face_dir=faces.get(record.clip_id)) for record in records]  # fmt: skip
+
+
 def load_hume_vidmimic2(
     data_dir: str | os.PathLike,
     splits: Sequence[str] | None = None,
@@ -319,19 +403,25 @@ def load_hume_vidmimic2(
     label_names: Sequence[str] = EMOTION_NAMES,
     extensions: Sequence[str] = VIDEO_EXTENSIONS,
     require_videos: bool = True,
+    test_dir: str | os.PathLike | None = None,
 ) -> dict[str, list[ClipRecord]]:
     """Read a Hume-Vidmimic2 folder (layout in the module docstring).
 
     Args:
         data_dir: the data set folder.
         splits: splits to read, among ``"train"``, ``"validation"`` (alias ``"valid"``) and ``"test"``; each must
-            have its CSV. None (default): train and validation (required) and test when ``test_split.csv`` exists.
+            have its CSV, except test, which may come from a test folder. None (default): train and validation
+            (required) and test when ``test_split.csv`` or a test folder exists.
         video_dir: where to search for videos (default: all of ``data_dir``).
         label_names: label columns (default: the six emotions), in the order of the returned label vectors.
-        require_videos: when False, a row without a video gives ``path=None`` instead of an error.
+        require_videos: when False, a row without a video gives ``path=None`` instead of an error (a clip with
+            face images never needs one).
+        test_dir: the test videos' folder, used when there is no ``test_split.csv`` (default: ``test_data/`` or
+            ``test/`` under ``data_dir``).
     Returns:
-        split name -> records in CSV order. Test records have ``labels=None`` unless the test CSV has the label
-        columns.
+        split name -> records in CSV order (a test split from a folder: sorted by id). Test records have
+        ``labels=None`` unless the test CSV has the label columns. Records carry ``audio_path`` / ``face_dir``
+        when ``audio/`` / ``face_images/`` hold files for them.
     Raises:
         DataLayoutError: with the file, the line and what to fix.
     """
@@ -349,25 +439,33 @@ def load_hume_vidmimic2(
                 raise DataLayoutError(f"unknown split {name!r}: use 'train', 'validation' or 'test'.")
             wanted.append(split)
         optional = set()
+    audio, faces = find_audio_files(data_dir), find_face_image_dirs(data_dir)
     index = _VideoIndex(data_dir, Path(video_dir) if video_dir is not None else data_dir, extensions,
-                        require_videos)  # fmt: skip
+                        require_videos, without_video=faces)  # fmt: skip
     if video_dir is not None and not index.video_root.is_dir():
         raise DataLayoutError(f"{index.video_root}: no such video folder. Pass the folder holding the videos.")
     result: dict[str, list[ClipRecord]] = {}
     sources: list[tuple[Path, int, ClipRecord]] = []
     for split in dict.fromkeys(wanted):
         csv_path = _find_split_csv(data_dir, split)
+        test_folder = find_test_folder(data_dir, test_dir) if csv_path is None and split == "test" else None
+        if test_folder is not None:
+            clips = _test_records_from_folder(test_folder, extensions)
+            sources.extend((record.path, None, record) for record in clips)
+            result[split] = _with_side_inputs(clips, audio, faces)
+            continue
         if csv_path is None:
             if split in optional:
                 continue
             present = sorted(p.name for p in data_dir.glob("*.csv"))
-            raise DataLayoutError(f"{data_dir}: no {' or '.join(HUME_SPLIT_FILES[split])} for the {split} split "
-                                  f"(CSV files there: {present or 'none'}). Add it, or leave {split!r} out of "
-                                  f"splits.")  # fmt: skip
+            folders = f" and no {' or '.join(f'{n}/' for n in TEST_FOLDERS)} folder" if split == "test" else ""
+            raise DataLayoutError(f"{data_dir}: no {' or '.join(HUME_SPLIT_FILES[split])} for the {split} split"
+                                  f"{folders} (CSV files there: {present or 'none'}). Add it, or leave {split!r} "
+                                  f"out of splits.")  # fmt: skip
         rows = _read_split_rows(csv_path, index, label_names, "Filename", None, split,
                                 labels_required=split != "test")  # fmt: skip
         sources.extend((csv_path, line, record) for line, record in rows)
-        result[split] = [record for _, record in rows]
+        result[split] = _with_side_inputs([record for _, record in rows], audio, faces)
     _check_unique(sources)
     return result
 

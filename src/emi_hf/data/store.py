@@ -17,7 +17,9 @@ A features folder (written by `emi-hf extract`, see `emi_hf.data.extraction`, or
 ``audio_feature_dim``  width of ``audio_features`` (the speech encoder's hidden size)
 ``dataset_path``       the DatasetDict folder (``DATASET_DIR``)
 ``splits``             per split: clip counts (``extracted``, and for an extraction ``requested``, ``failed``)
-optional               ``fps``, ``processor_path``, ``visual_base_model``, ``audio_base_model``, ``dataset``
+optional               ``fps``, ``processor_path``, ``visual_base_model``, ``audio_base_model``, ``dataset``;
+                       ``encoders``: what made the features (``emi_hf.encoder_setup.encoder_record``: backbone
+                       specs, weights fingerprints, dims, speech layers, audio crop, cache dtype)
 =====================  ==========================================================================================
 
 A folder saved with ``DatasetDict.save_to_disk`` alone also loads: [`load_feature_splits`] completes the metadata
@@ -38,24 +40,24 @@ FORMAT_VERSION = 1
 VISUAL_FEATURE_DIM = 512  # the schema's face-embedding width (ResNet18)
 
 
-def feature_schema(num_aus: int, audio_dim: int, num_labels: int, visual_dim: int = VISUAL_FEATURE_DIM):
-    """The `datasets.Features` of one clip row: sequences `[T, 512]`, `[T, num_aus]`, `[Ta, audio_dim]`, masks.
-
-    `visual_dim` is checked: the schema stores `VISUAL_FEATURE_DIM`-wide face embeddings only.
-    """
+def feature_schema(num_aus: int, audio_dim: int, num_labels: int, visual_dim: int = VISUAL_FEATURE_DIM,
+                   audio_dtype: str = "float32"):
+    """The `datasets.Features` of one clip row: sequences `[T, visual_dim]` (`VISUAL_FEATURE_DIM` for ResNet18 face
+    embeddings; the organisers' ViT features are 384 wide), `[T, num_aus]` (`num_aus` may be 0), `[Ta, audio_dim]`
+    (`audio_dtype` float32, or float16 to halve the disk), masks."""
     from datasets import Array2D, Features, Sequence, Value
 
-    if visual_dim != VISUAL_FEATURE_DIM:
-        raise ValueError(f"The feature schema stores {VISUAL_FEATURE_DIM}-d face embeddings (ResNet18).")
+    if int(visual_dim) <= 0 or int(audio_dim) <= 0 or int(num_aus) < 0:
+        raise ValueError(f"feature widths must be positive (visual {visual_dim}, audio {audio_dim}, AUs {num_aus}).")
 
     return Features(
         {
             "clip_id": Value("string"),
-            "visual_features": Array2D(shape=(None, VISUAL_FEATURE_DIM), dtype="float32"),
+            "visual_features": Array2D(shape=(None, int(visual_dim)), dtype="float32"),
             "au_features": Array2D(shape=(None, num_aus), dtype="float32"),
             "frame_mask": Sequence(Value("int8")),
             "frame_timestamps": Sequence(Value("float32")),
-            "audio_features": Array2D(shape=(None, audio_dim), dtype="float32"),
+            "audio_features": Array2D(shape=(None, audio_dim), dtype=audio_dtype),
             "audio_mask": Sequence(Value("int8")),
             "labels": Sequence(Value("float32"), length=num_labels),
             "face_fraction": Value("float32"),

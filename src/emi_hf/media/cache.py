@@ -45,11 +45,12 @@ def file_sha256(path, block_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _library_versions() -> dict[str, str | None]:
+def _library_versions(packages=_RESULT_PACKAGES) -> dict[str, str | None]:
+    """The installed version of each of `packages` (``None`` when one is not installed)."""
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {}
-    for package in _RESULT_PACKAGES:
+    for package in packages:
         try:
             versions[package] = version(package)
         except PackageNotFoundError:

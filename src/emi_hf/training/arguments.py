@@ -112,6 +112,28 @@ class TrainingArguments:
         "late (default, the paper's): fusion weights fitted on validation, no training; joint: fine-tune both "
         "models through the fused loss, then fit the weights", choices=FUSION_MODES))
     eval_split: str = field(default="validation", metadata=_help("split used for evaluation and early stopping"))
+    # model selection (training.selection, training.weighting)
+    train_splits: list[str] = field(default_factory=lambda: ["train"], metadata=_help(
+        "splits trained on, concatenated; e.g. `train validation` for the final model with --epochs chosen on "
+        "validation: an evaluation split that is trained on stops nothing early and the last epoch is kept"))
+    fusion_weights_from: str | None = field(default=None, metadata=_help(
+        "late fusion: keep the fusion weights of this (held-out) fusion run instead of fitting them; for the final "
+        "fusion model of models trained with --train-splits train validation"))
+    seeds: int = field(default=1, metadata=_help(
+        "train this many seeds (seed, seed+1, ...; members under OUTPUT_DIR/seed_S) and save the mean of their "
+        "intensities as one ensemble checkpoint in OUTPUT_DIR (loads with AutoModel.from_pretrained)"))
+    annotator_weights: bool = field(default=False, metadata=_help(
+        "weight each training clip's loss by its annotator count, inferred from its k/N labels "
+        "(emi_hf.training.weighting); off by default"))
+    # end-to-end fine-tuning from raw inputs (training.end_to_end)
+    raw_data: str | None = field(default=None, metadata=_help(
+        "visual/audio: train end to end from the raw clips of this Hume-Vidmimic2 folder (face crops / waveforms "
+        "through the backbone) instead of the cached features; --features still gives the base model and processor"))
+    trainable_backbone_layers: int = field(default=0, metadata=_help(
+        "with --raw-data: fine-tune the last N backbone blocks (0: frozen)"))
+    gradient_checkpointing: bool = field(default=False, metadata=_help(
+        "with --raw-data: recompute layers in the backward pass to save memory (transformers / timm backbones and "
+        "the temporal model)"))
 
     def __post_init__(self):
         for name, allowed in (("modality", MODALITIES), ("loss", LOSS_TYPES), ("mixed_precision", MIXED_PRECISION),
@@ -122,8 +144,11 @@ class TrainingArguments:
             raise ValueError(f"report_to {self.report_to!r} is not a tracker accelerate knows.")
         if self.output_dir is None:
             self.output_dir = f"runs/{self.modality}"
-        if self.grad_accum < 1 or self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs, batch_size and grad_accum must be >= 1.")
+        if self.grad_accum < 1 or self.epochs < 1 or self.batch_size < 1 or self.seeds < 1:
+            raise ValueError("epochs, batch_size, grad_accum and seeds must be >= 1.")
+        self.train_splits = [self.train_splits] if isinstance(self.train_splits, str) else list(self.train_splits)
+        if not self.train_splits:
+            raise ValueError("train_splits must name at least one split.")
         if self.tcn_dilations is not None:  # numbers, or command-line words such as "1,2,4" or "1" "2" "4"
             self.tcn_dilations = [int(d) for d in " ".join(map(str, self.tcn_dilations)).replace(",", " ").split()]
 
@@ -145,12 +170,13 @@ class TrainingArguments:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
 
 
-def build_parser() -> HfArgumentParser:
-    """The `train.py` / `emi-hf train` command line: one flag per [`TrainingArguments`] field."""
+def build_parser(*extra_dataclasses, description: str | None = None) -> HfArgumentParser:
+    """The `train.py` / `emi-hf train` command line: one flag per [`TrainingArguments`] field (and per field of
+    `extra_dataclasses`, for commands that add options, such as `emi-hf cv`)."""
     parser = HfArgumentParser(
-        TrainingArguments,
-        description="Train an emi-hf model on cached features. Run with `accelerate launch train.py ...` "
-        "(any number of processes, --mixed_precision, CPU or GPU), or plainly with python for one process.",
+        [TrainingArguments, *extra_dataclasses],
+        description=description or "Train an emi-hf model on cached features. Run with `accelerate launch train.py "
+        "...` (any number of processes, --mixed_precision, CPU or GPU), or plainly with python for one process.",
     )
     # Each word after --tcn_dilations may hold several numbers ("1,2,4"); __post_init__ splits them.
     for action in parser._actions:

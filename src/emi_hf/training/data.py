@@ -156,7 +156,8 @@ class ClipBatchDataset(torch.utils.data.Dataset):
 
     A batch holds the model inputs of `modality` (`visual_features` `[B, T, 512]`, `au_features` `[B, T, n_au]`,
     `frame_mask` `[B, T]` int64; `audio_features` `[B, Ta, D]`, `audio_mask` `[B, Ta]` int64), `labels` `[B, L]`
-    (NaN for unlabeled clips) and `index` `[B]`, the clip's row in the split.
+    (NaN for unlabeled clips) and `index` `[B]`, the clip's row in the split; with `clip_weights` (`[N]`, the
+    split's per-clip loss weights, `training.weighting`) also `weights` `[B]`.
     """
 
     def __init__(
@@ -168,8 +169,10 @@ class ClipBatchDataset(torch.utils.data.Dataset):
         max_audio_frames: int | None = None,
         random_crop: bool = False,
         seed: int = 0,
+        clip_weights: np.ndarray | None = None,
     ):
         self.table = table
+        self.clip_weights = None if clip_weights is None else np.asarray(clip_weights, dtype=np.float32)
         self.modality = modality
         self.columns = MODALITY_COLUMNS[modality]
         self.num_labels = num_labels
@@ -213,6 +216,8 @@ class ClipBatchDataset(torch.utils.data.Dataset):
             labels = np.full((len(indices), self.num_labels), np.nan, np.float32)
         batch["labels"] = np.ascontiguousarray(labels, dtype=np.float32)
         batch["index"] = np.asarray(indices, dtype=np.int64)
+        if self.clip_weights is not None:
+            batch["weights"] = self.clip_weights[indices]
         return {key: torch.from_numpy(value) for key, value in batch.items()}
 
 

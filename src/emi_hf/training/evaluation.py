@@ -16,11 +16,17 @@ import torch
 
 from ..data.store import load_feature_splits
 from ..devices import default_device
-from ..metrics import mean_pearson
+from ..metrics import BOOTSTRAP_RESAMPLES, bootstrap_mean_pearson, mean_pearson
+from ..results import trained_settings
 from .arguments import sequence_caps
 from .data import MODALITY_COLUMNS, ClipBatchDataset, EpochBatchSampler, FeatureTable, make_loader, model_inputs
 
 MODEL_TYPE_TO_MODALITY = {"emi_visual": "visual", "emi_audio": "audio", "emi_fusion": "fusion"}
+
+
+def model_modality(config) -> str | None:
+    """"visual", "audio" or "fusion" for an emi-hf config (an ensemble: its members'); None for other models."""
+    return MODEL_TYPE_TO_MODALITY.get(getattr(config, "member_model_type", None) or config.model_type)
 
 
 @torch.no_grad()
@@ -89,17 +95,40 @@ def score_predictions(arrays: dict, label_names, modality: str) -> dict:
     return block
 
 
+def bootstrap_block(arrays: dict, label_names, num_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict | None:
+    """`metrics.bootstrap_mean_pearson` over the clips `metric_block` scores (labeled, scored by the model); None when
+    fewer than 2 clips qualify."""
+    use = arrays["mask"] & np.isfinite(arrays["labels"]).all(axis=1) & np.isfinite(arrays["intensities"]).all(axis=1)
+    if use.sum() < 2:
+        return None
+    return bootstrap_mean_pearson(arrays["intensities"][use], arrays["labels"][use], list(label_names),
+                                  num_resamples=num_resamples, seed=seed)
+
+
+def predict_split(model, dataset, modality: str, batch_size: int = 32, max_frames: int | None = None,
+                  max_audio_frames: int | None = None, device: str | None = None) -> dict[str, np.ndarray]:
+    """`predict`'s arrays for one split (a `datasets.Dataset` of features), in one process, centre windows;
+    `device`: default `default_device()`."""
+    device = default_device(device)
+    model.to(device)
+    loader = build_loader(dataset, modality, len(model.config.id2label), batch_size, max_frames, max_audio_frames)
+    if device != "cpu":
+        loader = _DeviceLoader(loader, device)
+    return predict(model, loader, modality)
+
+
 def build_loader(dataset, modality: str, num_labels: int, batch_size: int, max_frames, max_audio_frames,
-                 shuffle_seed: int | None = None) -> torch.utils.data.DataLoader:
+                 shuffle_seed: int | None = None, clip_weights=None) -> torch.utils.data.DataLoader:
     """
     Batches of a split's clips for the `modality` model. Evaluation (no `shuffle_seed`): the split's order, centre
     windows, a last partial batch. Training: an order and random windows drawn from `(shuffle_seed, epoch)`, full
     batches only. `loader.dataset` is the `ClipBatchDataset`, `loader.batch_sampler` the `EpochBatchSampler`.
+    `clip_weights`: per-clip loss weights `[N]`, returned in each batch as `weights`.
     """
     table = FeatureTable(dataset, MODALITY_COLUMNS[modality])
     training = shuffle_seed is not None
     clips = ClipBatchDataset(table, modality, num_labels, max_frames, max_audio_frames, random_crop=training,
-                             seed=shuffle_seed or 0)
+                             seed=shuffle_seed or 0, clip_weights=clip_weights)
     sampler = EpochBatchSampler(len(clips), batch_size, shuffle=training, drop_last=training, seed=shuffle_seed or 0)
     return make_loader(clips, sampler)
 
@@ -112,6 +141,8 @@ def evaluate_model(
     max_frames: int | None = None,
     max_audio_frames: int | None = None,
     device: str | None = None,
+    num_resamples: int = BOOTSTRAP_RESAMPLES,
+    bootstrap_seed: int = 0,
 ) -> tuple[dict, np.ndarray, np.ndarray]:
     """
     Evaluates a saved model (any of the three types) on a split of cached features, in one process.
@@ -121,6 +152,8 @@ def evaluate_model(
     block (`mean_pearson`, `per_emotion`, `num_clips`, `num_missing_modality`); for a fusion model also `visual`,
     `audio` and `fusion` blocks and the `fusion_weights`. The sequence caps default to the ones the model was trained
     with (its `results.json`), else the training defaults (centre windows). `device`: default `default_device()`.
+    `confidence_intervals`: the percentile bootstrap of the metric (`bootstrap_block`, `num_resamples` resamples
+    of the clips drawn from `bootstrap_seed`; 0 resamples: none), None when fewer than 2 clips are scored.
     """
     from transformers import AutoModel
 
@@ -128,30 +161,29 @@ def evaluate_model(
 
     model_dir = Path(model_dir)
     model = AutoModel.from_pretrained(model_dir)
-    modality = MODEL_TYPE_TO_MODALITY.get(model.config.model_type)
+    modality = model_modality(model.config)
     if modality is None:
         raise ValueError(f"{model_dir} holds a {model.config.model_type!r} model, not an emi-hf one.")
     max_frames, max_audio_frames = sequence_caps(max_frames, max_audio_frames, model_dir, model_dir)
-    device = default_device(device)
-    model.to(device)
     datasets, metadata, _ = load_feature_splits(features_dir)
     if split not in datasets:
         raise ValueError(f"{features_dir} has no split {split!r}; it has {sorted(datasets)}.")
     label_names = [model.config.id2label[i] for i in range(len(model.config.id2label))]
-    loader = build_loader(datasets[split], modality, len(label_names), batch_size, max_frames, max_audio_frames)
-    if device != "cpu":
-        loader = _DeviceLoader(loader, device)
-    arrays = predict(model, loader, modality)
+    arrays = predict_split(model, datasets[split], modality, batch_size, max_frames, max_audio_frames, device)
     results = {
         "split": split,
         "modality": modality,
         "model": str(model_dir),
         "features": str(features_dir),
+        # True when the model was trained on this split (--train-splits): its scores are then not held-out ones.
+        "split_trained_on": split in trained_settings(model_dir).get("train_splits", ["train"]),
         "label_names": label_names,
-        "num_clips_total": len(loader.dataset),
+        "num_clips_total": len(datasets[split]),
         **score_predictions(arrays, label_names, modality),
+        "confidence_intervals": bootstrap_block(arrays, label_names, num_resamples, bootstrap_seed)
+        if num_resamples else None,
     }
-    if modality == "fusion":
+    if modality == "fusion" and hasattr(model.config, "fusion_weights"):
         results["fusion_weights"] = dict(zip(label_names, model.config.fusion_weights))
     return results, arrays["intensities"], arrays["labels"]
 

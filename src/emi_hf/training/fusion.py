@@ -97,21 +97,25 @@ def score_fusion(arrays: dict, label_names, weights: list[float], fitted: bool) 
 
 
 @torch.no_grad()
-def fit_fusion(accelerator, model: EmiFusionModel, eval_loader, label_names, output_dir: Path) -> dict:
+def fit_fusion(accelerator, model: EmiFusionModel, eval_loader, label_names, output_dir: Path,
+               fit: bool = True) -> dict:
     """
     Predicts the split of `eval_loader` with both unimodal models of `model`, fits `model.config.fusion_weights`
     (clips with both modalities; with fewer than 3 such clips the configured weights are kept), scores the fusion
     (`score_fusion`) and saves the model to `output_dir` (main process). Returns the fusion part of the results.
+    `fit=False`: the configured weights are kept and only scored (`--fusion-weights-from`).
     """
     with accelerator.autocast():
         arrays = predict(model, eval_loader, "fusion", accelerator)
+    weights, fitted = list(model.config.fusion_weights), False
     try:
-        weights = optimal_fusion_weights(arrays["visual_intensities"], arrays["audio_intensities"], arrays["labels"])
-        model.config.fusion_weights, fitted = weights, True
+        if fit:
+            weights = optimal_fusion_weights(arrays["visual_intensities"], arrays["audio_intensities"],
+                                             arrays["labels"])
+            model.config.fusion_weights, fitted = weights, True
     except ValueError as error:
         if accelerator.is_main_process:
             logger.info(f"fusion weights not fitted ({error}); keeping {model.config.fusion_weights}")
-        weights, fitted = list(model.config.fusion_weights), False
     result = score_fusion(arrays, label_names, weights, fitted)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:

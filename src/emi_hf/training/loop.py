@@ -13,6 +13,10 @@ Read top to bottom, `train()`:
    (`checkpoint_every_epoch`, the last 2 kept); early stopping after `patience` epochs without improvement.
 5. `write_run_results`: `results.json` (`emi_hf.results`) and the returned results dict.
 
+`--train-splits` (the splits trained on, `training.selection`): when the evaluation split is one of them, nothing
+stops early and the last epoch is kept. `--seeds N`: N such runs and their ensemble (`training.ensemble`).
+`--annotator-weights`: each training clip's loss weighted by its inferred annotator count (`training.weighting`).
+
 Fusion: `fusion_mode="late"` (default, the paper's) trains nothing: `fit_late_fusion` builds
 `EmiFusionModel.from_unimodal` from two trained checkpoints and fits the per-emotion fusion weights on validation
 (`training.fusion.fit_fusion`); `joint` fine-tunes both models through the fused loss (steps 3-4), then fits the
@@ -49,6 +53,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
@@ -56,13 +61,17 @@ from transformers import get_cosine_schedule_with_warmup
 from transformers.utils import logging as transformers_logging
 
 from ..data.store import load_feature_splits
-from ..modeling_emi import EmiFusionModel, regression_loss
+from ..modeling_emi import EmiFusionModel
 from ..results import RESULTS_FILE, json_ready, write_results
 from .arguments import TrainingArguments, parse_args, sequence_caps
 from .data import model_inputs
+from .end_to_end import train_end_to_end
+from .ensemble import train_seed_ensemble
 from .evaluation import build_loader, predict, score_predictions
 from .fusion import fit_fusion
 from .models import build_model, model_summary
+from .selection import held_out, kept_fusion_weights, place_scores, selection_record, training_splits
+from .weighting import annotator_weights, weighted_regression_loss
 
 logger = logging.getLogger("emi_hf.training")
 
@@ -107,6 +116,7 @@ class Run:
     model: torch.nn.Module
     note: str  # where the model's weights come from (results.json `model_source`)
     started: float  # time.perf_counter() at the start of train()
+    weighting: dict | None = None  # --annotator-weights: what was inferred (results.json)
 
     @property
     def output_dir(self) -> Path:
@@ -118,9 +128,12 @@ class Run:
 
     def loader(self, split: str, batch_size: int, training: bool = False):
         """A (not yet prepared) loader of `split`: shuffled random windows for training, else the centre windows."""
-        args = self.args
+        args, weights = self.args, None
+        if training and args.annotator_weights:
+            labels = np.asarray(self.datasets[split]["labels"], dtype=np.float64)
+            weights, self.weighting = annotator_weights(labels)
         return build_loader(self.datasets[split], args.modality, len(self.label_names), batch_size, args.max_frames,
-                            args.max_audio_frames, shuffle_seed=args.seed if training else None)
+                            args.max_audio_frames, shuffle_seed=args.seed if training else None, clip_weights=weights)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -132,8 +145,10 @@ def global_batch_loss(accelerator, outputs, batch: dict, modality: str, loss_typ
     """
     The loss of the whole global batch (all processes' slices), differentiable in this process's slice.
 
-    Clips without the modality (NaN intensities) or without labels are left out. Each process computes the same
-    value; backpropagate `loss * num_processes` so that DDP's averaging yields the gradient of the global loss.
+    Clips without the modality (NaN intensities) or without labels are left out; a batch with `weights` (per-clip
+    loss weights, `--annotator-weights`) gives the weighted loss (`weighting.weighted_regression_loss`). Each process
+    computes the same value; backpropagate `loss * num_processes` so that DDP's averaging yields the gradient of the
+    global loss.
     """
     intensities = outputs.intensities.float()
     present = (outputs.visual_mask | outputs.audio_mask) if modality == "fusion" else outputs.modality_mask
@@ -141,15 +156,18 @@ def global_batch_loss(accelerator, outputs, batch: dict, modality: str, loss_typ
     valid = present & torch.isfinite(labels).all(dim=1)
     predictions = torch.where(valid[:, None], intensities, torch.zeros_like(intensities))
     labels = torch.where(valid[:, None], labels, torch.zeros_like(labels))
+    weights = batch.get("weights")
     if accelerator.num_processes > 1:
         rank, size = accelerator.process_index, predictions.shape[0]
         gathered = accelerator.gather(predictions.detach())
         predictions = torch.cat([gathered[: rank * size], predictions, gathered[(rank + 1) * size :]])
         labels = accelerator.gather(labels)
         valid = accelerator.gather(valid.to(torch.uint8)).bool()
+        weights = None if weights is None else accelerator.gather(weights)
     if not bool(valid.any()):
         return predictions.sum() * 0.0  # nothing to learn from; keeps every parameter in the graph for DDP
-    return regression_loss(loss_type, predictions[valid], labels[valid])
+    return weighted_regression_loss(loss_type, predictions[valid], labels[valid],
+                                    None if weights is None else weights[valid])
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -201,7 +219,7 @@ def save_processor(metadata: dict, root: Path, output_dir: Path, fallback_dirs=(
         return f"processor: saved from {source}"
     except Exception as error:  # the class is unavailable or cannot build this processor here: copy its files
         skip = {"config.json", "model.safetensors", RESULTS_FILE, "configuration_emi.py", "modeling_emi.py",
-                "backbones_emi.py"}
+                "backbones_emi.py", "encoders_emi.py", "temporal_emi.py", "modeling_ensemble_emi.py"}
         for path in source.iterdir():
             if path.is_file() and path.name not in skip and not path.name.endswith((".safetensors", ".bin")):
                 shutil.copy2(path, output_dir / path.name)
@@ -231,16 +249,25 @@ def _log(accelerator, message: str) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def train(args, on_epoch_end: Callable[[int, TrainingState], None] | None = None) -> dict:
+def train(args, on_epoch_end: Callable[[int, TrainingState], None] | None = None, datasets: dict | None = None) -> dict:
     """
     Trains (or, for late fusion, fits) a model on cached features and saves the best one to `args.output_dir`
     (`save_pretrained`, safetensors, with the processor and `results.json`). Returns the results dict.
 
     `args`: a [`TrainingArguments`], an `argparse.Namespace` from [`build_parser`], or a dict of the same fields.
     `on_epoch_end(epochs_completed, state)` is called on every process after each epoch's checkpoint (tests use it
-    to interrupt a run). Callable several times in one process (see the module docstring).
+    to interrupt a run). Callable several times in one process (see the module docstring). `datasets`: splits to use
+    instead of those of `args.features` (k-fold CV passes each fold's; the metadata still comes from the features).
+    `args.seeds` > 1: the members and their ensemble (`training.ensemble`).
     """
     args = resolve_sequence_caps(TrainingArguments.from_any(args))
+    if args.raw_data:
+        return train_end_to_end(args)
+    if args.seeds > 1:
+        loaded, metadata, _ = load_feature_splits(args.features)
+        datasets = loaded if datasets is None else datasets
+        return train_seed_ensemble(args, lambda member: train(member, on_epoch_end, datasets),
+                                   training_splits(datasets, args, args.features), metadata)
     started = time.perf_counter()
     accelerator = Accelerator(
         cpu=args.cpu,
@@ -253,7 +280,7 @@ def train(args, on_epoch_end: Callable[[int, TrainingState], None] | None = None
     bars = transformers_logging.is_progress_bar_enabled()
     transformers_logging.disable_progress_bar()  # no "Writing model shards" bar at every best epoch
     try:
-        run = prepare_run(args, accelerator, started)
+        run = prepare_run(args, accelerator, started, datasets)
         if args.modality == "fusion" and args.fusion_mode == "late":
             return fit_late_fusion(run)
         return train_model(run, on_epoch_end)
@@ -273,16 +300,14 @@ def resolve_sequence_caps(args: TrainingArguments) -> TrainingArguments:
     return replace(args, max_frames=max_frames, max_audio_frames=max_audio_frames)
 
 
-def prepare_run(args: TrainingArguments, accelerator, started: float) -> Run:
+def prepare_run(args: TrainingArguments, accelerator, started: float, datasets: dict | None = None) -> Run:
     """Seeds, checks the batch size and splits, loads the features, builds the model and saves the processor."""
     set_seed(args.seed)
     if args.batch_size % accelerator.num_processes:
         raise ValueError(f"--batch-size ({args.batch_size}) is the global batch size and must be a multiple of the "
                          f"number of processes ({accelerator.num_processes}).")
-    datasets, metadata, root = load_feature_splits(args.features)
-    for split in ("train", args.eval_split):
-        if split not in datasets:
-            raise ValueError(f"The features at {args.features} have no {split!r} split (they have {sorted(datasets)}).")
+    loaded, metadata, root = load_feature_splits(args.features)
+    datasets = training_splits(loaded if datasets is None else datasets, args, args.features)
     output_dir = Path(args.output_dir)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -307,7 +332,10 @@ def fit_late_fusion(run: Run) -> dict:
     accelerator = run.accelerator
     eval_loader = accelerator.prepare(_eval_loader(run))
     run.model.to(accelerator.device)
-    fusion = fit_fusion(accelerator, run.model, eval_loader, run.label_names, run.output_dir)
+    if run.args.fusion_weights_from:  # the weights of a held-out fusion run, scored here but not refitted
+        run.model.config.fusion_weights = kept_fusion_weights(run.args.fusion_weights_from, run.label_names)
+    fusion = fit_fusion(accelerator, run.model, eval_loader, run.label_names, run.output_dir,
+                        fit=not run.args.fusion_weights_from)
     state = TrainingState()
     state.wall_time_s = time.perf_counter() - run.started
     return write_run_results(run, run.model, state, fusion=fusion)
@@ -370,7 +398,8 @@ def train_model(run: Run, on_epoch_end=None) -> dict:
         improved = keep_if_best(run, model, state, validation)
         state.history.append(json_ready(record))
         state.epoch = epoch + 1
-        state.stopped_early = bool(args.patience) and state.epochs_without_improvement >= args.patience
+        state.stopped_early = (bool(args.patience) and held_out(args)  # a trained-on split stops nothing
+                               and state.epochs_without_improvement >= args.patience)
         state.wall_time_s = wall_before + (time.perf_counter() - run_started)
         log_epoch(accelerator, args, record, validation, improved)
         if args.checkpoint_every_epoch:
@@ -429,7 +458,7 @@ def evaluate(accelerator, model, loader, label_names, modality: str) -> dict:
 def keep_if_best(run: Run, model, state: TrainingState, validation: dict) -> bool:
     """Records a better validation mean Pearson in `state` and saves that model (main process); True if better."""
     metric = validation["mean_pearson"]
-    if not (metric is None or state.best_metric is None or metric > state.best_metric):
+    if held_out(run.args) and not (metric is None or state.best_metric is None or metric > state.best_metric):
         state.epochs_without_improvement += 1
         return False
     state.best_metric, state.best_epoch = metric, state.epoch + 1
@@ -479,7 +508,8 @@ def write_run_results(run: Run, model, state: TrainingState, fusion: dict | None
     hyperparameters = args.hyperparameters()
     if args.modality == "fusion" and args.fusion_mode == "late":  # nothing was trained: keep what applies
         hyperparameters = {k: hyperparameters[k] for k in ("modality", "fusion_mode", "visual_model", "audio_model",
-                                                           "eval_split", "seed", "max_frames", "max_audio_frames")}
+                                                           "eval_split", "seed", "max_frames", "max_audio_frames",
+                                                           "train_splits", "fusion_weights_from")}
     training = {
         **hyperparameters,
         **model_summary(model),
@@ -489,6 +519,8 @@ def write_run_results(run: Run, model, state: TrainingState, fusion: dict | None
         "num_processes": accelerator.num_processes,
         "wall_time_s": round(state.wall_time_s, 2),
         "model_source": run.note,
+        **selection_record(args),
+        **({"annotator_weighting": run.weighting} if run.weighting else {}),
     }
     results = {
         "modality": args.modality,
@@ -505,7 +537,7 @@ def write_run_results(run: Run, model, state: TrainingState, fusion: dict | None
         if state.best_validation is not None:  # joint: what training saw, with the weights before fitting
             results["validation_before_fitting_weights"] = state.best_validation
         results.update({k: v for k, v in fusion.items() if k != "validation"})
-    results = json_ready(results)
+    results = json_ready(place_scores(results, args))
     if accelerator.is_main_process:
         path = write_results(run.output_dir, results)
         best = results["validation"]["mean_pearson"] if results["validation"] else None
@@ -517,11 +549,16 @@ def write_run_results(run: Run, model, state: TrainingState, fusion: dict | None
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `train.py` and `emi-hf train`."""
     args = parse_args(argv)
-    if not logger.handlers:  # our lines only (a root basicConfig would also show every library's INFO logs)
+    show_training_log("[emi-hf train]")
+    train(args)
+    return 0
+
+
+def show_training_log(prefix: str) -> None:
+    """Training's INFO lines on stderr, prefixed (our lines only: a root basicConfig would show every library's)."""
+    if not logger.handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("[emi-hf train] %(message)s"))
+        handler.setFormatter(logging.Formatter(f"{prefix} %(message)s"))
         logger.addHandler(handler)
         logger.propagate = False
     logger.setLevel(logging.INFO)
-    train(args)
-    return 0

@@ -16,13 +16,16 @@ from pathlib import Path
 import torch
 
 from ..configuration_emi import EmiAudioConfig, EmiVisualConfig
+from ..encoder_setup import check_input_dims
 from ..modeling_emi import EmiAudioModel, EmiFusionModel, EmiVisualModel
 from .arguments import MODEL_SIZE_FIELDS, TrainingArguments
 
 # Config fields that describe the inputs and the frozen backbone: taken from the base checkpoint.
 BACKBONE_FIELDS = {
-    "visual": ("visual_feature_dim", "au_names", "face_size", "backbone", "freeze_backbone", "backbone_chunk_size"),
-    "audio": ("speech_encoder_config", "audio_feature_dim", "sampling_rate", "freeze_backbone"),
+    "visual": ("visual_feature_dim", "au_names", "face_size", "backbone", "freeze_backbone", "backbone_chunk_size",
+               "backbone_config", "backbone_pooling", "image_mean", "image_std"),
+    "audio": ("speech_encoder_config", "audio_feature_dim", "sampling_rate", "freeze_backbone", "speech_encoder_name",
+              "speech_layers", "max_audio_s", "cache_dtype", "encoder_window_s"),
 }
 MODEL_CLASSES = {"visual": EmiVisualModel, "audio": EmiAudioModel}
 CONFIG_CLASSES = {"visual": EmiVisualConfig, "audio": EmiAudioConfig}
@@ -54,11 +57,7 @@ def _check_model_fits_features(config, metadata: dict, modality: str, source: st
             f"{source} expects the AUs {list(config.au_names)} but the features have {list(metadata['au_names'])}: "
             "use the base model saved with these features (extraction folder's base_visual) or re-extract."
         )
-    if modality == "audio" and config.audio_feature_dim != metadata.get("audio_feature_dim", config.audio_feature_dim):
-        raise ValueError(
-            f"{source} expects {config.audio_feature_dim}-d audio frames but the features are "
-            f"{metadata['audio_feature_dim']}-d: use the speech encoder the features were extracted with."
-        )
+    check_input_dims(config, metadata, modality, source)
     if list(config.label_names) != list(metadata["label_names"]):
         raise ValueError(f"{source} regresses {list(config.label_names)} but the features are labeled "
                          f"{list(metadata['label_names'])}.")
@@ -86,7 +85,7 @@ def build_unimodal_model(modality: str, args: TrainingArguments, metadata: dict,
         return _on_base_backbone(modality, base_dir, metadata, overrides)
     if modality == "visual":
         config = EmiVisualConfig(au_names=list(metadata["au_names"]), label_names=list(metadata["label_names"]),
-                                 **overrides)
+                                 visual_feature_dim=int(metadata.get("visual_feature_dim", 512)), **overrides)
     else:
         width = int(metadata.get("audio_feature_dim", 768))
         config = EmiAudioConfig(speech_encoder_config=_random_speech_encoder_config(width), audio_feature_dim=width,
@@ -102,7 +101,8 @@ def build_unimodal_model(modality: str, args: TrainingArguments, metadata: dict,
 def _on_base_backbone(modality: str, base_dir, metadata: dict, overrides: dict) -> tuple[torch.nn.Module, str]:
     """A new model whose inputs description and backbone weights are those of the model saved in `base_dir`."""
     model_class = MODEL_CLASSES[modality]
-    base = model_class.from_pretrained(base_dir)
+    with torch.random.fork_rng():  # loading draws no numbers from the seeded stream the new model is built from
+        base = model_class.from_pretrained(base_dir)
     kept = {}
     for name in BACKBONE_FIELDS[modality]:
         value = getattr(base.config, name)

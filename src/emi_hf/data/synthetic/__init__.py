@@ -13,7 +13,9 @@ the temporal models, fusion and the mean-Pearson metric) and that a model can ac
         test_split.csv                       Filename only (written when num_test > 0)
         synthetic_metadata.json              seed, generator version, mapping matrices, subjects, per-clip info
 
-  Ids run over train, then validation, then test clips. The ``Filename`` column holds the 5-digit id without
+  With ``layout="challenge"`` (``emi-hf synth --layout challenge``) the test clips go to ``test_data/raw/`` without a
+  ``test_split.csv``, as the challenge distributes them, drawn from their own stream so that the train and
+  validation files do not change. Ids run over train, then validation, then test clips. The ``Filename`` column holds the 5-digit id without
   extension, as in the real CSV files.
 
 - **Video**: a drawn, shaded, animated face (skin ellipse with lighting, hair, ears, neck and shoulders, brows,

@@ -36,6 +36,9 @@ from .subjects import SyntheticSubject, sample_subject
 GENERATOR_VERSION = "1.0.0"
 LABELS_STREAM = 0  # SeedSequence([seed, LABELS_STREAM]): labels, subjects and their assignment to clips
 CLIPS_STREAM = 1  # SeedSequence([seed, CLIPS_STREAM, i]): everything random in clip i
+TEST_STREAM = 2  # SeedSequence([seed, TEST_STREAM]): labels and subjects of the test clips of the challenge layout
+LAYOUTS = ("csv", "challenge")  # csv: every split has its CSV; challenge: test clips in test_data/raw/, no test CSV
+CHALLENGE_TEST_DIR = ("test_data", "raw")
 METADATA_FILE = "synthetic_metadata.json"
 HUME_HEADER = ("Filename",) + tuple(EMOTION_NAMES)
 SPLIT_FILES = {split: names[0] for split, names in HUME_SPLIT_FILES.items()}  # the names the real data set uses
@@ -56,6 +59,7 @@ def generate_synthetic_dataset(
     crf: int = 23,
     num_workers: int = 1,
     progress: bool = False,
+    layout: str = "csv",
 ) -> Path:
     """Write a synthetic audiovisual EMI data set in the Hume-Vidmimic2 layout (see the package docstring).
 
@@ -72,6 +76,11 @@ def generate_synthetic_dataset(
         crf: x264 quality (lower is better and larger).
         num_workers: worker processes rendering and encoding clips in parallel (fresh interpreters, each importing
             emi_hf once: a few seconds of start-up, worth it from a few dozen clips on).
+        layout: ``"csv"`` (default) as above; ``"challenge"``: as the challenge distributes the data, the test clips
+            in ``test_data/raw/{id:05d}.mp4`` without a ``test_split.csv`` (their labels only in
+            ``synthetic_metadata.json``). Their labels and subjects come from their own stream ``(seed,
+            TEST_STREAM)``, so the train and validation files are byte-identical to a set made with
+            ``num_test=0``.
     Returns:
         ``output_dir`` as a Path.
     """
@@ -80,6 +89,8 @@ def generate_synthetic_dataset(
         raise ValueError(f"clip counts must be >= 0 with at least one train or validation clip, got {counts}.")
     if counts["train"] + counts["validation"] + counts["test"] > 100_000:
         raise ValueError("at most 100000 clips: ids are 5 digits.")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}.")
     width, height = frame_size(size)
     output_dir = Path(output_dir)
     config = {
@@ -87,19 +98,26 @@ def generate_synthetic_dataset(
         "duration": float(duration), "fps": float(fps), "size": [width, height], "sample_rate": int(sample_rate),
         "seed": int(seed), "clips_per_subject": int(clips_per_subject), "crf": int(crf),
     }  # fmt: skip
+    if layout != "csv":  # the key is absent for the csv layout, so sets generated before it keep matching
+        config["layout"] = layout
     if _already_generated(output_dir, config):
         return output_dir
 
-    subjects, clips = _draw_clips(counts, int(seed), int(clips_per_subject))
-    (output_dir / "videos").mkdir(parents=True, exist_ok=True)
-    tasks = _clip_tasks(output_dir / "videos", subjects, clips, config)
+    if layout == "challenge":
+        subjects, clips = _draw_clips({**counts, "test": 0}, int(seed), int(clips_per_subject))
+        _draw_test_clips(subjects, clips, counts["test"], int(seed), int(clips_per_subject))
+    else:
+        subjects, clips = _draw_clips(counts, int(seed), int(clips_per_subject))
+    for folder in {_video_path(output_dir, c, layout).parent for c in clips}:
+        folder.mkdir(parents=True, exist_ok=True)
+    tasks = _clip_tasks(output_dir, subjects, clips, config)
     if num_workers > 1 and len(tasks) > 1:
         results = _run_in_worker_processes(tasks, int(num_workers), progress)
     else:
         results = [_render_and_write(t) for t in _progress(tasks, len(tasks), progress)]
     for clip, result in zip(clips, results):
         clip.update(apex_time=result["apex_time"], face_parameters_apex=result["face_parameters_apex"])
-    _write_split_files(output_dir, clips)
+    _write_split_files(output_dir, [c for c in clips if layout == "csv" or c["split"] != "test"])
     (output_dir / METADATA_FILE).write_text(json.dumps(_metadata(int(seed), config, subjects, clips), indent=1))
     return output_dir
 
@@ -116,8 +134,32 @@ def _already_generated(output_dir: Path, config: dict) -> bool:
     return (
         previous.get("config") == config
         and previous.get("generator_version") == GENERATOR_VERSION
-        and all((output_dir / "videos" / f"{c['clip_id']}.mp4").is_file() for c in previous.get("clips", []))
+        and all(_video_path(output_dir, c, config.get("layout", "csv")).is_file() for c in previous.get("clips", []))
     )
+
+
+def _video_path(output_dir: Path, clip: dict, layout: str) -> Path:
+    """Where a clip's video goes: ``videos/``, or for test clips of the challenge layout ``test_data/raw/``."""
+    folder = output_dir.joinpath(*CHALLENGE_TEST_DIR) if layout == "challenge" and clip["split"] == "test" else (
+        output_dir / "videos")  # fmt: skip
+    return folder / f"{clip['clip_id']}.mp4"
+
+
+def _draw_test_clips(subjects: list[SyntheticSubject], clips: list[dict], count: int, seed: int,
+                     clips_per_subject: int) -> None:  # fmt: skip
+    """Appends ``count`` test clips (ids after the others; own subjects) drawn from the stream ``(seed,
+    TEST_STREAM)``, leaving the train and validation draws untouched."""
+    if count == 0:
+        return
+    rng = np.random.default_rng(np.random.SeedSequence([seed, TEST_STREAM]))
+    labels = sample_labels(rng, count)
+    pool = [sample_subject(rng, len(subjects) + k) for k in range(max(1, math.ceil(count / clips_per_subject)))]
+    subjects.extend(pool)
+    assignment = rng.integers(0, len(pool), count)
+    start = len(clips)
+    for k in range(count):
+        clips.append({"clip_id": f"{start + k:05d}", "split": "test", "subject_id": pool[assignment[k]].subject_id,
+                      "labels": [float(x) for x in labels[k]]})  # fmt: skip
 
 
 def _draw_clips(counts: dict[str, int], seed: int,
@@ -141,10 +183,11 @@ def _draw_clips(counts: dict[str, int], seed: int,
     return subjects, clips
 
 
-def _clip_tasks(video_dir: Path, subjects: list[SyntheticSubject], clips: list[dict], config: dict) -> list[dict]:
+def _clip_tasks(output_dir: Path, subjects: list[SyntheticSubject], clips: list[dict], config: dict) -> list[dict]:
     """One JSON-ready task per clip for [`_render_and_write`] (in this process or a worker)."""
+    layout = config.get("layout", "csv")
     return [
-        {"index": i, "clip_id": c["clip_id"], "path": str(video_dir / f"{c['clip_id']}.mp4"), "labels": c["labels"],
+        {"index": i, "clip_id": c["clip_id"], "path": str(_video_path(output_dir, c, layout)), "labels": c["labels"],
          "subject": asdict(subjects[c["subject_id"]]), "duration": config["duration"], "fps": config["fps"],
          "size": tuple(config["size"]), "sample_rate": config["sample_rate"], "seed": config["seed"],
          "crf": config["crf"]}

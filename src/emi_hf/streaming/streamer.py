@@ -1,0 +1,339 @@
+"""[`EmiStreamer`]: live EMI estimation from pushed video frames and audio chunks, one update per hop.
+
+```python
+from emi_hf.inference import load_for_inference
+from emi_hf.streaming import EmiStreamer
+
+model, processor = load_for_inference("path/to/model")
+with EmiStreamer(model, processor, window_s=4.0, hop_s=0.5) as streamer:
+    streamer.push_frame(rgb, t=0.033)              # uint8 RGB [H, W, 3] and its media time in seconds
+    streamer.push_audio(samples, 48000, t=0.0)     # mono (or [n, channels]) samples at their rate
+    for update in streamer.poll():                 # StreamUpdate: t, per_modality, face, speech, latency_s, ...
+        print(update.to_dict())
+```
+
+A worker thread does the work as the inputs arrive, incrementally: frames are resampled to the processor's
+target rate by the nearest-frame rule of the offline path; the subject is tracked across hops (the detector on the
+first frame, at cuts and when the track is lost, the face mesh in between: `SubjectTracker`); each source frame is
+aligned, measured (AU inputs) and embedded once (in one batch per hop); the speech encoder runs on the new audio
+plus ``audio_context_s`` seconds before it. Every hop the temporal models run over the cached features of the
+window (cheap). Caches keep only the last window (plus the context), so memory stays flat.
+
+Agreement with the offline path (``predict_clips`` on a clip made of the window's frames and samples): the visual
+model's input is built as the processor builds it for such a clip (the AU baseline over the window's source frames,
+each counted once), so visual intensities agree to float rounding, given the same per-frame face results. The
+audio differs by the context margin: offline, the encoder hears the whole window (bidirectional attention, one
+normalisation); here each encoder frame hears the audio of its hop plus ``audio_context_s`` before it, normalised
+together. ``audio_context_s=None`` re-encodes the whole window every hop instead: exact, at about
+``window_s / hop_s`` times the speech-encoder cost.
+
+When the worker falls behind, ``push_frame`` drops the frame (at most ``max_pending_frames`` wait); audio is never
+dropped. ``StreamUpdate.dropped_frames`` counts them.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import threading
+import time
+
+import numpy as np
+import torch
+
+from ..face_embedding import FaceEmbedder
+from ..media.alignment import align_face
+from ..media.au import OpenFaceAUBackend
+from ..media.decoding import SourceFrame
+from ..media.faces import FaceMeshLandmarker, SubjectTracker
+from ..media.pipeline import ClipPipeline
+from ..media.resampling import nearest_frames
+from .features import AudioStore, FrameRow, VisualStore
+from .update import StreamUpdate
+
+__all__ = ["EmiStreamer"]
+
+_MODALITIES = {"emi_visual": ("visual",), "emi_audio": ("audio",), "emi_fusion": ("visual", "audio", "fused")}
+
+
+class EmiStreamer:
+    """Live EMI estimation: push frames and audio, read one [`StreamUpdate`] per hop (see module doc).
+
+    Args:
+        model: an `EmiFusionModel`, `EmiVisualModel` or `EmiAudioModel` in eval mode (`load_for_inference`).
+        processor: its `EmiProcessor` (frame rate, face detector, AU backend, audio rate and normalisation).
+        window_s: seconds of input each update covers; hop_s: seconds between updates (media time).
+        audio_context_s: seconds of audio before the new audio the speech encoder hears (None: the whole window,
+            re-encoded every hop, exact).
+        max_pending_frames: frames that may wait for the worker; more are dropped.
+        on_update: optional callable run (in the worker thread) with each update, besides `poll()`.
+    """
+
+    def __init__(self, model, processor, window_s: float = 4.0, hop_s: float = 0.5,
+                 audio_context_s: float | None = 1.0, max_pending_frames: int = 4, on_update=None):
+        if not 0 < hop_s <= window_s:
+            raise ValueError(f"need 0 < hop_s <= window_s, got hop_s={hop_s}, window_s={window_s}")
+        model_type = model.config.model_type
+        if model_type not in _MODALITIES:
+            raise ValueError(f"EmiStreamer takes an emi_visual, emi_audio or emi_fusion model, got {model_type}")
+        self.model, self.processor = model, processor
+        self.window_s, self.hop_s = float(window_s), float(hop_s)
+        self.modalities = _MODALITIES[model_type]
+        self.label_names = [model.config.id2label[i] for i in range(len(model.config.id2label))]
+        self.settings = processor.clip_settings()
+        self.pipeline = ClipPipeline(self.settings)
+        if "visual" in self.modalities and isinstance(self.pipeline.au_backend, OpenFaceAUBackend):
+            raise ValueError("au_backend='openface' reads AUs from OpenFace CSVs written after the fact; a live stream "
+                             "needs a processor with au_backend='mediapipe' (or 'pyfaceau' or None).")
+        visual = getattr(model, "visual", model if "visual" in self.modalities else None)
+        audio = getattr(model, "audio", model if "audio" in self.modalities else None)
+        keep = self.window_s + self.hop_s + (audio_context_s or 0.0) + 1.0
+        self.visual = None if visual is None else VisualStore(
+            FaceEmbedder(processor, visual), self.pipeline.au_backend, len(self.settings.au_names),
+            int(visual.config.visual_feature_dim), keep)
+        self.audio = AudioStore(audio, processor, keep, audio_context_s)
+        self.max_pending_frames = int(max_pending_frames)
+        self.on_update = on_update
+        self._inbox: collections.deque = collections.deque()
+        self._pending_frames = 0
+        self._dropped = self._dropped_reported = 0
+        self._updates: collections.deque[StreamUpdate] = collections.deque(maxlen=1024)
+        self._cond = threading.Condition()
+        self._closed = False
+        self._error: BaseException | None = None
+        self._t0: float | None = None
+        self._next_end: float | None = None
+        self._video_covered: float | None = None
+        self._thread = threading.Thread(target=self._run, name="emi-streamer", daemon=True)
+        self._thread.start()
+
+    # -- input ----------------------------------------------------------------------------------------------
+    def push_frame(self, image: np.ndarray, t: float, block: bool = False) -> bool:
+        """Queues one RGB uint8 frame ``[H, W, 3]`` at media time `t` (seconds, increasing). Returns False when
+        the frame was dropped (the worker is behind; with ``block=True`` it waits instead)."""
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"a frame must be RGB [H, W, 3], got shape {image.shape}")
+        if image.dtype != np.uint8:
+            image = np.clip(image * (255.0 if image.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+        with self._cond:
+            self._check_open()
+            if self._pending_frames >= self.max_pending_frames:
+                if not block:
+                    self._dropped += 1
+                    return False
+                self._cond.wait_for(lambda: self._pending_frames < self.max_pending_frames or self._error)
+                self._check_open()
+            self._pending_frames += 1
+            self._inbox.append(("frame", (np.ascontiguousarray(image), float(t)), time.perf_counter()))
+            self._cond.notify_all()
+        return True
+
+    def push_audio(self, samples: np.ndarray, sampling_rate: int, t: float | None = None) -> None:
+        """Queues an audio chunk (mono, or ``[n, channels]``; float or PCM integers) at `sampling_rate`; `t` is
+        the media time of its first sample (default: right after the previous chunk; the first chunk at 0). A
+        chunk that starts after the previous one ended leaves silence in between; chunks never overlap."""
+        with self._cond:
+            self._check_open()
+            self._inbox.append(("audio", (samples, int(sampling_rate), t), time.perf_counter()))
+            self._cond.notify_all()
+
+    def poll(self) -> list[StreamUpdate]:
+        """The updates emitted since the last call (never blocks)."""
+        with self._cond:
+            if self._error is not None:
+                raise self._error
+            updates = list(self._updates)
+            self._updates.clear()
+        return updates
+
+    def flush(self, timeout: float | None = None) -> list[StreamUpdate]:
+        """Waits until every queued input is processed; returns `poll()`."""
+        with self._cond:
+            self._cond.wait_for(lambda: (not self._inbox and not self._busy) or self._error is not None, timeout)
+        return self.poll()
+
+    def close(self) -> list[StreamUpdate]:
+        """Processes what is queued, emits the hops the input completes, stops the worker; returns `poll()`."""
+        self._stop()
+        return self.poll()
+
+    def _stop(self) -> None:
+        with self._cond:
+            if not self._closed:
+                self._closed = True
+                self._cond.notify_all()
+        self._thread.join()
+
+    def __enter__(self) -> EmiStreamer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """Stops the worker; the updates not read yet stay for `poll()` / `close()`."""
+        self._stop()
+
+    @property
+    def dropped_frames(self) -> int:
+        return self._dropped
+
+    def _check_open(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._closed:
+            raise RuntimeError("the streamer is closed")
+
+    # -- worker ---------------------------------------------------------------------------------------------
+    _busy = False
+
+    def _next_item(self):
+        with self._cond:
+            self._busy = False
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self._inbox or self._closed)
+            if not self._inbox:
+                return None
+            self._busy = True
+            item = self._inbox.popleft()
+            if item[0] == "frame":
+                self._pending_frames -= 1
+                self._cond.notify_all()
+            return item
+
+    def _timed_frames(self):
+        """The queued frames as ``(image, time, None)`` for the nearest-frame rule; audio chunks and the hop
+        bookkeeping are handled in between (every output frame before the latest frame's is processed then)."""
+        previous = None
+        while True:
+            item = self._next_item()
+            if item is None:
+                break
+            kind, payload, arrived = item
+            if kind == "audio":
+                samples, rate, t = payload
+                self._start(t if t is not None else 0.0)
+                self.audio.add(samples, rate, t)
+                self._emit_ready(arrived)
+                continue
+            image, t = payload
+            if previous is not None and t <= previous:
+                continue  # the rule drops a frame whose time does not increase
+            self._start(t)
+            yield image, t, None
+            if previous is not None:
+                self._video_covered = (previous + t) / 2
+            previous = t
+            self._emit_ready(arrived)
+        if previous is not None:
+            self._video_covered = previous + 1.0 / (self.settings.target_fps or 30.0)
+
+    def _run(self) -> None:
+        try:
+            self._landmarker = None
+            if self.visual is not None:
+                self._landmarker = FaceMeshLandmarker.for_this_thread(self.settings.mesh_refine)
+                detector = self.pipeline.detector
+                self._tracker = None if detector is None else SubjectTracker(
+                    detector, self._landmarker, detect_every=self.settings.detect_every, subject=self.settings.subject)
+            self._grid_index = 0
+            self._grid_t0 = None
+            for image, t, index, repeat in nearest_frames(self._timed_frames(), self.settings.target_fps):
+                self._add_frame(image, t, index, repeat)
+            self._emit_ready(time.perf_counter(), final=True)
+        except BaseException as error:  # re-raised by poll() / push_*() in the caller's thread
+            with self._cond:
+                self._error = error
+                self._cond.notify_all()
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+    def _start(self, t: float) -> None:
+        if self._t0 is None:
+            self._t0 = float(t)
+            self._next_end = self._t0 + self.hop_s
+
+    def _add_frame(self, image: np.ndarray, t: float, index: int, repeat: int) -> None:
+        """One kept source frame: face, alignment, AU inputs; `repeat` rows on the output grid."""
+        if self._grid_t0 is None:
+            self._grid_t0 = t
+        if self.visual is None:
+            return
+        frame = SourceFrame(image, t, index, repeat)
+        if self._tracker is not None:
+            (result,) = self._tracker.process([image])
+            crop = align_face(image, result.points, self.settings.face_size) if result.box is not None else None
+        else:  # the frames are face crops already
+            mediapipe = self._landmarker if self.settings.au_backend == "mediapipe" else None
+            (result,), (crop,) = self.pipeline._crops_as_faces([frame], mediapipe)
+        inputs = self.pipeline._au_inputs([frame], [result])
+        measurement, au12 = (None, math.nan) if inputs is None else (inputs[0][0], float(inputs[1][0]))
+        fps = self.settings.target_fps
+        for _ in range(repeat):
+            grid_time = self._grid_t0 + self._grid_index / fps if fps else t
+            self.visual.add(FrameRow(grid_time, index, result.box is not None, crop, None, measurement, au12))
+            self._grid_index += 1
+
+    # -- updates --------------------------------------------------------------------------------------------
+    def _covered(self, final: bool) -> float | None:
+        """Media time up to which every input has been processed (the slower modality, unless it lags by more
+        than a window: then it is taken as absent)."""
+        ends = []
+        if self._video_covered is not None:
+            ends.append(self._video_covered)
+        if self.audio.start_time is not None:
+            ends.append(self.audio.end_time)
+        if not ends:
+            return None
+        if final:
+            return max(ends)
+        slowest, fastest = min(ends), max(ends)
+        return fastest if fastest - slowest > self.window_s else slowest
+
+    def _emit_ready(self, arrived: float, final: bool = False) -> None:
+        covered = self._covered(final)
+        while covered is not None and self._next_end is not None and self._next_end <= covered + 1e-9:
+            update = self._update(self._next_end, arrived)
+            self._next_end = self._t0 + (round((self._next_end - self._t0) / self.hop_s) + 1) * self.hop_s
+            with self._cond:
+                self._updates.append(update)
+            if self.on_update is not None:
+                self.on_update(update)
+
+    @torch.inference_mode()
+    def _update(self, end: float, arrived: float) -> StreamUpdate:
+        began = time.perf_counter()
+        start = max(self._t0, end - self.window_s)
+        inputs: dict[str, torch.Tensor] = {}
+        rows = []
+        device = next(self.model.parameters()).device
+        if self.visual is not None:
+            self.visual.embed_new()
+            rows, visual_inputs = self.visual.window(start, end)
+            inputs.update({k: torch.as_tensor(v, device=device) for k, v in visual_inputs.items()})
+        self.audio.encode_new()
+        audio_seconds, speech, audio_inputs = self.audio.window(start, end)
+        if "audio" in self.modalities:
+            inputs.update(audio_inputs or self._no_audio(device))
+        output = self.model(**inputs, return_dict=True)
+        per_modality = self._intensities(output)
+        dropped, self._dropped_reported = self._dropped - self._dropped_reported, self._dropped
+        faces = sum(r.face for r in rows)
+        return StreamUpdate(
+            t=end, window_start=start, label_names=self.label_names, per_modality=per_modality, face=faces > 0,
+            face_fraction=faces / len(rows) if rows else 0.0, speech=speech,
+            latency_s=time.perf_counter() - arrived, compute_s=time.perf_counter() - began,
+            dropped_frames=dropped, dropped_total=self._dropped, num_frames=len(rows), audio_seconds=audio_seconds)
+
+    def _no_audio(self, device) -> dict[str, torch.Tensor]:
+        dim = int(self.audio.model.config.audio_feature_dim)
+        return {"audio_features": torch.zeros(1, 1, dim, device=device),
+                "audio_mask": torch.zeros(1, 1, dtype=torch.bool, device=device)}
+
+    def _intensities(self, output) -> dict[str, dict[str, float]]:
+        if "fused" in self.modalities:
+            values = {"visual": output.visual_intensities, "audio": output.audio_intensities,
+                      "fused": output.intensities}
+        else:
+            values = {self.modalities[0]: output.intensities}
+        return {m: dict(zip(self.label_names, v[0].float().tolist())) for m, v in values.items()}

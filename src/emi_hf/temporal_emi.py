@@ -1,0 +1,277 @@
+"""Temporal building blocks of the emi-hf models and their losses.
+
+`TemporalEncoder` (dilated residual TCN for short range, then a pre-norm Transformer encoder for long range, with
+fixed sinusoidal positions), `IntensityHead` (frame logits and masked pooling to clip logits), and the regression
+losses (`concordance_loss`, `pearson_loss`, MSE). Padding and frames without a face are masked everywhere.
+
+This file is copied next to the weights by ``save_pretrained`` (with ``modeling_emi.py``): it imports only torch and
+transformers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutput
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Losses
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def concordance_loss(predictions: torch.Tensor, labels: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """1 - Lin's concordance correlation coefficient, averaged over labels. Inputs `[batch, num_labels]`."""
+    pred_mean, label_mean = predictions.mean(0), labels.mean(0)
+    pred_var = predictions.var(0, unbiased=False)
+    label_var = labels.var(0, unbiased=False)
+    covariance = ((predictions - pred_mean) * (labels - label_mean)).mean(0)
+    ccc = 2 * covariance / (pred_var + label_var + (pred_mean - label_mean) ** 2 + eps)
+    return (1 - ccc).mean()
+
+
+def pearson_loss(predictions: torch.Tensor, labels: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """1 - Pearson's r, averaged over labels. Inputs `[batch, num_labels]`."""
+    pred_centered = predictions - predictions.mean(0)
+    label_centered = labels - labels.mean(0)
+    r = (pred_centered * label_centered).sum(0) / (pred_centered.norm(dim=0) * label_centered.norm(dim=0) + eps)
+    return (1 - r).mean()
+
+
+REGRESSION_LOSSES = {"mse": F.mse_loss, "ccc": concordance_loss, "pearson": pearson_loss}
+"""The loss of each `loss_type` (`configuration_emi.LOSS_TYPES`)."""
+
+
+def regression_loss(loss_type: str, predictions: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The loss named by `loss_type` (one of `REGRESSION_LOSSES`) between `[batch, num_labels]` tensors."""
+    if loss_type not in REGRESSION_LOSSES:
+        raise ValueError(f"Unknown loss_type {loss_type!r}; expected one of {tuple(REGRESSION_LOSSES)}.")
+    return REGRESSION_LOSSES[loss_type](predictions, labels)
+
+
+def _masked_loss(loss_type, intensities, labels, clip_mask):
+    labels = labels.to(intensities.dtype)
+    if not bool(clip_mask.any()):
+        # No clip of the batch has this modality: a zero loss that still belongs to the graph.
+        return intensities.nan_to_num(0.0).sum() * 0.0
+    return regression_loss(loss_type, intensities[clip_mask], labels[clip_mask])
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Temporal encoder: TCN (short range) + Transformer encoder (long range)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def sinusoidal_positions(num_frames: int, hidden_size: int, device, dtype) -> torch.Tensor:
+    """Fixed sinusoidal encodings `[num_frames, hidden_size]` of frame indices, for any length (no maximum)."""
+    positions = torch.arange(num_frames, device=device, dtype=torch.float32)[:, None]
+    half = hidden_size // 2
+    frequencies = torch.exp(-math.log(10000.0) * torch.arange(half, device=device, dtype=torch.float32) / max(half, 1))
+    angles = positions * frequencies[None]
+    encoding = torch.cat([angles.sin(), angles.cos()], dim=-1)
+    if encoding.shape[-1] < hidden_size:
+        encoding = F.pad(encoding, (0, hidden_size - encoding.shape[-1]))
+    return encoding.to(dtype)
+
+
+class TemporalConvBlock(GradientCheckpointingLayer):
+    """Residual block of two dilated, non-causal 1-D convolutions over frames; masked frames stay zero."""
+
+    def __init__(self, hidden_size: int, kernel_size: int, dilation: int, dropout: float):
+        super().__init__()
+        padding = dilation * (kernel_size - 1) // 2
+        self.conv1 = nn.Conv1d(hidden_size, hidden_size, kernel_size, dilation=dilation, padding=padding)
+        self.conv2 = nn.Conv1d(hidden_size, hidden_size, kernel_size, dilation=dilation, padding=padding)
+        self.norm1 = nn.LayerNorm(hidden_size)
+        self.norm2 = nn.LayerNorm(hidden_size)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, hidden_states: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        """`hidden_states` `[batch, frames, hidden]`, `frame_mask` `[batch, frames, 1]` (float 0/1)."""
+        x = self.conv1((hidden_states * frame_mask).transpose(1, 2)).transpose(1, 2)
+        x = F.gelu(self.norm1(x)) * frame_mask
+        x = self.conv2(x.transpose(1, 2)).transpose(1, 2)
+        x = F.gelu(self.norm2(x))
+        # One dropout per block: on the CPU, drawing dropout masks costs as much as a convolution.
+        return (hidden_states + self.dropout(x)) * frame_mask
+
+
+ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
+"""Attention implementations of the temporal encoder (`config._attn_implementation`; None means "sdpa")."""
+
+
+def eager_attention_forward(query, key, value, allowed):
+    """Softmax attention written out: `query` / `key` / `value` `[batch, heads, frames, head_dim]`, `allowed`
+    `[batch, 1, 1, frames]` (True = attend). Returns the output and the weights `[batch, heads, frames, frames]`."""
+    scores = (query @ key.transpose(-1, -2)) / math.sqrt(query.shape[-1])
+    weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
+    return weights @ value, weights
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with a key padding mask: `scaled_dot_product_attention` ("sdpa", the default), or
+    the eager path ("eager", or whenever the attention weights are asked for), which also returns the weights."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config  # read at every call: `_attn_implementation` can change (`set_attn_implementation`)
+        self.num_heads = config.num_attention_heads
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor, key_padding_mask: torch.Tensor, output_attentions: bool = False):
+        """Returns the output `[batch, frames, hidden]` and the weights `[batch, heads, frames, frames]` (None unless
+        `output_attentions` or the eager implementation)."""
+        batch, frames, width = hidden_states.shape
+        qkv = self.qkv(hidden_states).view(batch, frames, 3, self.num_heads, width // self.num_heads)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4)  # each [batch, heads, frames, head_dim]
+        allowed = ~key_padding_mask[:, None, None, :]  # True = attend
+        implementation = getattr(self.config, "_attn_implementation", None) or "sdpa"
+        if implementation not in ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(f"attn_implementation {implementation!r} is not supported by the temporal encoder; use "
+                             f"one of {ATTENTION_IMPLEMENTATIONS}.")
+        if output_attentions or implementation == "eager":
+            attended, weights = eager_attention_forward(query, key, value, allowed)
+        else:
+            attended, weights = F.scaled_dot_product_attention(query, key, value, attn_mask=allowed), None
+        return self.out_proj(attended.transpose(1, 2).reshape(batch, frames, width)), weights
+
+
+class TransformerEncoderLayer(GradientCheckpointingLayer):
+    """Pre-norm Transformer encoder layer with a key padding mask."""
+
+    def __init__(self, config):
+        super().__init__()
+        hidden_size, intermediate_size = config.hidden_size, config.intermediate_size
+        self.self_attn = SelfAttention(config)
+        self.norm1 = nn.LayerNorm(hidden_size)
+        self.norm2 = nn.LayerNorm(hidden_size)
+        self.feed_forward = nn.Sequential(
+            nn.Linear(hidden_size, intermediate_size), nn.GELU(), nn.Linear(intermediate_size, hidden_size)
+        )
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, hidden_states: torch.Tensor, key_padding_mask: torch.Tensor, output_attentions: bool = False):
+        """`hidden_states` `[batch, frames, hidden]`; `key_padding_mask` `[batch, frames]`, True = ignore. Returns the
+        new hidden states and the attention weights (see `SelfAttention`)."""
+        attended, weights = self.self_attn(self.norm1(hidden_states), key_padding_mask, output_attentions)
+        hidden_states = hidden_states + self.dropout(attended)
+        return hidden_states + self.dropout(self.feed_forward(self.norm2(hidden_states))), weights
+
+
+class TemporalEncoder(nn.Module):
+    """TCN blocks (one per dilation) then a Transformer encoder, over `[batch, frames, hidden]` with a frame mask."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.tcn = nn.ModuleList(
+            TemporalConvBlock(config.hidden_size, config.tcn_kernel_size, dilation, config.dropout)
+            for dilation in config.tcn_dilations
+        )
+        self.layers = nn.ModuleList(TransformerEncoderLayer(config) for _ in range(config.num_hidden_layers))
+        self.final_norm = nn.LayerNorm(config.hidden_size)
+
+    def forward(
+        self, hidden_states: torch.Tensor, frame_mask: torch.Tensor, output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> BaseModelOutput:
+        """
+        `hidden_states` `[batch, frames, hidden]` (the projected inputs), `frame_mask` `[batch, frames]` bool.
+
+        Returns a `BaseModelOutput`: `last_hidden_state` `[batch, frames, hidden]` (after the final norm, zero at
+        masked frames); with `output_hidden_states`, `hidden_states`, a tuple of `1 + len(tcn_dilations) +
+        num_hidden_layers` tensors of that shape: the masked input, then the output of each TCN block and of each
+        Transformer layer (before the final norm); with `output_attentions`, `attentions`, one
+        `[batch, heads, frames, frames]` tensor per Transformer layer.
+        """
+        mask = frame_mask[..., None].to(hidden_states.dtype)
+        hidden_states = hidden_states * mask
+        all_hidden = [hidden_states] if output_hidden_states else None
+        for block in self.tcn:
+            hidden_states = block(hidden_states, mask)
+            if all_hidden is not None:
+                all_hidden.append(hidden_states)
+        frames, width = hidden_states.shape[1:]
+        hidden_states = hidden_states + sinusoidal_positions(frames, width, hidden_states.device, hidden_states.dtype)
+        # A clip with no valid frame would make attention all -inf (NaN); let it attend to everything, its output is
+        # discarded by the modality mask anyway.
+        key_padding_mask = ~frame_mask & frame_mask.any(dim=1, keepdim=True)
+        all_attentions = [] if output_attentions else None
+        for layer in self.layers:
+            hidden_states, weights = layer(hidden_states, key_padding_mask, output_attentions)
+            if all_hidden is not None:
+                all_hidden.append(hidden_states)
+            if all_attentions is not None:
+                all_attentions.append(weights)
+        return BaseModelOutput(
+            last_hidden_state=self.final_norm(hidden_states) * mask,
+            hidden_states=tuple(all_hidden) if all_hidden is not None else None,
+            attentions=tuple(all_attentions) if all_attentions is not None else None,
+        )
+
+
+class IntensityHead(nn.Module):
+    """Frame logits `[batch, frames, num_labels]` and masked pooling of them to clip logits `[batch, num_labels]`."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.pooling = config.pooling
+        self.frame_head = nn.Linear(config.hidden_size, config.num_labels)
+        if self.pooling == "attention":
+            self.attention_scores = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, hidden_states: torch.Tensor, frame_mask: torch.Tensor):
+        frame_logits = self.frame_head(hidden_states)
+        valid = frame_mask[..., None]
+        if self.pooling == "attention":
+            scores = self.attention_scores(hidden_states).masked_fill(~valid, float("-inf"))
+            # Clips without a valid frame: uniform weights, discarded later by the modality mask.
+            scores = torch.where(valid.any(dim=1, keepdim=True), scores, torch.zeros_like(scores))
+            weights = scores.softmax(dim=1)
+        else:
+            weights = valid.to(frame_logits.dtype)
+            weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1.0)
+        clip_logits = (weights * frame_logits).sum(dim=1)
+        return frame_logits, clip_logits
+
+
+def _finalise(frame_logits, clip_logits, frame_mask, clip_mask):
+    """Sigmoid to [0, 1]; NaN where there was no valid input (frames or whole clips)."""
+    nan = torch.tensor(float("nan"), dtype=frame_logits.dtype, device=frame_logits.device)
+    frame_intensities = torch.where(frame_mask[..., None], frame_logits.sigmoid(), nan)
+    intensities = torch.where(clip_mask[:, None], clip_logits.sigmoid(), nan)
+    return intensities, frame_intensities
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Weight initialisation of a pretrained sub-model on load
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def init_submodel_on_load(submodel: nn.Module) -> None:
+    """
+    Initialises, after `from_pretrained`, the weights of a transformers sub-model (the speech encoder) that transformers
+    leaves out for custom-code models: the rules of its containers (modules without parameters of their own, e.g.
+    wav2vec2's feature projection and positional convolution) and weight-normed convolutions (whose parameters its
+    own rule misses), drawn as in `Model(config)`. Loaded tensors (flagged `_is_hf_initialized`) are left alone.
+    """
+    from torch.nn.utils import parametrize
+    from transformers import initialization as init
+
+    for module in submodel.modules():
+        if parametrize.is_parametrized(module, "weight") and hasattr(module.parametrizations.weight, "original1"):
+            weights = module.parametrizations.weight
+            magnitude, direction = weights.original0, weights.original1
+            if not getattr(direction, "_is_hf_initialized", False):
+                init.kaiming_uniform_(direction, a=math.sqrt(5))  # nn.Conv1d's own init, as weight_norm found it
+            if not getattr(magnitude, "_is_hf_initialized", False):
+                init.copy_(magnitude, torch.norm_except_dim(direction, 2, getattr(weights[0], "dim", 0)))
+    rule = getattr(submodel, "_init_weights", None)
+    for module in submodel.modules():
+        if rule is not None and not any(True for _ in module.parameters(recurse=False)):
+            rule(module)

@@ -1,0 +1,93 @@
+"""A frozen transformers text encoder (AutoModel + AutoTokenizer, by Hub id or folder: GTE-style, BERT/RoBERTa,
+multilingual E5, ...) turning a transcript into token embeddings ``[T_t, D]`` with a mask.
+
+An empty transcript is a missing modality, not an error: it gives ``features`` of shape ``[0, D]`` and an empty
+``mask`` (``present`` False). A transcript longer than ``max_length`` tokens is truncated (``truncated`` True).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .asr import hub_offline
+from .transcript import TranscriptionError
+
+__all__ = ["DEFAULT_TEXT_ENCODER", "TextEmbedding", "TextEncoder"]
+
+DEFAULT_TEXT_ENCODER = "thenlper/gte-base"
+
+
+@dataclass
+class TextEmbedding:
+    features: np.ndarray  # float32 [T_t, D]
+    mask: np.ndarray  # int8 [T_t], 1 = a real token
+    truncated: bool = False
+
+    @property
+    def present(self) -> bool:
+        return bool(self.mask.size and self.mask.any())
+
+
+def _load(model: str):
+    from transformers import AutoModel, AutoTokenizer
+
+    local = Path(model).is_dir()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=hub_offline() and not local)
+        encoder = AutoModel.from_pretrained(model, local_files_only=hub_offline() and not local)
+    except OSError as error:
+        where = "is not a loadable folder" if local else "is not a local folder nor in the Hugging Face cache"
+        raise TranscriptionError(
+            f"text encoder {model!r} {where} ({error}). Pass --text-encoder FOLDER with a transformers encoder and "
+            f"its tokenizer saved by save_pretrained, or download it once with the Hub online: hf download {model}"
+        ) from error
+    return tokenizer, encoder
+
+
+class TextEncoder:
+    """Frozen text encoder; `encode` / `encode_batch` give :class:`TextEmbedding` (last hidden states)."""
+
+    def __init__(self, model: str = DEFAULT_TEXT_ENCODER, device: str = "cpu", max_length: int | None = None):
+        import torch
+
+        self.model_name = model
+        self.tokenizer, self.model = _load(model)
+        self.model.requires_grad_(False).eval().to(device)
+        self.device = torch.device(device)
+        limit = getattr(self.model.config, "max_position_embeddings", None) or 512
+        self.max_length = int(max_length or min(limit, self.tokenizer.model_max_length or limit))
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def _empty(self) -> TextEmbedding:
+        return TextEmbedding(np.zeros((0, self.hidden_size), np.float32), np.zeros(0, np.int8))
+
+    def encode(self, text: str) -> TextEmbedding:
+        return self.encode_batch([text])[0]
+
+    def encode_batch(self, texts: list[str], batch_size: int = 16) -> list[TextEmbedding]:
+        """One embedding per text; empty texts give the empty embedding (and are not run)."""
+        import torch
+
+        results: list[TextEmbedding | None] = [None] * len(texts)
+        todo = [index for index, text in enumerate(texts) if text and text.strip()]
+        for begin in range(0, len(todo), batch_size):
+            indices = todo[begin:begin + batch_size]
+            batch = self.tokenizer([texts[index].strip() for index in indices], padding=True, truncation=True,
+                                   max_length=self.max_length, return_tensors="pt")
+            full = self.tokenizer([texts[index].strip() for index in indices], truncation=False)["input_ids"]
+            inputs = {name: value.to(self.device) for name, value in batch.items()
+                      if name in ("input_ids", "attention_mask", "token_type_ids")}
+            with torch.inference_mode():
+                hidden = self.model(**inputs).last_hidden_state.float().cpu().numpy()
+            masks = batch["attention_mask"].numpy().astype(np.int8)
+            for row, index in enumerate(indices):
+                length = int(masks[row].sum())
+                results[index] = TextEmbedding(hidden[row, :length].astype(np.float32), masks[row, :length],
+                                               truncated=len(full[row]) > self.max_length)
+        return [result if result is not None else self._empty() for result in results]

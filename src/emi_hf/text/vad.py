@@ -1,0 +1,97 @@
+"""Voice activity detection with silero-vad (its model ships inside the ``silero-vad`` wheel: loaded offline from
+the installed package, never downloaded), and the frame mask that marks speech on a feature frame grid.
+
+:class:`SpeechDetector` returns speech segments ``[start, end]`` in seconds for a 16 kHz mono waveform; digital
+silence gives none, so the transcriber skips ASR on it (Whisper writes text on silence).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+__all__ = ["VadOptions", "SpeechDetector", "speech_frame_mask", "speech_seconds"]
+
+VAD_SAMPLING_RATE = 16000
+
+
+@dataclass(frozen=True)
+class VadOptions:
+    """silero-vad's settings (its defaults): speech probability threshold, shortest speech kept, shortest silence
+    that splits two segments, padding added on both sides of each segment."""
+
+    threshold: float = 0.5
+    min_speech_duration_ms: int = 250
+    min_silence_duration_ms: int = 100
+    speech_pad_ms: int = 30
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _load_silero():
+    """silero-vad's TorchScript model from the installed wheel. Importing silero_vad calls
+    ``torch.set_num_threads(1)`` for the whole process; the thread count is restored."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        from silero_vad import load_silero_vad
+    except ImportError as error:
+        from .transcript import TranscriptionError
+
+        raise TranscriptionError("voice activity detection needs the silero-vad package: pip install silero-vad "
+                                 "(or pass --no-vad)") from error
+    finally:
+        torch.set_num_threads(threads)
+    import warnings
+
+    with warnings.catch_warnings():  # deprecation notices about silero-vad's own loader (torch.jit, importlib)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return load_silero_vad()
+
+
+class SpeechDetector:
+    """silero-vad over whole clips. The model is loaded once, on first use."""
+
+    def __init__(self, options: VadOptions | None = None):
+        self.options = options or VadOptions()
+        self._model = None
+
+    def segments(self, waveform: np.ndarray | None, sampling_rate: int = VAD_SAMPLING_RATE) -> list[list[float]]:
+        """Speech segments ``[start, end]`` (seconds, 3 decimals) of a mono waveform; ``[]`` for ``None``, an
+        empty waveform or one without speech."""
+        if waveform is None or len(waveform) == 0 or not np.any(waveform):
+            return []
+        if sampling_rate != VAD_SAMPLING_RATE:
+            raise ValueError(f"silero-vad is run at {VAD_SAMPLING_RATE} Hz here, got {sampling_rate} Hz audio")
+        import torch
+        from silero_vad import get_speech_timestamps
+
+        if self._model is None:
+            self._model = _load_silero()
+        self._model.reset_states()
+        audio = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))
+        with torch.inference_mode():
+            stamps = get_speech_timestamps(audio, self._model, sampling_rate=sampling_rate, **self.options.to_dict())
+        return [[round(item["start"] / sampling_rate, 3), round(item["end"] / sampling_rate, 3)] for item in stamps]
+
+
+def speech_seconds(segments: list[list[float]]) -> float:
+    return float(sum(end - start for start, end in segments))
+
+
+def speech_frame_mask(segments: list[list[float]], num_frames: int, frame_rate: float,
+                      start_time: float = 0.0) -> np.ndarray:
+    """int8 ``[num_frames]``: 1 where frame ``k`` (centred at ``start_time + (k + 0.5) / frame_rate``) lies inside
+    a speech segment. Multiply an audio feature mask by it to mask non-speech frames (e.g. wav2vec2's 50 Hz grid:
+    ``frame_rate=50``)."""
+    if frame_rate <= 0:
+        raise ValueError(f"frame_rate must be positive, got {frame_rate}")
+    centres = start_time + (np.arange(int(num_frames)) + 0.5) / float(frame_rate)
+    mask = np.zeros(int(num_frames), dtype=np.int8)
+    for start, end in segments:
+        mask[(centres >= start) & (centres < end)] = 1
+    return mask
