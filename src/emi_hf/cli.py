@@ -1,4 +1,5 @@
-"""`emi-hf` command line: extract, train, evaluate, predict, stream, push, pull, synth, quickstart."""
+"""`emi-hf` command line: extract, import-features, train, cv, evaluate, submit, verify-submission, predict, stream,
+transcribe, push, pull, synth, quickstart (thin: parse, call, render)."""
 
 from __future__ import annotations
 

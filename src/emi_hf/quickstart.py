@@ -241,7 +241,8 @@ def run_quickstart(
         "validation": {m: {"mean_pearson": table[m]["mean_pearson"], "per_emotion": table[m]["per_emotion"]}
                        for m in table},
         "backbones": backbones,
-        "checkpoints": {m: str(runs_dir / m) for m in table},
+        # fused_equal / fused_crossfit are scores of the fusion checkpoint with other weights, not folders
+        "checkpoints": {m: str(runs_dir / m) for m in table if (runs_dir / m).is_dir()},
         "prediction": {"clip": str(clip), "intensities": prediction.intensities},
         "submission": None if submission is None else {
             k: submission[k] for k in ("submission", "num_clips", "num_filled_with_fallback", "problems",
