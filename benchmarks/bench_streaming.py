@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from table import row
+from table import load_note, row
 
 CLIP = "single_face.mp4"
 WINDOW_S, HOP_S = 4.0, 0.5
@@ -87,7 +87,6 @@ def run(media: Path, work: Path, quick: bool) -> None:
     long_s = 60.0 if quick else 600.0
     paced_s = 20.0 if quick else 60.0
     work.mkdir(parents=True, exist_ok=True)
-    shared = "machine shared with other agents during the run (load average > 10 on 2 cores)"
     for precision in ("float32", "bfloat16"):
         profile = work / f"streaming_profile_{precision}.txt"
         out = subprocess.run([sys.executable, "-c", SCRIPT, str(media / CLIP), precision, str(long_s), str(paced_s),
@@ -98,6 +97,7 @@ def run(media: Path, work: Path, quick: bool) -> None:
             row("streaming", f"{label}", "error", "", note=out.stderr[-400:])
             continue
         r = json.loads(line[0][7:])
+        shared = load_note()  # right after the run: other jobs on the machine move these figures
         rtf = r["media_s"] / r["fast_wall_s"]
         row("streaming", f"per-hop compute p50 / p95, {label}", f"{r['compute_p50']:.3f} / {r['compute_p95']:.3f}",
             "s", note=f"{r['hops']} hops; {shared}")

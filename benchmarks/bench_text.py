@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from table import row
+from table import load_note, row
 
 DECODE_TOKENS = 64
 SENTENCE = ("i think the point you are making about the budget is fair but the numbers tell a different story and "
@@ -54,7 +54,7 @@ def _transcription(media: Path, work: Path, quick: bool) -> None:
         row("text", f"transcription, {backend} (Whisper-base size, random, {DECODE_TOKENS} tokens / 30 s window, "
             f"greedy)", round(seconds / elapsed, 2), "x real time",  # transformers: 30 s chunks, 5 s overlaps
             note=f"{seconds:.0f} s of speech in {elapsed:.2f} s, {len(transcript.segments)} segments, "
-                 f"{torch.get_num_threads()} threads; machine shared with other jobs while measured")
+                 f"{torch.get_num_threads()} threads; {load_note()}")
 
 
 def _encoding(work: Path, quick: bool) -> None:
@@ -76,7 +76,7 @@ def _encoding(work: Path, quick: bool) -> None:
     elapsed = time.perf_counter() - began
     tokens = sum(int(item.mask.sum()) for item in embeddings)
     note = (f"BERT-base / GTE-base size (110 M), random; {len(texts)} transcripts of {tokens // len(texts)} tokens, "
-            f"batch 16, {torch.get_num_threads()} threads; machine shared with other jobs while measured")
+            f"batch 16, {torch.get_num_threads()} threads; {load_note()}")
     row("text", "text encoding (BERT-base size)", round(len(texts) / elapsed, 1), "transcripts/s", note=note)
     row("text", "text encoding (BERT-base size), tokens", round(tokens / elapsed), "tokens/s", note=note)
 

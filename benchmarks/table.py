@@ -40,3 +40,8 @@ def bench_device() -> str:
     from emi_hf.devices import default_device
 
     return default_device()
+
+
+def load_note() -> str:
+    """The machine's 1-minute load average and core count, for a row's note (other jobs move these figures)."""
+    return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
