@@ -100,7 +100,7 @@ def _rows(runs: dict[int, list[dict]], clips: int, cores: int) -> None:
         row(SECTION, f"extract, {n} process{plural} (run_extraction wall)", round(report["rate"], 2),
             "video s / wall s",
             note=f"{clips} clips, {report['video_seconds_this_run']:.0f} s of video, {threads} thread(s) per process, "
-                 f"{bench_device()}; best of: {rounds} (shared machine: 1-minute load average)")
+                 f"{bench_device()}; best of: {rounds} (1-minute load average)")
         row(SECTION, f"extract, {n} process{plural} (extraction loops only)", round(report["loop_rate"], 2),
             "video s / wall s", note=f"run {report['wall_time_s']:.1f} s, command {report['command_wall_s']:.1f} s")
         if n > 1:
