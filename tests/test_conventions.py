@@ -309,19 +309,28 @@ def test_processor_routes_video_kwargs_to_the_video_processor(media_dir, tmp_pat
 
 
 def test_checkpoint_written_before_predicts_identically(tmp_path):
-    pack = torch.load(FIXTURES / "fusion_checkpoint_148e3d8.pt")
-    (tmp_path / "config.json").write_text(pack["config_json"])
-    save_file(pack["weights"], tmp_path / "model.safetensors", metadata={"format": "pt"})
+    """A folder in the layout commit 148e3d8 wrote (its config.json and state-dict key names, kept as text in
+    tests/fixtures) loads, with weights drawn here, into a model that predicts exactly as the one they came from."""
+    old = json.loads((FIXTURES / "fusion_checkpoint_148e3d8.json").read_text())
+    torch.manual_seed(0)
+    reference = EmiFusionModel(tiny_fusion_config(fusion_weights=old["config"]["fusion_weights"])).eval()
+    weights = reference.state_dict()
+    assert set(old["state_dict_keys"]) <= set(weights)  # every tensor written then has its place now
+    (tmp_path / "config.json").write_text(json.dumps(old["config"]))
+    save_file({key: weights[key].contiguous() for key in old["state_dict_keys"]}, tmp_path / "model.safetensors",
+              metadata={"format": "pt"})
     model = EmiFusionModel.from_pretrained(tmp_path).eval()  # visual.backbone.* left out: cached features used
-    inputs = {key: value.long() if value.dtype == torch.bool else value for key, value in pack["inputs"].items()}
-    expected = pack["outputs"]
+    generator = torch.Generator().manual_seed(1)
+    inputs = {"visual_features": torch.randn(3, 9, 512, generator=generator),
+              "au_features": torch.rand(3, 9, 13, generator=generator),
+              "frame_mask": (torch.arange(9)[None] < torch.tensor([[9], [5], [0]])).long(),
+              "input_values": torch.randn(3, 6400, generator=generator),
+              "attention_mask": (torch.arange(6400)[None] < torch.tensor([[6400], [3200], [6400]])).long()}
     with torch.no_grad():
-        out = model(**inputs)
-    for name in ("intensities", "frame_intensities", "audio_frame_intensities"):
-        torch.testing.assert_close(getattr(out, name), expected[name], atol=0, rtol=0, equal_nan=True)
-    torch.testing.assert_close(out.visual_last_hidden_state, expected["visual_hidden"], atol=0, rtol=0)
-    torch.testing.assert_close(out.audio_last_hidden_state, expected["audio_hidden"], atol=0, rtol=0)
+        out, expected = model(**inputs), reference(**inputs)
+    for name in ("intensities", "frame_intensities", "audio_frame_intensities", "visual_last_hidden_state",
+                 "audio_last_hidden_state"):
+        torch.testing.assert_close(getattr(out, name), getattr(expected, name), atol=0, rtol=0, equal_nan=True)
+    assert model.config.fusion_weights == old["config"]["fusion_weights"]
     assert model.config.label_names == list(EMOTION_NAMES) == model.config.visual_config.label_names
-    saved = json.loads(pack["config_json"])
-    assert "label_names" in saved["visual_config"] and "label_names" not in saved  # the old layout, read as before
-    assert set(pack["weights"]) <= set(model.state_dict())  # the state-dict keys are the ones written then
+    assert "label_names" in old["config"]["visual_config"] and "label_names" not in old["config"]  # the old layout
