@@ -355,11 +355,11 @@ class ClipPipeline:
                     crops = [align_face(f.image, r.points, s.face_size) if r.box is not None else None
                              for f, r in zip(chunk, results)]
                 else:  # inputs are face crops already
-                    results, crops = self._crops_as_faces(chunk, landmarker if mediapipe_au else None)
+                    results, crops = self.crops_as_faces(chunk, landmarker if mediapipe_au else None)
                 rows, face_crops = recorder.add(chunk, results, crops)
                 if worker is not None and rows:
                     worker.submit(rows, np.stack(face_crops))
-                au_inputs = self._au_inputs(chunk, results)
+                au_inputs = self.au_inputs(chunk, results)
                 if au_inputs is not None:  # the meshes (11 KB a frame) are dropped
                     recorder.au_inputs.append(au_inputs)
             embedded = worker.finish(len(recorder.faces)) if worker is not None else None
@@ -372,7 +372,7 @@ class ClipPipeline:
         return recorder.track(embedded, tracks=int(tracks), detector_runs=int(tracker.detections_run if tracker else 0),
                               seconds=time.perf_counter() - started)
 
-    def _crops_as_faces(self, chunk: list[SourceFrame], landmarker: FaceMeshLandmarker | None) -> tuple:
+    def crops_as_faces(self, chunk: list[SourceFrame], landmarker: FaceMeshLandmarker | None) -> tuple:
         """Frames that are face crops: each one is the subject (track 0), resized to the crop size; with a
         `landmarker`, its mesh (mediapipe AU geometry)."""
         size = self.settings.face_size
@@ -386,7 +386,7 @@ class ClipPipeline:
                          cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA))
         return results, crops
 
-    def _au_inputs(self, chunk: list[SourceFrame], results: list[FrameFace]) -> tuple | None:
+    def au_inputs(self, chunk: list[SourceFrame], results: list[FrameFace]) -> tuple | None:
         """Per-source-frame AU inputs of a chunk, (measurements [n, n_au], au12 [n]) (NaN rows without a face),
         for the backends that measure frames (mediapipe: the mesh geometry; pyfaceau: the image); else None."""
         names = self.settings.au_names

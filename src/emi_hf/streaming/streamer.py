@@ -265,8 +265,8 @@ class EmiStreamer:
             crop = align_face(image, result.points, self.settings.face_size) if result.box is not None else None
         else:  # the frames are face crops already
             mediapipe = self._landmarker if self.settings.au_backend == "mediapipe" else None
-            (result,), (crop,) = self.pipeline._crops_as_faces([frame], mediapipe)
-        inputs = self.pipeline._au_inputs([frame], [result])
+            (result,), (crop,) = self.pipeline.crops_as_faces([frame], mediapipe)
+        inputs = self.pipeline.au_inputs([frame], [result])
         measurement, au12 = (None, math.nan) if inputs is None else (inputs[0][0], float(inputs[1][0]))
         fps = self.settings.target_fps
         for _ in range(repeat):
