@@ -10,6 +10,9 @@ Environment variables (all optional):
                           A relative folder is looked up from the working directory, then from the repository root.
     EMI_HF_EXAMPLES_DIR   folder with example clips: a Hume-Vidmimic2-style folder (valid_split.csv + videos/) or a
                           folder of videos; default `quickstart/data` under the repository root.
+    EMI_HF_TRANSCRIPTS    a model with a text part: transcripts of the clips (Filename,text CSV, JSON / JSONL) to use
+                          instead of its ASR; default `quickstart/data/transcripts.csv` when there (synthetic). A
+                          clip without one is scored without the text model, and the page says so.
     EMI_HF_MAX_FILE_MB    upload size cap in MB (default 50).
     EMI_HF_MAX_DURATION_S clip duration cap in seconds (default 60).
     EMI_HF_QUEUE_SIZE     requests that may wait in the queue (default 20).
@@ -53,8 +56,8 @@ NUM_FACE_CROPS = 8
 AUDIO_BIN_S = 0.1  # the audio timeline is shown in bins of this many seconds
 API_NAME = "predict"
 
-MODALITY_COLORS = {"visual": "#4C72B0", "audio": "#DD8452", "fused": "#2CA02C"}
-MODALITY_LABELS = {"visual": "face (visual)", "audio": "voice (audio)", "fused": "fused"}
+MODALITY_COLORS = {"visual": "#4C72B0", "audio": "#DD8452", "text": "#8172B3", "fused": "#2CA02C"}
+MODALITY_LABELS = {"visual": "face (visual)", "audio": "voice (audio)", "text": "words (text)", "fused": "fused"}
 EMOTION_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
 CSS = """
@@ -230,7 +233,7 @@ class Analysis:
     @property
     def main(self) -> tuple[str, list[float | None]]:
         modalities = self.modalities
-        for name in ("fused", "visual", "audio"):
+        for name in ("fused", "visual", "audio", "text"):
             if modalities.get(name) is not None and any(v is not None for v in modalities[name]):
                 return name, modalities[name]
         return "none", [None] * len(self.emotions)
@@ -251,6 +254,8 @@ class Analysis:
                 notes.append(f"no usable audio{reason}: the audio model was skipped")
             else:
                 notes.append("no audio: the clip has no audio track, so the audio model was skipped")
+        if self.prediction.transcript is not None and not self.prediction.transcript.strip():
+            notes.append("no transcript (no speech, or none available for this clip): the text model was skipped")
         return notes
 
     def to_json(self) -> dict:
@@ -265,6 +270,7 @@ class Analysis:
             "num_frames": self.num_frames,
             "frames_with_face": int(round(prediction.face_fraction * self.num_frames)),
             "audio_present": prediction.audio_present,
+            "transcript": prediction.transcript,
             "has_audio_track": self.has_audio_track,
             "duration_s": self.duration,
             "fps": prediction.fps,
@@ -310,15 +316,21 @@ def face_crops(crops: np.ndarray, frame_mask: np.ndarray, timestamps: list[float
     return [(np.ascontiguousarray(crops[i]), f"{timestamps[i]:.1f} s") for i in picks]
 
 
+def _default_transcripts() -> str | None:
+    """The quickstart's synthetic transcripts, for its example clips (when the quickstart has run)."""
+    path = REPO_ROOT / "quickstart" / "data" / "transcripts.csv"
+    return str(path) if path.is_file() else None
+
+
 class EmiDemo:
     """Holds the model and processor (loaded once) and analyses one clip per call."""
 
     def __init__(self, model_path=None, max_file_mb: float = DEFAULT_MAX_FILE_MB,
-                 max_duration_s: float = DEFAULT_MAX_DURATION_S, device: str | None = None):
+                 max_duration_s: float = DEFAULT_MAX_DURATION_S, device: str | None = None, transcripts=None):
         self.max_file_mb = float(max_file_mb)
         self.max_duration_s = float(max_duration_s)
         self.model_id, self.is_local = resolve_model_path(model_path)
-        self.model = self.processor = None
+        self.model = self.processor = self.text_side = None
         self.load_error: str | None = None
         self._lock = threading.Lock()
         if self.is_local and not Path(self.model_id).is_dir():
@@ -329,9 +341,13 @@ class EmiDemo:
             )
             return
         try:
-            from emi_hf.inference import load_for_inference
+            from emi_hf.inference import TextSide, load_for_inference, model_modalities
 
             self.model, self.processor = load_for_inference(self.model_id, device=device)
+            self.text_side = None
+            if "text" in model_modalities(self.model):  # uploads: the model's ASR, or a transcripts file
+                self.text_side = TextSide(self.model, transcripts=transcripts or os.environ.get("EMI_HF_TRANSCRIPTS")
+                                          or _default_transcripts(), missing_ok=True)
         except Exception as error:  # noqa: BLE001 - the app must start and say what went wrong
             self.load_error = (
                 f"The model `{self.model_id}` could not be loaded ({type(error).__name__}: {error}). Run `make "
@@ -359,7 +375,7 @@ class EmiDemo:
                 # use_cache=False: nothing derived from an upload is kept on disk. The face backbone runs in the
                 # processor's background thread; the crops are kept for the gallery (clips are short here).
                 (prediction,) = predict_clips(self.model, self.processor, [video_path], use_cache=False,
-                                              keep_crops=True)
+                                              keep_crops=True, text_side=self.text_side)
             except EmiInputError as error:
                 raise refuse(f"'{Path(video_path).name}' could not be processed: {error.problem} "
                              f"{error.hint or ''}".strip()) from error
@@ -372,12 +388,13 @@ class EmiDemo:
 
 
 def bar_chart(analysis: Analysis):
-    """Grouped bars: per emotion, the visual, audio and fused intensities (a missing modality has no bars)."""
+    """Grouped bars: per emotion, the visual, audio, text and fused intensities (those the model has; a missing
+    modality's bars are faint)."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(8, 3.6), dpi=100, layout="constrained")
     axes = figure.add_subplot()
-    present = [m for m in ("visual", "audio", "fused") if analysis.modalities.get(m) is not None]
+    present = [m for m in MODALITIES if analysis.modalities.get(m) is not None]
     width = 0.8 / max(1, len(present))
     x = np.arange(len(analysis.emotions))
     for k, modality in enumerate(present):
@@ -461,7 +478,9 @@ def summary_markdown(analysis: Analysis) -> str:
     for warning in prediction.warnings:
         if "masked" not in warning:  # those are the missing modalities, said above
             lines.append(f"\n_Note: {warning}_")
-    shown = [m for m in ("visual", "audio", "fused") if analysis.modalities.get(m) is not None]
+    if prediction.transcript is not None:
+        lines.append(f"\n**Transcript:** {prediction.transcript.strip() or '(none)'}")
+    shown = [m for m in MODALITIES if analysis.modalities.get(m) is not None]
     lines.append("\n| Emotion | " + " | ".join(MODALITY_LABELS[m] for m in shown) + " |")
     lines.append("|---|" + "---:|" * len(shown))
     for i, name in enumerate(analysis.emotions):

@@ -46,6 +46,17 @@ def tiny_audio_config(**overrides):
                              **overrides})
 
 
+TINY_BERT = dict(model_type="bert", vocab_size=64, hidden_size=24, num_hidden_layers=1, num_attention_heads=2,
+                 intermediate_size=48, max_position_embeddings=64)
+
+
+def tiny_text_config(**overrides):
+    from emi_hf import EmiTextConfig
+
+    return EmiTextConfig(**{**TINY_TEMPORAL, "text_encoder_config": dict(TINY_BERT), "text_feature_dim": 24,
+                            **overrides})
+
+
 def tiny_fusion_config(**overrides):
     from emi_hf import EmiFusionConfig
 

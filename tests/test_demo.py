@@ -204,3 +204,39 @@ def test_only_loopback_was_touched(served, network_guard):
     with pytest.raises(OSError):  # the guard itself works
         socket.create_connection(("192.0.2.1", 80), timeout=0.1)
     assert network_guard.violations == ["lookup 192.0.2.1"]
+
+
+def test_a_model_with_text_shows_the_transcript_and_a_text_bar(app, media_dir, tmp_path):
+    """A visual + audio + text fusion checkpoint with its text_tokenizer/: the clip's transcript comes from
+    EMI_HF_TRANSCRIPTS' file; a clip without one is scored without the text model, and the page says so."""
+    import torch
+    from helpers import tiny_audio_config, tiny_text_config, tiny_visual_config
+
+    from emi_hf import EmiFusionConfig, EmiFusionModel
+    from emi_hf.processing_emi import EmiProcessor
+    from emi_hf.text import build_word_tokenizer
+
+    folder = tmp_path / "model"
+    torch.manual_seed(0)
+    words = ["what a wonderful happy day", "this is so funny"]
+    tokenizer = build_word_tokenizer(words, folder / "text_tokenizer")
+    config = EmiFusionConfig(visual_config=tiny_visual_config(), audio_config=tiny_audio_config(),
+                             text_config=tiny_text_config(text_encoder_config={
+                                 "model_type": "bert", "vocab_size": len(tokenizer), "hidden_size": 24,
+                                 "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 48}))
+    EmiFusionModel(config).save_pretrained(folder)
+    EmiProcessor(face_detector="mediapipe", target_fps=10, use_cache=False).save_pretrained(folder)
+    (tmp_path / "transcripts.csv").write_text("Filename,text\nsingle_face.mp4,what a wonderful happy day\n")
+    engine = app.EmiDemo(folder, transcripts=tmp_path / "transcripts.csv")
+    assert engine.ready, engine.load_error
+    analysis = engine.analyse(str(media_dir / "single_face.mp4"))
+    result = analysis.to_json()
+    assert result["transcript"] == "what a wonderful happy day"
+    assert all(0.0 <= v <= 1.0 for v in result["text"].values())
+    summary = app.summary_markdown(analysis)
+    assert "**Transcript:** what a wonderful happy day" in summary and "words (text)" in summary
+    labels = [text.get_text() for text in app.bar_chart(analysis).axes[0].get_legend().get_texts()]
+    assert labels == ["face (visual)", "voice (audio)", "words (text)", "fused"]
+    other = engine.analyse(str(media_dir / "debate_5s.mp4")).to_json()  # not in the file: no transcript
+    assert other["transcript"] == "" and all(v is None for v in other["text"].values())
+    assert any("text model was skipped" in note for note in other["missing"])

@@ -105,7 +105,8 @@ def test_push_pull_fusion_model_and_card(hub, tmp_path):
     # The right files, and only those.
     assert sorted(result["files"]) == [
         ".gitattributes", "README.md", "backbones_emi.py", "config.json", "configuration_emi.py", "encoders_emi.py",
-        "model.safetensors", "modeling_emi.py", "processor_config.json", "results.json", "temporal_emi.py",
+        "model.safetensors", "modeling_base_emi.py", "modeling_emi.py", "modeling_fusion_emi.py",
+        "processor_config.json", "results.json", "temporal_emi.py",
     ]
     assert result["same_outputs_pulled"] and result["same_outputs_from_repo_id"] and result["same_outputs_revision"]
 

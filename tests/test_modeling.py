@@ -19,7 +19,8 @@ from emi_hf import EmiAudioModel, EmiFusionConfig, EmiFusionModel, EmiVisualMode
 import emi_hf.backbones_emi as backbones
 from emi_hf.backbones_emi import chunked_conv_features, embed_distinct_frames, encode_speech_window
 from emi_hf.configuration_emi import LOSS_TYPES
-from emi_hf.modeling_emi import REGRESSION_LOSSES, concordance_loss, fuse_intensities, pearson_loss
+from emi_hf.modeling_emi import REGRESSION_LOSSES, concordance_loss, pearson_loss
+from emi_hf.modeling_fusion_emi import fuse_intensities
 from emi_hf.training.fusion import optimal_fusion_weights
 
 
@@ -205,7 +206,7 @@ def test_from_unimodal_and_save_load_round_trip(tmp_path):
     assert "model.safetensors" in files and not any(f.endswith(".bin") for f in files)
     assert {"configuration_emi.py", "modeling_emi.py", "backbones_emi.py", "temporal_emi.py"} <= set(files)
     config = json.loads((tmp_path / "fusion" / "config.json").read_text())
-    assert config["auto_map"]["AutoModel"] == "modeling_emi.EmiFusionModel"
+    assert config["auto_map"]["AutoModel"] == "modeling_fusion_emi.EmiFusionModel"
     reloaded = EmiFusionModel.from_pretrained(tmp_path / "fusion").eval()
     torch.testing.assert_close(reloaded(**inputs).intensities, out.intensities, atol=0, rtol=0)
     from transformers import AutoConfig, AutoModel

@@ -150,7 +150,8 @@ def dataset(tmp_path_factory):
 def test_dataset_layout_readable_by_loader(dataset):
     path, _ = dataset
     assert sorted(p.name for p in path.iterdir()) == ["synthetic_metadata.json", "test_split.csv",
-                                                      "train_split.csv", "valid_split.csv", "videos"]  # fmt: skip
+                                                      "train_split.csv", "transcripts.csv", "valid_split.csv",
+                                                      "videos"]  # fmt: skip
     with open(path / "train_split.csv", newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["Filename", "Admiration", "Amusement", "Determination", "Empathic Pain", "Excitement", "Joy"]
@@ -211,3 +212,112 @@ def test_dataset_deterministic_across_workers_and_cached(dataset, tmp_path):
     other = S.generate_synthetic_dataset(tmp_path / "c", **{**kwargs, "seed": 4, "num_test": 0})
     assert (other / "train_split.csv").read_bytes() != (path / "train_split.csv").read_bytes()
     assert not (other / "test_split.csv").exists()
+
+
+# ------------------------------------------------------------------------------------------------ transcripts
+
+
+def _tokens(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"\w+|[^\w\s]+", text.lower())  # what a whitespace / punctuation word tokenizer sees
+
+
+def _lexicon_hits(text: str, emotion: str) -> int:
+    """How many of `emotion`'s lexicon entries (words or phrases) occur in `text`."""
+    tokens = " ".join(_tokens(text))
+    padded = f" {tokens} "
+    return sum(padded.count(f" {' '.join(_tokens(entry))} ") for entry in S.EMOTION_LEXICONS[emotion])
+
+
+def _drawn_clips(count: int, seed: int = 5) -> list[dict]:
+    labels = S.sample_labels(np.random.default_rng(seed), count)
+    splits = ["train"] * (count // 2) + ["validation"] * (count // 4) + ["test"] * (count - count // 2 - count // 4)
+    return [{"clip_id": f"{i:05d}", "split": split, "labels": [float(x) for x in labels[i]]}
+            for i, split in enumerate(splits)]  # fmt: skip
+
+
+def test_transcript_is_deterministic_and_well_formed():
+    text = S.synthetic_transcript(JOYFUL, np.random.default_rng(1))
+    assert text == S.synthetic_transcript(JOYFUL, np.random.default_rng(1))
+    assert text != S.synthetic_transcript(JOYFUL, np.random.default_rng(2))
+    vocabulary = set(S.FILLER_WORDS) | {t for lex in S.EMOTION_LEXICONS.values() for e in lex for t in _tokens(e)}
+    for seed in range(50):
+        text = S.synthetic_transcript(S.sample_labels(np.random.default_rng(seed), 1)[0], np.random.default_rng(seed))
+        assert text[0].isupper() and text[-1] in ".!" and "," not in text and "\n" not in text
+        words = [t for t in _tokens(text) if t not in ".!"]
+        assert 8 <= len(words) <= 18 * 4 and set(words) <= vocabulary, text
+    assert list(S.EMOTION_LEXICONS) == list(EMOTION_NAMES)
+    owners = {}  # no token belongs to two lexicons, nor to a lexicon and the filler
+    for emotion, lexicon in S.EMOTION_LEXICONS.items():
+        for token in {t for entry in lexicon for t in _tokens(entry) if t.isalnum()}:
+            owners.setdefault(token, set()).add(emotion)
+    assert all(len(o) == 1 for o in owners.values()) and not set(owners) & set(S.FILLER_WORDS)
+    with pytest.raises(ValueError, match="labels"):
+        S.synthetic_transcript([0.1] * 5, np.random.default_rng(0))
+
+
+def test_transcript_words_follow_the_labels():
+    clips = _drawn_clips(240)
+    labels = np.array([c["labels"] for c in clips])
+    texts = [S.synthetic_transcript(labels[i], np.random.default_rng([5, i])) for i in range(len(clips))]
+    for j, emotion in enumerate(EMOTION_NAMES):
+        hits = np.array([_lexicon_hits(t, emotion) for t in texts])
+        high, low = labels[:, j] >= np.quantile(labels[:, j], 2 / 3), labels[:, j] <= np.quantile(labels[:, j], 1 / 3)
+        assert hits[high].mean() > 2 * hits[low].mean() + 0.3, (emotion, hits[high].mean(), hits[low].mean())
+        assert 0.25 < np.corrcoef(hits, labels[:, j])[0, 1] < 0.9, emotion  # informative, not a copy of the label
+
+
+def test_write_synthetic_transcripts_csv(tmp_path):
+    from emi_hf.text.transcript_files import read_transcripts
+
+    clips = _drawn_clips(12)
+    path = S.write_synthetic_transcripts(tmp_path, clips, seed=3)
+    assert path == tmp_path / S.TRANSCRIPTS_FILE == tmp_path / "transcripts.csv"
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["Filename", "text", "source"]
+    assert [r[0] for r in rows[1:]] == [c["clip_id"] for c in clips]  # every split, test clips included
+    assert all(r[2] == S.TRANSCRIPT_SOURCE and r[2].startswith("synthetic") for r in rows[1:])
+    for row, clip in zip(rows[1:], clips):  # each clip's text from its own stream (seed, TRANSCRIPT_STREAM, id)
+        rng = np.random.default_rng(np.random.SeedSequence([3, S.TRANSCRIPT_STREAM, int(clip["clip_id"])]))
+        assert row[1] == S.synthetic_transcript(np.array(clip["labels"]), rng)
+    first = path.read_bytes()
+    stamp = path.stat().st_mtime_ns
+    assert S.write_synthetic_transcripts(tmp_path, clips, seed=3).stat().st_mtime_ns == stamp  # same: not rewritten
+    S.write_synthetic_transcripts(tmp_path / "again", clips, seed=3)
+    assert (tmp_path / "again" / "transcripts.csv").read_bytes() == first
+    table = read_transcripts(path)
+    assert len(table) == 12
+    found = table.lookup(tmp_path / "videos" / "00000.mp4")
+    assert found is not None and found.text == rows[1][1] and table.lookup("00011.mp4").text == rows[12][1]
+    S.write_synthetic_transcripts(tmp_path, clips, seed=4)  # other content: rewritten
+    assert path.read_bytes() != first
+
+
+def test_transcripts_tokenize_with_the_word_tokenizer(tmp_path):
+    pytest.importorskip("tokenizers")
+    pytest.importorskip("transformers")
+    from emi_hf.text.word_tokenizer import build_word_tokenizer
+
+    clips = _drawn_clips(40)
+    texts = [r.split(",")[1] for r in S.write_synthetic_transcripts(tmp_path, clips, 0).read_text().splitlines()[1:]]
+    tokenizer = build_word_tokenizer(texts[:30])
+    ids = tokenizer(texts[30])["input_ids"]
+    assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
+    assert tokenizer.convert_ids_to_tokens(tokenizer(texts[0])["input_ids"])[1:-1] == _tokens(texts[0])
+    assert tokenizer.unk_token_id not in tokenizer(texts[0])["input_ids"]
+
+
+def test_generated_set_has_transcripts_and_gets_them_when_missing(dataset):
+    path, kwargs = dataset
+    meta = json.loads((path / "synthetic_metadata.json").read_text())
+    with open(path / "transcripts.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert [r[0] for r in rows[1:]] == [c["clip_id"] for c in meta["clips"]] == [f"{i:05d}" for i in range(10)]
+    content = (path / "transcripts.csv").read_bytes()
+    stamp = (path / "videos" / "00000.mp4").stat().st_mtime_ns
+    (path / "transcripts.csv").unlink()  # as in a set generated before transcripts existed
+    S.generate_synthetic_dataset(path, **kwargs)
+    assert (path / "transcripts.csv").read_bytes() == content
+    assert (path / "videos" / "00000.mp4").stat().st_mtime_ns == stamp  # no re-rendering

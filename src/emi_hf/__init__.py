@@ -1,21 +1,22 @@
 """emi-hf: Emotional Mimicry Intensity estimation from video, in Hugging Face style.
 
 Importing the package registers the model types with transformers' Auto classes, so that
-``AutoConfig`` / ``AutoModel`` resolve ``emi_visual``, ``emi_audio`` and ``emi_fusion`` checkpoints, and the seed
+``AutoConfig`` / ``AutoModel`` resolve ``emi_visual``, ``emi_audio``, ``emi_text`` and ``emi_fusion`` checkpoints, and the seed
 ensembles of any of them (``emi_ensemble``, ``modeling_ensemble_emi.py``).
 """
 
 from transformers import AutoConfig, AutoModel
 
-from .configuration_emi import DEFAULT_AU_NAMES, EMOTION_NAMES, EmiAudioConfig, EmiFusionConfig, EmiVisualConfig
-from .modeling_emi import (
-    EmiAudioModel,
-    EmiFusionModel,
-    EmiFusionOutput,
-    EmiPreTrainedModel,
-    EmiRegressionOutput,
-    EmiVisualModel,
+from .configuration_emi import (
+    DEFAULT_AU_NAMES,
+    EMOTION_NAMES,
+    EmiAudioConfig,
+    EmiFusionConfig,
+    EmiTextConfig,
+    EmiVisualConfig,
 )
+from .modeling_emi import EmiAudioModel, EmiPreTrainedModel, EmiRegressionOutput, EmiTextModel, EmiVisualModel
+from .modeling_fusion_emi import EmiFusionModel, EmiFusionOutput
 from .modeling_ensemble_emi import EmiEnsembleConfig, EmiEnsembleModel
 from .processing_emi import EmiBatch, EmiProcessor, EmiVideoProcessor, register_processor
 
@@ -26,6 +27,7 @@ def _register_auto_classes() -> None:
     for config_class, model_class in (
         (EmiVisualConfig, EmiVisualModel),
         (EmiAudioConfig, EmiAudioModel),
+        (EmiTextConfig, EmiTextModel),
         (EmiFusionConfig, EmiFusionModel),
         (EmiEnsembleConfig, EmiEnsembleModel),
     ):
@@ -54,6 +56,8 @@ __all__ = [
     "EmiPreTrainedModel",
     "EmiProcessor",
     "EmiRegressionOutput",
+    "EmiTextConfig",
+    "EmiTextModel",
     "EmiVisualConfig",
     "EmiVideoProcessor",
     "EmiVisualModel",

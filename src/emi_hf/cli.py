@@ -61,12 +61,25 @@ def cmd_extract(args) -> int:
           f"[emi-hf extract] backbones on {device}, {args.backbone_precision}")
     report = run_extraction(records, args.output, processor, visual, audio, progress=not args.no_progress,
                             face_source=args.face_source, face_image_fps=args.face_image_fps,
-                            threads=args.threads, timeout_s=args.peer_timeout)
+                            threads=args.threads, timeout_s=args.peer_timeout, text_stage=_text_stage(args, device))
     if report:
         print(json.dumps(report["splits"], indent=2))
         if report["failures"]:
             print(f"[emi-hf extract] {len(report['failures'])} clip(s) failed: see {args.output}/failures.rank*.jsonl")
     return 0
+
+
+def _text_stage(args, device):
+    """The extraction's text stage from the text options (None when none is given)."""
+    from .data.text_features import TextStage
+
+    stage = TextStage.from_options(args.text_encoder, args.asr_model, args.asr_backend, args.transcripts,
+                                   args.language, args.vad, args.mask_non_speech_audio, str(device))
+    if stage is not None:
+        print(f"[emi-hf extract] text: encoder {args.text_encoder or 'none'}, transcripts "
+              f"{args.transcripts or 'none'}, ASR {args.asr_model or 'none'}, voice activity "
+              f"{'on' if args.vad else 'off'}{', non-speech audio frames masked' if args.mask_non_speech_audio else ''}")
+    return stage
 
 
 def cmd_train(argv: list[str]) -> int:
@@ -124,10 +137,14 @@ def _add_evaluate_parser(sub) -> None:
 
 
 def cmd_predict(args) -> int:
-    from .inference import load_for_inference, predict_clips
+    from .inference import TextSide, load_for_inference, model_modalities, predict_clips
 
     model, processor = load_for_inference(args.model, processor=args.processor)
-    predictions = predict_clips(model, processor, args.videos)
+    text_side = None
+    if "text" in model_modalities(model):
+        text_side = TextSide(model, transcripts=args.transcripts, asr_model=args.asr_model,
+                             asr_backend=args.asr_backend, language=args.language)
+    predictions = predict_clips(model, processor, args.videos, text_side=text_side)
     if args.output:
         from .submission import write_prediction_table
 
@@ -139,6 +156,8 @@ def cmd_predict(args) -> int:
     for prediction in predictions:
         print(f"{prediction.path}  (face in {100 * prediction.face_fraction:.0f}% of frames, "
               f"audio: {'yes' if prediction.audio_present else 'no'}, {prediction.timing['compute_s']:.2f} s)")
+        if prediction.transcript is not None:
+            print(f"  transcript: {prediction.transcript or '(none: no speech)'}")
         for name, value in prediction.intensities.items():
             bar = "#" * int(round(20 * value)) if value == value else "n/a"
             print(f"  {name:<15} {value:6.3f}  {bar}")
@@ -358,8 +377,25 @@ def _add_extract_parser(sub) -> None:
                    help="seconds without a sign of life from another extraction process before the main process "
                         "stops waiting and says what to rerun (default 600)")
     p.add_argument("--no-progress", action="store_true")
+    _add_text_args(p)
     _add_processor_args(p)
     p.set_defaults(func=cmd_extract)
+
+
+def _add_text_args(p) -> None:
+    group = p.add_argument_group("text (transcripts, voice activity, text features)")
+    group.add_argument("--text-encoder", help="transformers text encoder id or folder (AutoModel + AutoTokenizer: "
+                                              "thenlper/gte-base, BERT, RoBERTa, multilingual E5): cache text_features")
+    group.add_argument("--transcripts", help="transcripts to use: a Filename,text CSV, JSON / JSONL file or JSON folder")
+    group.add_argument("--asr-model", help="transcribe clips (those --transcripts lacks) with this Whisper id or "
+                                           "folder (faster-whisper: a CTranslate2 name or folder)")
+    group.add_argument("--asr-backend", default="transformers", choices=("transformers", "faster-whisper"))
+    group.add_argument("--language", help="transcription language, e.g. en (default: detected per clip)")
+    group.add_argument("--vad", action=argparse.BooleanOptionalAction, default=True,
+                       help="silero-vad speech segments per clip, stored with the features; ASR skips clips "
+                            "without speech (default on)")
+    group.add_argument("--mask-non-speech-audio", action="store_true",
+                       help="mask the audio frames outside speech segments (the audio model hears speech only)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -379,6 +415,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--processor", help="processor folder (default: the model's own)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--output", help="write the table (the submission's columns) to a .csv or .json file")
+    p.add_argument("--transcripts", help="a model with a text part: the clips' transcripts (Filename,text CSV, JSON "
+                                         "or JSONL) instead of transcribing them")
+    p.add_argument("--asr-model", help="a model with a text part: transcribe with this Whisper id or folder "
+                                       "(default: the model's own ASR settings)")
+    p.add_argument("--asr-backend", choices=("transformers", "faster-whisper"))
+    p.add_argument("--language", help="transcription language (default: the model's, else detected)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("push", help="publish a trained model folder with a model card")

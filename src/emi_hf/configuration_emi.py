@@ -4,13 +4,15 @@ This file is copied next to the weights by ``save_pretrained`` for ``trust_remot
 transformers (and, in ``modeling_emi.py`` / ``backbones_emi.py``, torch/torchvision) and nothing else from the emi_hf
 package.
 
-Three configs:
+Four configs:
 
 - [`EmiVisualConfig`]: the visual-dual regressor (face embeddings, ResNet18 by default or any torchvision / timm /
   transformers backbone, + Action Unit intensities per frame).
 - [`EmiAudioConfig`]: the audio regressor (wav2vec 2.0 frame embeddings); the speech encoder's own config is a
   sub-config, so any transformers audio encoder (wav2vec2, HuBERT, WavLM, data2vec-audio, the Whisper encoder) fits.
-- [`EmiFusionConfig`]: late fusion of one visual and one audio model, with per-emotion fusion weights.
+- [`EmiTextConfig`]: the text regressor (token embeddings of a frozen text encoder over the transcript).
+- [`EmiFusionConfig`]: fusion of any non-empty set of the three models: late (per-emotion weights on the simplex)
+  or feature-level (pooled embeddings, an MLP head).
 """
 
 from __future__ import annotations
@@ -327,54 +329,202 @@ class EmiAudioConfig(EmiTemporalConfig):
         return 1 if self.speech_layers is None else len(self.speech_layers)
 
 
-class EmiFusionConfig(EmiLabelsMixin, PreTrainedConfig):
+class EmiTextConfig(EmiTemporalConfig):
     r"""
-    Configuration of [`EmiFusionModel`]: one visual and one audio model and their late fusion.
+    Configuration of [`EmiTextModel`]: token embeddings of a frozen transformers text encoder (GTE-style, BERT,
+    RoBERTa, multilingual E5, ...) over the clip's transcript, projected, then the temporal model of
+    [`EmiTemporalConfig`] (whose fields it has too), as in the other two models. A clip with an empty transcript
+    is a missing modality (NaN intensities, `modality_mask` False), not an error.
 
     Args:
-        visual_config (`dict` or [`EmiVisualConfig`]): config of the visual model.
-        audio_config (`dict` or [`EmiAudioConfig`]): config of the audio model.
-        fusion_weights (`list[float]`): per-emotion weight of the visual prediction; the audio one gets
-            `1 - weight`. Defaults to 0.5 for every emotion, the plain average of the paper.
-        label_names / num_labels / id2label / label2id (*optional*): the labels of both models (default theirs, which
-            must agree); set on the fusion config, they are set on both sub-configs too.
+        text_encoder_config (`dict` or `PreTrainedConfig`): config of the text encoder (anything `AutoModel.from_config`
+            builds into a model with `last_hidden_state`); defaults to a BERT-base sized `BertConfig` (the shape of
+            `thenlper/gte-base`).
+        text_feature_dim (`int`, defaults to 768): size of a token embedding; must equal the encoder's hidden size.
+        text_encoder_name (`str`, *optional*): Hub id or folder the encoder (and its tokenizer) came from.
+        max_text_tokens (`int`, defaults to 512): longer transcripts are truncated to this many tokens.
+        asr_backend, asr_model, asr_language (`str`, *optional*): how the transcripts of the training data were made
+            (`"transformers"` / `"faster-whisper"` and a model id or folder; `asr_backend="file"` when they were read
+            from a file): inference transcribes new clips the same way unless told otherwise.
+    """
+
+    model_type = "emi_text"
+    sub_configs_defaults = {"text_encoder_config": SubConfigSpec(AutoConfig, model_type="bert")}
+
+    text_encoder_config: dict | PreTrainedConfig | None = None
+    text_feature_dim: int = 768
+    text_encoder_name: str | None = None
+    max_text_tokens: int = 512
+    asr_backend: str | None = None
+    asr_model: str | None = None
+    asr_language: str | None = None
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        width = getattr(self.text_encoder_config, "hidden_size", None)
+        if width is not None and width != self.text_feature_dim:
+            raise ValueError(f"text_feature_dim ({self.text_feature_dim}) must equal the text encoder's hidden_size "
+                             f"({width}).")
+        if int(self.max_text_tokens) < 1:
+            raise ValueError(f"max_text_tokens must be >= 1, got {self.max_text_tokens}.")
+
+
+FUSION_MODALITIES = ("visual", "audio", "text")
+"""The modalities a fusion model can hold, in this order (sub-configs `visual_config`, `audio_config`,
+`text_config`; sub-models `visual`, `audio`, `text`)."""
+FUSION_TYPES = ("late", "feature")
+"""`fusion_type` choices: late fusion of clip predictions, or feature-level fusion of pooled embeddings."""
+
+
+def _simplex_columns(weights: dict, modalities, num_labels: int) -> dict[str, list[float]]:
+    """`{modality: [num_labels] weights}` checked: every modality present, weights >= 0, each emotion's summing to 1
+    (within 1e-6; renormalised exactly)."""
+    if sorted(weights) != sorted(modalities):
+        raise ValueError(f"modality_weights must have one entry per modality {list(modalities)}, got "
+                         f"{sorted(weights)}.")
+    rows = {m: [float(w) for w in weights[m]] for m in modalities}
+    if any(len(row) != num_labels or any(not w >= 0.0 for w in row) for row in rows.values()):
+        raise ValueError(f"modality_weights must hold {num_labels} non-negative numbers per modality, got {weights}.")
+    totals = [sum(rows[m][i] for m in modalities) for i in range(num_labels)]
+    if any(abs(total - 1.0) > 1e-6 for total in totals):
+        raise ValueError(f"each emotion's modality_weights must sum to 1 (the simplex), got sums {totals}.")
+    return {m: [w / total for w, total in zip(rows[m], totals)] for m in modalities}
+
+
+class EmiFusionConfig(EmiLabelsMixin, PreTrainedConfig):
+    r"""
+    Configuration of [`EmiFusionModel`]: any non-empty set of the visual, audio and text models, and their fusion.
+
+    Args:
+        visual_config (`dict` or [`EmiVisualConfig`], *optional*): config of the visual model.
+        audio_config (`dict` or [`EmiAudioConfig`], *optional*): config of the audio model.
+        text_config (`dict` or [`EmiTextConfig`], *optional*): config of the text model.
+            The modalities of the fusion are those whose config is given (`modalities`); none given: visual and
+            audio with default configs (the paper's pair).
+        fusion_type (`str`, defaults to `"late"`): `"late"`: per-emotion weighted average of the clip predictions
+            (`modality_weights`), renormalised per clip over the modalities present; `"feature"`: each model's
+            pooled embedding, concatenated (zeros and a 0 flag for a missing one), through an MLP head, trained
+            jointly with modality dropout.
+        modality_weights (`dict[str, list[float]]`, *optional*): late fusion: per modality, one weight per emotion;
+            each emotion's weights are on the simplex (>= 0, sum 1). Default: equal (the paper's plain average).
+        fusion_weights (`list[float]`, *optional*): the earlier form of the weights, for a visual + audio fusion: the
+            visual share per emotion (audio `1 - w`). Still accepted (checkpoints of earlier versions), and kept in
+            `config.json` for such a pair; `config.fusion_weights` reads / sets it.
+        feature_fusion_hidden_size (`int`, defaults to 128): width of the feature-level fusion MLP.
+        modality_dropout (`float`, defaults to 0.25): feature-level fusion, in training: probability of dropping
+            each present modality of a clip (never all), so that a modality missing at test time is handled as in
+            training.
+        unimodal_loss_weight (`float`, defaults to 0.5): feature-level fusion: the training loss adds this times the
+            mean of the models' own losses, so that each model's clip intensities stay meaningful.
+        label_names / num_labels / id2label / label2id (*optional*): the labels of the models (default theirs, which
+            must agree); set on the fusion config, they are set on every sub-config too.
     """
 
     model_type = "emi_fusion"
-    sub_configs_defaults = {"visual_config": EmiVisualConfig, "audio_config": EmiAudioConfig}
+    sub_configs_defaults = {
+        "visual_config": SubConfigSpec(EmiVisualConfig, optional=True),
+        "audio_config": SubConfigSpec(EmiAudioConfig, optional=True),
+        "text_config": SubConfigSpec(EmiTextConfig, optional=True),
+    }
 
     visual_config: dict | PreTrainedConfig | None = None
     audio_config: dict | PreTrainedConfig | None = None
-    fusion_weights: list[float] | None = None
+    text_config: dict | PreTrainedConfig | None = None
+    fusion_type: str = "late"
+    modality_weights: dict | None = None
+    feature_fusion_hidden_size: int = 128
+    modality_dropout: float = 0.25
+    unimodal_loss_weight: float = 0.5
 
     def __post_init__(self, **kwargs):
         given = self._pop_label_kwargs(kwargs, default=None)  # labels set on the fusion config itself, if any
+        visual_share = kwargs.pop("fusion_weights", None)
+        if self.visual_config is None and self.audio_config is None and self.text_config is None:
+            self.visual_config, self.audio_config = {}, {}  # the paper's pair, default configs
         super().__post_init__(**kwargs)
-        labels = list(self.visual_config.label_names)
-        if given is not None and given != labels:
-            self.visual_config.label_names = self.audio_config.label_names = labels = given
-        elif labels != list(self.audio_config.label_names):
-            raise ValueError(
-                f"The visual and audio models regress different labels: {labels} vs "
-                f"{list(self.audio_config.label_names)}."
-            )
-        if self.fusion_weights is None or (given is not None and len(self.fusion_weights) != len(labels)):
-            self.fusion_weights = [0.5] * len(labels)
-        self.fusion_weights = [float(w) for w in self.fusion_weights]
-        if len(self.fusion_weights) != len(labels) or not all(0.0 <= w <= 1.0 for w in self.fusion_weights):
-            raise ValueError(f"fusion_weights must be {len(labels)} numbers in [0, 1], got {self.fusion_weights}.")
+        labels = self._agreed_labels(given)
+        if self.fusion_type not in FUSION_TYPES:
+            raise ValueError(f"fusion_type must be one of {FUSION_TYPES}, got {self.fusion_type!r}.")
+        if not 0.0 <= float(self.modality_dropout) < 1.0:
+            raise ValueError(f"modality_dropout must be in [0, 1), got {self.modality_dropout}.")
+        if self.modality_weights is None and visual_share is not None:  # an earlier version's form (visual + audio)
+            if len(visual_share) == len(labels):
+                self.fusion_weights = visual_share
+            elif given is None:
+                raise ValueError(f"fusion_weights must be {len(labels)} numbers in [0, 1], got {visual_share}.")
+        weights = self.modality_weights
+        if weights is None or (given is not None and len(next(iter(weights.values()))) != len(labels)):
+            self.modality_weights = self.equal_weights(len(labels))  # default, or labels set anew
+        self.modality_weights = _simplex_columns(self.modality_weights, self.modalities, len(labels))
         self._set_labels(labels)
         self.problem_type = "regression"
 
+    def _agreed_labels(self, given) -> list[str]:
+        configs = self.sub_configs_of_modalities()
+        labels = list(next(iter(configs.values())).label_names)
+        if given is not None and given != labels:
+            for config in configs.values():
+                config.label_names = given
+            return given
+        for modality, config in configs.items():
+            if list(config.label_names) != labels:
+                raise ValueError(f"The {', '.join(configs)} models regress different labels: {labels} vs "
+                                 f"{list(config.label_names)} ({modality}).")
+        return labels
+
+    @property
+    def modalities(self) -> list[str]:
+        """The modalities of this fusion, in `FUSION_MODALITIES` order."""
+        return [m for m in FUSION_MODALITIES if getattr(self, f"{m}_config", None) is not None]
+
+    def sub_configs_of_modalities(self) -> dict:
+        return {m: getattr(self, f"{m}_config") for m in self.modalities}
+
+    def equal_weights(self, num_labels: int | None = None) -> dict[str, list[float]]:
+        count = num_labels if num_labels is not None else len(self.id2label)
+        return {m: [1.0 / len(self.modalities)] * count for m in self.modalities}
+
+    @property
+    def loss_type(self) -> str:
+        return next(iter(self.sub_configs_of_modalities().values())).loss_type
+
+    @property
+    def fusion_weights(self) -> list[float] | None:
+        """Visual + audio fusion: the visual share per emotion (the earlier form of `modality_weights`); else None."""
+        if self.modalities != ["visual", "audio"] or self.modality_weights is None:
+            return None
+        return list(self.modality_weights["visual"])
+
+    @fusion_weights.setter
+    def fusion_weights(self, weights) -> None:
+        if self.modalities != ["visual", "audio"]:
+            raise ValueError(f"fusion_weights (the visual share) is for a visual + audio fusion; this one has "
+                             f"{self.modalities}: set modality_weights instead.")
+        weights = [float(w) for w in weights]
+        if not all(0.0 <= w <= 1.0 for w in weights):
+            raise ValueError(f"fusion_weights must be numbers in [0, 1], got {weights}.")
+        self.modality_weights = {"visual": weights, "audio": [1.0 - w for w in weights]}
+
+    def to_dict(self) -> dict:
+        output = super().to_dict()
+        if self.fusion_weights is not None:  # readable by earlier versions too
+            output["fusion_weights"] = self.fusion_weights
+        for modality in FUSION_MODALITIES:  # absent modalities are left out, not written as null
+            if output.get(f"{modality}_config") is None:
+                output.pop(f"{modality}_config", None)
+        return output
+
     def _labels_changed(self, names: list[str]) -> None:
-        # One label set for the fusion and both models; fusion weights of another label set are reset to 0.5.
-        self.visual_config.label_names = self.audio_config.label_names = names
-        if len(self.fusion_weights) != len(names):
-            self.fusion_weights = [0.5] * len(names)
+        # One label set for the fusion and every model; weights of another label set are reset to equal ones.
+        for config in self.sub_configs_of_modalities().values():
+            config.label_names = names
+        if len(next(iter(self.modality_weights.values()))) != len(names):
+            self.modality_weights = self.equal_weights(len(names))
 
 
 __all__ = [
-    "BACKBONE_PRECISIONS", "DEFAULT_AU_NAMES", "EMOTION_NAMES", "LOSS_TYPES", "POOLING_TYPES", "EmiAudioConfig",
-    "EmiFusionConfig", "EmiLabelsMixin", "EmiTemporalConfig", "EmiVisualConfig", "default_label_names",
+    "BACKBONE_PRECISIONS", "DEFAULT_AU_NAMES", "EMOTION_NAMES", "FUSION_MODALITIES", "FUSION_TYPES", "LOSS_TYPES",
+    "POOLING_TYPES", "EmiAudioConfig", "EmiFusionConfig", "EmiLabelsMixin", "EmiTemporalConfig", "EmiTextConfig",
+    "EmiVisualConfig", "default_label_names",
     "resolve_label_names",
 ]

@@ -136,7 +136,8 @@ def speech_encoder_label(audio_config) -> str:
 
 
 def card_encoders(config: dict) -> dict:
-    """For a model card: one phrase per modality naming the encoder of a `config.json` (visual, audio or fusion)."""
+    """For a model card: one phrase per modality naming the encoder of a `config.json` (visual, audio, text or
+    fusion)."""
     visual = config.get("visual_config") or (config if config.get("model_type") == "emi_visual" else None)
     audio = config.get("audio_config") or (config if config.get("model_type") == "emi_audio" else None)
     phrases = {}
@@ -155,6 +156,12 @@ def card_encoders(config: dict) -> dict:
         crop = f", audio cropped to {audio['max_audio_s']} s" if audio.get("max_audio_s") else ""
         phrases["audio"] = (f"{'`' + source + '` ' if source else ''}({encoder.get('model_type', 'wav2vec2')}, "
                             f"{depth} layers, {audio.get('audio_feature_dim', 768)}-d frames, {used}{crop})")
+    text = config.get("text_config") or (config if config.get("model_type") == "emi_text" else None)
+    if text is not None:
+        encoder = text.get("text_encoder_config") or {}
+        source = text.get("text_encoder_name")
+        phrases["text"] = (f"{'`' + source + '` ' if source else ''}({encoder.get('model_type', 'bert')}, "
+                           f"{encoder.get('num_hidden_layers')} layers, {text.get('text_feature_dim', 768)}-d tokens)")
     return phrases
 
 
@@ -180,6 +187,8 @@ def check_input_dims(config, metadata: dict, modality: str, source: str) -> None
     (`emi_features.json`), naming the extraction that made them."""
     if modality == "visual":
         wanted, stored, what = config.visual_feature_dim, metadata.get("visual_feature_dim"), "face features"
+    elif modality == "text":
+        wanted, stored, what = config.text_feature_dim, metadata.get("text_feature_dim"), "token embeddings"
     else:
         layers = getattr(config, "num_speech_layers", 1)
         wanted, stored = layers * config.audio_feature_dim, metadata.get("audio_feature_dim")

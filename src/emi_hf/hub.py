@@ -91,17 +91,32 @@ MODEL_TYPES = {
     # config.json model_type -> (template file, modality, model class)
     "emi_visual": ("emi-visual.md", "visual", "EmiVisualModel"),
     "emi_audio": ("emi-audio.md", "audio", "EmiAudioModel"),
+    "emi_text": ("emi-text.md", "text", "EmiTextModel"),
     "emi_fusion": ("emi-fusion.md", "fusion", "EmiFusionModel"),
 }
 CARD_TAGS = ["emi-hf", "emotion-recognition", "audiovisual", "abaw"]
-MODALITY_TAGS = {"visual": ["video", "face"], "audio": ["audio", "speech"], "fusion": ["video", "audio"]}
+MODALITY_TAGS = {"visual": ["video", "face"], "audio": ["audio", "speech"], "text": ["text", "transcript"],
+                 "fusion": ["video", "audio"]}
+MODALITY_PHRASES = {"visual": "the face", "audio": "the voice", "text": "the transcript"}
 TASK_TYPE = "emotional-mimicry-intensity"
 TASK_NAME = "Emotional Mimicry Intensity estimation"
 
 # Files of a run folder that belong on the Hub: top level only (checkpoints, logs and optimizer states stay home).
 MODEL_FILE_SUFFIXES = (".safetensors", ".json", ".py")
 MODEL_FILE_EXCLUDES = ("trainer_state.json", "training_args.json", "optimizer.json")
-CODE_FILES = ("configuration_emi.py", "modeling_emi.py", "backbones_emi.py", "encoders_emi.py", "temporal_emi.py")
+CODE_FILES = ("configuration_emi.py", "modeling_emi.py", "modeling_base_emi.py", "backbones_emi.py", "encoders_emi.py",
+              "temporal_emi.py")
+"""The remote-code files every saved emi-hf model holds; a fusion model also `modeling_fusion_emi.py`, an ensemble
+`modeling_ensemble_emi.py` (`code_files`)."""
+
+
+def code_files(config: dict) -> list[str]:
+    """The remote-code files a saved model with this `config.json` needs: `CODE_FILES` and the modules `auto_map`
+    names."""
+    named = {f"{target.split('.')[0]}.py" for target in (config.get("auto_map") or {}).values()}
+    if config.get("model_type") in ("emi_fusion", "emi_ensemble"):
+        named.add("modeling_fusion_emi.py")
+    return [*CODE_FILES, *sorted(named - set(CODE_FILES))]
 
 
 class EmiHubError(RuntimeError):
@@ -263,7 +278,23 @@ def _read_model_config(folder: Path) -> tuple[dict, str]:
     return config, model_type
 
 
-def _card_data(results: dict, modality: str, model_name: str, label_names: list[str]) -> ModelCardData:
+def _modalities(config: Mapping[str, Any]) -> list[str]:
+    return [m for m in ("visual", "audio", "text") if config.get(f"{m}_config")]
+
+
+def _fusion_context(config: Mapping[str, Any], label_names: list[str]) -> dict:
+    """The fusion card's modalities and weights table (earlier checkpoints: `fusion_weights`, the visual share)."""
+    modalities = _modalities(config)
+    weights = config.get("modality_weights")
+    if weights is None and config.get("fusion_weights"):
+        weights = {"visual": config["fusion_weights"], "audio": [1 - w for w in config["fusion_weights"]]}
+    rows = [(name, [weights[m][i] for m in modalities]) for i, name in enumerate(label_names)] if weights else []
+    return {"modalities": modalities, "modality_phrases": [MODALITY_PHRASES[m] for m in modalities],
+            "modality_weights": rows, "fusion_weights": list(zip(label_names, config.get("fusion_weights") or []))}
+
+
+def _card_data(results: dict, modality: str, model_name: str, label_names: list[str],
+               config: Mapping[str, Any] | None = None) -> ModelCardData:
     """The card's YAML metadata: tags, license, datasets and the `model-index` of the validation numbers."""
     dataset = results.get("dataset") or "the training data"
     validation = results.get("validation")
@@ -285,7 +316,8 @@ def _card_data(results: dict, modality: str, model_name: str, label_names: list[
     return ModelCardData(
         library_name="transformers",
         license=results.get("license", "other"),
-        tags=CARD_TAGS + MODALITY_TAGS[modality],
+        tags=CARD_TAGS + (sorted({t for m in _modalities(config or {}) for t in MODALITY_TAGS[m]})
+                          if modality == "fusion" and config else MODALITY_TAGS[modality]),
         datasets=[results["dataset_repo_id"]] if results.get("dataset_repo_id") else None,
         metrics=["pearsonr"],
         model_name=model_name,
@@ -325,7 +357,7 @@ def render_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> 
     model_name = repo_id.split("/")[-1]
     validation = results.get("validation")
     context = {
-        "card_data": _card_data(results, modality, model_name, label_names).to_yaml(),
+        "card_data": _card_data(results, modality, model_name, label_names, config).to_yaml(),
         "repo_id": repo_id,
         "model_name": model_name,
         "model_class": model_class,
@@ -339,9 +371,10 @@ def render_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> 
         if validation
         else [],
         "training": results.get("training") or {},
-        "fusion_weights": list(zip(label_names, config.get("fusion_weights") or [])),
+        **_fusion_context(config, label_names),
         "encoders": card_encoders(config),
-        "has_remote_code": bool(config.get("auto_map")) and all((folder / name).is_file() for name in CODE_FILES),
+        "has_remote_code": bool(config.get("auto_map")) and all((folder / name).is_file()
+                                                                for name in code_files(config)),
         "versions": results.get("versions") or _versions(),
         "versions_at_upload": not results.get("versions"),
     }
@@ -411,7 +444,7 @@ def push_model(
     files = _model_files(folder)
     card = model_card if model_card is not None else render_model_card(folder, repo_id)
     config = _read_json(folder / "config.json")
-    missing_code = [name for name in CODE_FILES if not (folder / name).is_file()]
+    missing_code = [name for name in code_files(config) if not (folder / name).is_file()]
     if not config.get("auto_map") or missing_code:
         warnings.warn(
             f"{folder} lacks {'auto_map in config.json' if not config.get('auto_map') else ''}"

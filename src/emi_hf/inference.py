@@ -16,8 +16,81 @@ import torch
 
 from .devices import default_device
 
-MODALITIES = ("visual", "audio", "fused")  # keys of ClipPrediction.modality_intensities, in display order
-_MODEL_MODALITIES = {"emi_visual": ("visual",), "emi_audio": ("audio",), "emi_fusion": MODALITIES}
+MODALITIES = ("visual", "audio", "text", "fused")  # keys of ClipPrediction.modality_intensities, in display order
+UNIMODAL = ("visual", "audio", "text")
+_MODEL_MODALITIES = {"emi_visual": ("visual",), "emi_audio": ("audio",), "emi_text": ("text",)}
+
+
+def model_modalities(model) -> list[str]:
+    """The unimodal parts of an emi-hf model (a fusion model's modalities; an ensemble's members')."""
+    config = model.config
+    if getattr(config, "member_model_type", None):
+        config = model.members[0].config
+    return list(getattr(config, "modalities", None) or _MODEL_MODALITIES[config.model_type])
+
+
+class TextSide:
+    """
+    The text inputs of a model with a text part, for raw clips: each clip's transcript (from `transcripts`, a CSV /
+    JSON source the user has, else transcribed as the training data was: the text config's `asr_backend` /
+    `asr_model`, or the `asr_model` given) tokenised by the checkpoint's `text_tokenizer/`.
+    """
+
+    def __init__(self, model, transcripts=None, asr_model: str | None = None, asr_backend: str | None = None,
+                 language: str | None = None, device: str = "cpu", missing_ok: bool = False):
+        from transformers import AutoTokenizer
+
+        from .text.encoder import TEXT_TOKENIZER_DIR
+        from .text.transcribe import Transcriber
+        from .text.transcript_files import read_transcripts
+
+        config = model.config.text_config if model.config.model_type == "emi_fusion" else model.config
+        if getattr(model.config, "member_model_type", None):
+            config = model.members[0].config
+            config = getattr(config, "text_config", None) or config
+        folder = os.path.join(str(model.name_or_path), TEXT_TOKENIZER_DIR)
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"{model.name_or_path} has a text model but no {TEXT_TOKENIZER_DIR}/ folder (its "
+                                    "text encoder's tokenizer); save the tokenizer there (train.py does).")
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.max_length = int(config.max_text_tokens)
+        self.table = None if transcripts is None else read_transcripts(transcripts)
+        asr_model = asr_model or (config.asr_model if config.asr_backend not in (None, "file") else None)
+        backend = asr_backend or (config.asr_backend if config.asr_backend not in (None, "file") else "transformers")
+        self.transcriber = None if asr_model is None else Transcriber(
+            backend, asr_model, language=language or config.asr_language, device=device)
+        self.missing_ok = missing_ok
+        self.last_note: str | None = None  # why the last clip had no transcript, with `missing_ok`
+
+    def transcript(self, path) -> str:
+        """The clip's transcript; with `missing_ok`, "" (the text model is then skipped) where there is no source or
+        transcription fails, the reason in `last_note`."""
+        from .text.transcript import TranscriptionError
+
+        self.last_note = None
+        if self.table is not None:
+            found = self.table.lookup(path)
+            if found is not None:
+                return found.text
+        try:
+            if self.transcriber is None:
+                raise ValueError(f"{path}: no transcript for it{' in the transcripts given' if self.table else ''}, "
+                                 "and the model's transcripts were read from a file: pass --transcripts FILE with a "
+                                 "row for it, or --asr-model ID to transcribe it.")
+            return self.transcriber.transcribe(path).text
+        except (ValueError, TranscriptionError, OSError) as error:
+            if not self.missing_ok:
+                raise
+            self.last_note = str(error)
+            return ""
+
+    def inputs(self, texts: list[str], device) -> dict:
+        """`input_ids` and `text_mask` of the transcripts (an empty one: no valid token, a missing modality)."""
+        encoded = self.tokenizer([t.strip() or self.tokenizer.pad_token for t in texts], padding=True,
+                                 truncation=True, max_length=self.max_length, return_tensors="pt")
+        mask = encoded["attention_mask"].clone()
+        mask[[i for i, t in enumerate(texts) if not t.strip()]] = 0
+        return {"input_ids": encoded["input_ids"].to(device), "text_mask": mask.to(device)}
 
 
 def load_for_inference(model_name_or_path: str | os.PathLike, processor=None, revision: str | None = None,
@@ -47,9 +120,12 @@ class ClipPrediction:
     Attributes:
         path: the video file.
         label_names: the emotions, in the order of every timeline row.
-        modality_intensities: ``"visual"`` / ``"audio"`` / ``"fused"`` -> {emotion: intensity in [0, 1]}, for the
-            modalities the model has (visual model: visual; audio model: audio; fusion model: all three).
-        modality_mask: ``"visual"`` / ``"audio"`` -> whether the clip had that input (a face in some frame; audio).
+        modality_intensities: ``"visual"`` / ``"audio"`` / ``"text"`` / ``"fused"`` -> {emotion: intensity in
+            [0, 1]}, for the modalities the model has (a unimodal model: its own; a fusion model: each of its
+            modalities and the fused one).
+        modality_mask: ``"visual"`` / ``"audio"`` / ``"text"`` -> whether the clip had that input (a face in some
+            frame; audio; a non-empty transcript).
+        transcript: the transcript the text model read (None without a text model).
         timestamps: ``[frames]`` seconds of the video frames.
         frame_intensities: ``[frames][6]`` face timeline (None where no face); None for an audio model.
         audio_frame_intensities: ``[audio frames][6]`` voice timeline (None rows: no audio, or a batch's padding);
@@ -80,12 +156,13 @@ class ClipPrediction:
     fps: float | None
     warnings: list[str] = field(default_factory=list)
     timing: dict[str, float] = field(default_factory=dict)
+    transcript: str | None = None
 
     @property
     def intensities(self) -> dict[str, float]:
         """The model's clip intensities: the fused ones for a fusion model, else its one modality's."""
         found = self.modality_intensities
-        return next(found[m] for m in ("fused", "visual", "audio") if m in found)
+        return next(found[m] for m in ("fused", *UNIMODAL) if m in found)
 
     def to_dict(self) -> dict:
         """What `emi-hf predict --json` prints: path, intensities, frame_intensities, timestamps, face_fraction,
@@ -94,14 +171,15 @@ class ClipPrediction:
         `frame_intensities` is the model's frame-level output, one row per video frame: the face timeline, or for an
         audio model its voice timeline cut to that many rows (the format this command has always written)."""
         frames = self.frame_intensities
-        if frames is None:
+        if frames is None and self.audio_frame_intensities is not None:
             frames = self.audio_frame_intensities[: len(self.timestamps)]
         result = {"path": self.path, "intensities": self.intensities, "frame_intensities": frames,
                   "timestamps": self.timestamps, "face_fraction": self.face_fraction,
                   "audio_present": self.audio_present, "timing": self.timing}
         if "fused" in self.modality_intensities:
-            result["visual"] = self.modality_intensities["visual"]
-            result["audio"] = self.modality_intensities["audio"]
+            result.update({m: self.modality_intensities[m] for m in UNIMODAL if m in self.modality_intensities})
+        if self.transcript is not None:
+            result["transcript"] = self.transcript
         return result
 
 
@@ -120,10 +198,11 @@ def _timeline(rows: torch.Tensor) -> Timeline:
 def _model_outputs(model_type: str, output, i: int, num_frames: int, names) -> dict:
     """The ClipPrediction fields read from clip `i` of a model output."""
     if model_type == "emi_fusion":
-        clip = {"visual": output.visual_intensities[i], "audio": output.audio_intensities[i],
-                "fused": output.intensities[i]}
-        masks = {"visual": bool(output.visual_mask[i]), "audio": bool(output.audio_mask[i])}
-        visual_rows, audio_rows = output.frame_intensities[i][:num_frames], output.audio_frame_intensities[i]
+        present = [m for m in UNIMODAL if getattr(output, f"{m}_intensities", None) is not None]
+        clip = {**{m: getattr(output, f"{m}_intensities")[i] for m in present}, "fused": output.intensities[i]}
+        masks = {m: bool(getattr(output, f"{m}_mask")[i]) for m in present}
+        visual_rows = output.frame_intensities[i][:num_frames] if "visual" in present else None
+        audio_rows = output.audio_frame_intensities[i] if "audio" in present else None
     else:
         (modality,) = _MODEL_MODALITIES[model_type]
         clip, masks = {modality: output.intensities[i]}, {modality: bool(output.modality_mask[i])}
@@ -139,14 +218,17 @@ def _model_outputs(model_type: str, output, i: int, num_frames: int, names) -> d
 
 @torch.inference_mode()
 def predict_clips(model, processor, videos, batch_size: int = 1, *, use_cache: bool | None = None,
-                  keep_crops: bool = False) -> list[ClipPrediction]:
+                  keep_crops: bool = False, text_side: TextSide | None = None) -> list[ClipPrediction]:
     """
     Predicts each video (a path or paths); returns one [`ClipPrediction`] per clip, in order.
 
     `use_cache`: the processor's clip cache (None: the processor's setting; the demo passes False so that nothing
     derived from an upload stays on disk). `keep_crops`: keep the aligned face crops in `ClipPrediction.face_crops`.
-    Raises `emi_hf.media.errors.EmiInputError` for a clip that cannot be read.
+    `text_side`: where a model with a text part gets each clip's transcript (default `TextSide(model)`: transcribed
+    as the training data was). Raises `emi_hf.media.errors.EmiInputError` for a clip that cannot be read.
     """
+    if "text" in model_modalities(model) and text_side is None:
+        text_side = TextSide(model)
     from .face_embedding import FaceEmbedder
 
     videos = [videos] if isinstance(videos, (str, os.PathLike)) else list(videos)
@@ -163,6 +245,9 @@ def predict_clips(model, processor, videos, batch_size: int = 1, *, use_cache: b
         inputs = processor.collate(clips, return_tensors="pt")
         preprocessed = time.perf_counter()
         tensors = {k: v.to(device) for k, v in inputs.for_model(model).items() if isinstance(v, torch.Tensor)}
+        transcripts = [text_side.transcript(path) for path in chunk] if text_side is not None else [None] * len(chunk)
+        if text_side is not None:
+            tensors.update(text_side.inputs(transcripts, device))
         output = model(**tensors)
         finished = time.perf_counter()
         timing = {"preprocess_s": (preprocessed - began) / len(chunk),
@@ -179,5 +264,6 @@ def predict_clips(model, processor, videos, batch_size: int = 1, *, use_cache: b
                 audio_start=meta.get("audio_start"), duration=_float_or_none(meta.get("duration")),
                 fps=_float_or_none(meta.get("fps")),
                 warnings=[str(w) for w in meta.get("warnings") or []], timing=dict(timing),
+                transcript=transcripts[i],
             ))
     return predictions

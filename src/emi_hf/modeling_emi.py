@@ -1,216 +1,48 @@
-"""Models of emi-hf: visual-dual and audio regressors of Emotional Mimicry Intensity, and their late fusion.
+"""Unimodal models of emi-hf: visual-dual, audio and text regressors of Emotional Mimicry Intensity.
 
-Data flow (shapes in brackets; B clips, T video frames, T_a audio frames, 6 emotions):
+Data flow (shapes in brackets; B clips, T video frames, T_a audio frames, T_t tokens, 6 emotions):
 
     pixel_values [B, T, 3, 112, 112] --ResNet18--> visual_features [B, T, 512] --\
                                                   au_features [B, T, n_au] ------> EmiVisualModel --> [B, 6]
     input_values [B, S] --wav2vec2--> audio_features [B, T_a, 768] -------------> EmiAudioModel  --> [B, 6]
-    EmiFusionModel: per-emotion weighted average of the two clip predictions, per clip over the modalities present.
+    input_ids [B, T_t] --text encoder--> text_features [B, T_t, 768] -----------> EmiTextModel   --> [B, 6]
 
 Each unimodal model is a projection, a `TemporalEncoder` (dilated residual TCN for short range, then a Transformer
-encoder for long range), a frame head and masked pooling over the valid frames. Padding and frames without a face are
-masked everywhere (convolutions, attention, pooling), so a padded clip gives the same result as the unpadded one. The
-backbones and their inference machinery (ImageNet weights, BatchNorm folding, windowed and chunked speech encoding)
-are in ``backbones_emi.py``.
+encoder for long range), a frame head and masked pooling over the valid frames (`modeling_base_emi`). Padding and
+frames without a face (tokens of an empty transcript) are masked everywhere (convolutions, attention, pooling), so a
+padded clip gives the same result as the unpadded one. The backbones and their inference machinery (ImageNet
+weights, BatchNorm folding, windowed and chunked speech encoding) are in ``backbones_emi.py``; their fusion is
+``modeling_fusion_emi.py``.
 
-This file is copied next to the weights by ``save_pretrained``: it imports only torch, transformers and
-``configuration_emi`` / ``backbones_emi`` / ``temporal_emi`` (relatively), which are copied with it. The temporal
-encoder, the head and the losses are in ``temporal_emi.py``.
+This file is copied next to the weights by ``save_pretrained``: it imports only torch, transformers and the other
+``*_emi.py`` files (relatively), which are copied with it.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
-from transformers import initialization as init
-from transformers.utils import ModelOutput
 
 from .backbones_emi import (
     FaceBackboneRunner,
-    FrozenBackboneMixin,
     build_face_backbone,
     embed_distinct_frames,
     encode_speech,
-    init_resnet_module,
     load_resnet18_imagenet_state_dict,
     pretrained_face_backbone_state,
 )
-from .configuration_emi import EmiAudioConfig, EmiFusionConfig, EmiVisualConfig
+from .configuration_emi import EmiAudioConfig, EmiTextConfig, EmiVisualConfig
 from .encoders_emi import build_speech_encoder, describe_face_backbone, load_pretrained_speech_encoder
+from .modeling_base_emi import EmiPreTrainedModel, EmiRegressionOutput, _TemporalRegressor  # noqa: F401  (re-exported)
 from .temporal_emi import (  # noqa: F401  (losses re-exported: modeling_emi is their public home too)
     REGRESSION_LOSSES,
-    IntensityHead,
     TemporalEncoder,
-    _finalise,
-    _masked_loss,
     concordance_loss,
-    init_submodel_on_load,
     pearson_loss,
     regression_loss,
 )
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Outputs
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class EmiRegressionOutput(ModelOutput):
-    """
-    Output of [`EmiVisualModel`] and [`EmiAudioModel`].
-
-    Args:
-        loss (`torch.FloatTensor` of shape `()`, *optional*): regression loss over clips that have usable input,
-            returned when `labels` are given.
-        intensities (`torch.FloatTensor` of shape `[batch, num_labels]`): clip intensities in [0, 1]. Rows of clips
-            without usable input (no face in any frame, no audio) are NaN: see `modality_mask`.
-        frame_intensities (`torch.FloatTensor` of shape `[batch, frames, num_labels]`): per-frame intensities in
-            [0, 1], for a timeline; NaN at masked frames.
-        modality_mask (`torch.BoolTensor` of shape `[batch]`): True where the clip had at least one valid frame.
-        frame_mask (`torch.BoolTensor` of shape `[batch, frames]`): the valid frames the prediction used.
-        last_hidden_state (`torch.FloatTensor` of shape `[batch, frames, hidden_size]`): temporal encoder output.
-        hidden_states (`tuple(torch.FloatTensor)`, *optional*): with `output_hidden_states=True` (or
-            `config.output_hidden_states`): the encoder input (projected features) and the output of each temporal
-            layer (TCN blocks, then Transformer layers), each `[batch, frames, hidden_size]`; else None.
-        attentions (`tuple(torch.FloatTensor)`, *optional*): with `output_attentions=True`: one
-            `[batch, heads, frames, frames]` tensor of attention weights per Transformer layer; else None.
-    """
-
-    loss: torch.FloatTensor | None = None
-    intensities: torch.FloatTensor | None = None
-    frame_intensities: torch.FloatTensor | None = None
-    modality_mask: torch.BoolTensor | None = None
-    frame_mask: torch.BoolTensor | None = None
-    last_hidden_state: torch.FloatTensor | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
-
-
-@dataclass
-class EmiFusionOutput(ModelOutput):
-    """
-    Output of [`EmiFusionModel`].
-
-    Args:
-        loss (`torch.FloatTensor` of shape `()`, *optional*): loss of the fused intensities, when `labels` are given.
-        intensities (`torch.FloatTensor` of shape `[batch, num_labels]`): fused clip intensities; per clip, the
-            weighted average of the modalities present (NaN only when neither is).
-        frame_intensities (`torch.FloatTensor` of shape `[batch, frames, num_labels]`): visual frame intensities
-            (the video timeline); the audio timeline is in `audio_frame_intensities`.
-        visual_intensities (`torch.FloatTensor` of shape `[batch, num_labels]`): visual model's clip intensities.
-        audio_intensities (`torch.FloatTensor` of shape `[batch, num_labels]`): audio model's clip intensities.
-        audio_frame_intensities (`torch.FloatTensor` of shape `[batch, audio_frames, num_labels]`).
-        visual_mask (`torch.BoolTensor` of shape `[batch]`): clip had a face in at least one frame.
-        audio_mask (`torch.BoolTensor` of shape `[batch]`): clip had audio.
-        visual_last_hidden_state, audio_last_hidden_state (`torch.FloatTensor`): each model's `last_hidden_state`.
-        visual_hidden_states, audio_hidden_states, visual_attentions, audio_attentions (`tuple(torch.FloatTensor)`,
-            *optional*): each model's `hidden_states` / `attentions` (see [`EmiRegressionOutput`]), when asked for.
-    """
-
-    loss: torch.FloatTensor | None = None
-    intensities: torch.FloatTensor | None = None
-    frame_intensities: torch.FloatTensor | None = None
-    visual_intensities: torch.FloatTensor | None = None
-    audio_intensities: torch.FloatTensor | None = None
-    audio_frame_intensities: torch.FloatTensor | None = None
-    visual_mask: torch.BoolTensor | None = None
-    audio_mask: torch.BoolTensor | None = None
-    visual_last_hidden_state: torch.FloatTensor | None = None
-    audio_last_hidden_state: torch.FloatTensor | None = None
-    visual_hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    audio_hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    visual_attentions: tuple[torch.FloatTensor, ...] | None = None
-    audio_attentions: tuple[torch.FloatTensor, ...] | None = None
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Models: the shared base, the visual-dual and the audio regressor
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-class EmiPreTrainedModel(PreTrainedModel):
-    """Weight initialisation and checkpoint plumbing shared by the emi-hf models. Attention: `"sdpa"` (default)
-    or `"eager"` (`attn_implementation=` in `from_pretrained` / `from_config`; `output_attentions=True` uses eager)."""
-
-    config_class = EmiVisualConfig
-    base_model_prefix = "emi"
-    supports_gradient_checkpointing = True
-    _supports_sdpa = True
-    _no_split_modules = ["TransformerEncoderLayer", "TemporalConvBlock"]
-
-    def _init_weights(self, module):
-        """The init of every module the emi models create (guarded `transformers.initialization` functions, so loaded
-        weights are kept); a transformers sub-model (the speech encoder) has its own `_init_weights`."""
-        std = getattr(self.config, "initializer_range", 0.02)
-        if isinstance(module, (nn.Linear, nn.Conv1d)):
-            init.normal_(module.weight, mean=0.0, std=std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm) and module.weight is not None:
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-        elif isinstance(module, (nn.Conv2d, nn.BatchNorm2d)):
-            init_resnet_module(module)
-        if isinstance(getattr(module, "layer_weights", None), nn.Parameter):
-            init.zeros_(module.layer_weights)  # the speech layers' mixing weights start uniform
-
-    def initialize_weights(self):
-        # A transformers sub-model (the speech encoder) not initialised yet (from_pretrained): after transformers' pass,
-        # the parts it skips there for custom code, drawn as in Model(config) (see `init_submodel_on_load`).
-        pending = [module for module in self.modules() if isinstance(module, PreTrainedModel)
-                   and not isinstance(module, EmiPreTrainedModel) and not getattr(module, "_is_hf_initialized", False)]
-        super().initialize_weights()
-        for module in pending:
-            init_submodel_on_load(module)
-
-
-class _TemporalRegressor(FrozenBackboneMixin, EmiPreTrainedModel):
-    """Temporal encoder, head and loss shared by the two unimodal models (the input side differs)."""
-
-    def _build_temporal(self, config):
-        self.encoder = TemporalEncoder(config)
-        self.head = IntensityHead(config)
-
-    @staticmethod
-    def _check_one_input(cached, raw, cached_name: str, raw_name: str) -> None:
-        """Cached features or raw inputs of a modality, never both nor neither."""
-        if (cached is None) == (raw is None):
-            raise ValueError(f"Pass exactly one of {cached_name} or {raw_name}.")
-
-    @staticmethod
-    def _mask_or_all_valid(frame_mask: torch.Tensor | None, features: torch.Tensor) -> torch.Tensor:
-        """`frame_mask` as bool `[batch, frames]`, or all True for `features` `[batch, frames, ...]`."""
-        if frame_mask is None:
-            return torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
-        return frame_mask.bool()
-
-    def _regress(self, hidden_states, frame_mask, labels, return_dict, output_hidden_states=None,
-                 output_attentions=None) -> EmiRegressionOutput | tuple:
-        """Projected inputs `[batch, frames, hidden]` and bool `frame_mask` `[batch, frames]` -> the output."""
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        clip_mask = frame_mask.any(dim=1)
-        encoded = self.encoder(
-            hidden_states, frame_mask,
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states,
-            output_attentions if output_attentions is not None else self.config.output_attentions,
-        )
-        hidden_states = encoded.last_hidden_state
-        frame_logits, clip_logits = self.head(hidden_states, frame_mask)
-        intensities, frame_intensities = _finalise(frame_logits, clip_logits, frame_mask, clip_mask)
-        loss = None
-        if labels is not None:
-            loss = _masked_loss(self.config.loss_type, clip_logits.sigmoid(), labels, clip_mask)
-        output = EmiRegressionOutput(
-            loss=loss, intensities=intensities, frame_intensities=frame_intensities, modality_mask=clip_mask,
-            frame_mask=frame_mask, last_hidden_state=hidden_states, hidden_states=encoded.hidden_states,
-            attentions=encoded.attentions,
-        )
-        return output if return_dict else output.to_tuple()
 
 
 class EmiVisualModel(_TemporalRegressor):
@@ -403,109 +235,94 @@ class EmiAudioModel(_TemporalRegressor):
         return self._regress(hidden_states, audio_mask, labels, return_dict, output_hidden_states, output_attentions)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Late fusion
-# ----------------------------------------------------------------------------------------------------------------------
+class EmiTextModel(_TemporalRegressor):
+    """Text EMI regressor: token embeddings of a frozen transformers text encoder over the transcript (from token ids,
+    or cached) -> clip intensities. An empty transcript (no valid token) gives NaN intensities and
+    `modality_mask` False: a missing modality."""
 
+    config_class = EmiTextConfig
+    main_input_name = "text_features"
 
-def fuse_intensities(
-    visual: torch.Tensor, audio: torch.Tensor, visual_mask: torch.Tensor, audio_mask: torch.Tensor,
-    weights: torch.Tensor,
-) -> torch.Tensor:
-    """
-    Per-emotion weighted average `w * visual + (1 - w) * audio` of `[batch, num_labels]` predictions; a clip missing
-    one modality gets the other one alone, a clip missing both gets NaN.
-    """
-    w = weights.to(visual.dtype)[None].expand_as(visual)
-    w = torch.where(visual_mask[:, None], w, torch.zeros_like(w))
-    w = torch.where(audio_mask[:, None], w, torch.ones_like(w))
-    fused = w * visual.nan_to_num(0.0) + (1 - w) * audio.nan_to_num(0.0)
-    present = (visual_mask | audio_mask)[:, None]
-    return torch.where(present, fused, torch.full_like(fused, float("nan")))
-
-
-class EmiFusionModel(EmiPreTrainedModel):
-    """
-    Late fusion of an [`EmiVisualModel`] and an [`EmiAudioModel`]: each predicts clip intensities from its own inputs,
-    and the result is their per-emotion weighted average (`config.fusion_weights`, default 0.5 = the paper's plain
-    average). Takes the union of both models' inputs, so `model(**processor(videos=...))` works.
-    """
-
-    config_class = EmiFusionConfig
-    main_input_name = "visual_features"
-    _no_split_modules = ["EmiVisualModel", "EmiAudioModel"]
-
-    def __init__(self, config: EmiFusionConfig):
+    def __init__(self, config: EmiTextConfig):
         super().__init__(config)
-        self.visual = EmiVisualModel(config.visual_config)
-        self.audio = EmiAudioModel(config.audio_config)
+        from transformers import AutoModel
+
+        self.backbone = AutoModel.from_config(config.text_encoder_config)
+        self.text_projection = nn.Sequential(
+            nn.LayerNorm(config.text_feature_dim), nn.Linear(config.text_feature_dim, config.hidden_size), nn.GELU(),
+            nn.Dropout(config.dropout),
+        )
+        self._build_temporal(config)
         self.post_init()
+        self._freeze()
 
     @classmethod
-    def from_unimodal(
-        cls, visual: str | os.PathLike | EmiVisualModel, audio: str | os.PathLike | EmiAudioModel,
-        fusion_weights: list[float] | None = None,
-    ) -> EmiFusionModel:
-        """Builds the fusion model from two trained checkpoints (folders or Hub ids) or model instances."""
-        if not isinstance(visual, EmiVisualModel):
-            visual = EmiVisualModel.from_pretrained(visual)
-        if not isinstance(audio, EmiAudioModel):
-            audio = EmiAudioModel.from_pretrained(audio)
-        config = EmiFusionConfig(
-            visual_config=visual.config.to_dict(), audio_config=audio.config.to_dict(), fusion_weights=fusion_weights
-        )
-        model = cls(config)
-        model.visual.load_state_dict(visual.state_dict())
-        model.audio.load_state_dict(audio.state_dict())
+    def from_text_encoder(cls, name_or_path: str | os.PathLike, revision: str | None = None,
+                          **config_kwargs) -> EmiTextModel:
+        """A text model around a pretrained transformers text encoder (a Hub id such as `thenlper/gte-base`, or a
+        folder saved with `save_pretrained`); the temporal part is random. Its tokenizer is loaded with
+        `AutoTokenizer.from_pretrained(name_or_path)` (`emi_hf.text.TextEncoder` does both)."""
+        from transformers import AutoModel
+
+        encoder = AutoModel.from_pretrained(name_or_path, revision=revision)
+        return cls.from_encoder_model(encoder, os.fspath(name_or_path), **config_kwargs)
+
+    @classmethod
+    def from_encoder_model(cls, encoder: nn.Module, name: str | None = None, **config_kwargs) -> EmiTextModel:
+        """A text model holding a copy of the weights of the (loaded) transformers text encoder `encoder`."""
+        config_kwargs.setdefault("text_feature_dim", encoder.config.hidden_size)
+        config_kwargs.setdefault("text_encoder_name", name)
+        model = cls(EmiTextConfig(text_encoder_config=encoder.config.to_dict(), **config_kwargs))
+        missing, unexpected = model.backbone.load_state_dict(encoder.state_dict(), strict=False)
+        if unexpected or missing:
+            raise ValueError(f"Encoder weights of {name} do not fit: missing {missing}, unexpected {unexpected}.")
+        model._freeze()
         return model
 
+    def embed_text(self, input_ids: torch.Tensor, text_mask: torch.Tensor | None = None,
+                   token_type_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token embeddings `[batch, tokens, text_feature_dim]` (the encoder's last hidden states) of token ids
+        `[batch, tokens]`, and the bool token mask; rows without a valid token are zeros."""
+        mask = torch.ones_like(input_ids, dtype=torch.bool) if text_mask is None else text_mask.bool()
+        attention = mask.clone()
+        attention[~mask.any(dim=1), 0] = True  # an empty transcript: run one token, then discard it
+        inputs = {"input_ids": input_ids, "attention_mask": attention.long()}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        features = self.backbone(**inputs).last_hidden_state
+        return features * mask[..., None].to(features.dtype), mask
+
     def forward(
-        self, visual_features: torch.Tensor | None = None, au_features: torch.Tensor | None = None,
-        frame_mask: torch.Tensor | None = None, pixel_values: torch.Tensor | None = None,
-        audio_features: torch.Tensor | None = None, audio_mask: torch.Tensor | None = None,
-        input_values: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+        self, text_features: torch.Tensor | None = None, text_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None, output_hidden_states: bool | None = None,
         output_attentions: bool | None = None, return_dict: bool | None = None,
-    ) -> EmiFusionOutput | tuple:
-        """Inputs as in [`EmiVisualModel`] and [`EmiAudioModel`] (their union; other keywords raise TypeError);
-        `labels` `[batch, num_labels]`."""
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        extras = dict(
-            output_hidden_states=output_hidden_states if output_hidden_states is not None
-            else self.config.output_hidden_states,
-            output_attentions=output_attentions if output_attentions is not None else self.config.output_attentions,
-            return_dict=True,
-        )
-        visual = self.visual(
-            visual_features=visual_features, au_features=au_features, frame_mask=frame_mask,
-            pixel_values=pixel_values, **extras,
-        )
-        audio = self.audio(
-            audio_features=audio_features, audio_mask=audio_mask, input_values=input_values,
-            attention_mask=attention_mask, **extras,
-        )
-        weights = torch.tensor(self.config.fusion_weights, device=visual.intensities.device)
-        intensities = fuse_intensities(
-            visual.intensities, audio.intensities, visual.modality_mask, audio.modality_mask, weights
-        )
-        loss = None
-        if labels is not None:
-            present = visual.modality_mask | audio.modality_mask
-            # Fused values are differentiable through both models where present (NaN rows are never selected).
-            loss = _masked_loss(self.config.visual_config.loss_type, intensities, labels, present)
-        output = EmiFusionOutput(
-            loss=loss, intensities=intensities, frame_intensities=visual.frame_intensities,
-            visual_intensities=visual.intensities, audio_intensities=audio.intensities,
-            audio_frame_intensities=audio.frame_intensities, visual_mask=visual.modality_mask,
-            audio_mask=audio.modality_mask, visual_last_hidden_state=visual.last_hidden_state,
-            audio_last_hidden_state=audio.last_hidden_state, visual_hidden_states=visual.hidden_states,
-            audio_hidden_states=audio.hidden_states, visual_attentions=visual.attentions,
-            audio_attentions=audio.attentions,
-        )
-        return output if return_dict else output.to_tuple()
+    ) -> EmiRegressionOutput | tuple:
+        """
+        Clip intensities from a transcript's token ids or their cached token embeddings.
+
+        Args:
+            text_features: `[batch, tokens, text_feature_dim]` cached token embeddings, or
+            input_ids: `[batch, tokens]` token ids of the text encoder's tokenizer (with `token_type_ids` where the
+                encoder takes them);
+            text_mask: `[batch, tokens]`, 1 = a real token (the tokenizer's attention mask); all 0 = no transcript.
+            labels: `[batch, num_labels]` intensities in [0, 1].
+            output_hidden_states, output_attentions, return_dict: as in [`EmiVisualModel`]; other keywords raise
+                TypeError.
+        """
+        self._check_one_input(text_features, input_ids, "`text_features` (cached)", "`input_ids` (token ids)")
+        if text_features is None:
+            text_features, text_mask = self.embed_text(input_ids, text_mask, token_type_ids)
+        text_mask = self._mask_or_all_valid(text_mask, text_features)
+        if text_features.shape[-1] != self.config.text_feature_dim:
+            raise ValueError(f"text_features are {text_features.shape[-1]} wide but the model expects "
+                             f"{self.config.text_feature_dim} (its text encoder's hidden size).")
+        dtype = self.text_projection[1].weight.dtype
+        hidden_states = self.text_projection(text_features.to(dtype))
+        return self._regress(hidden_states, text_mask, labels, return_dict, output_hidden_states, output_attentions)
 
 
 __all__ = [
-    "EmiAudioModel", "EmiFusionModel", "EmiFusionOutput", "EmiPreTrainedModel", "EmiRegressionOutput", "EmiVisualModel",
-    "TemporalEncoder", "concordance_loss", "fuse_intensities", "pearson_loss", "regression_loss",
+    "EmiAudioModel", "EmiPreTrainedModel", "EmiRegressionOutput", "EmiTextModel", "EmiVisualModel",
+    "TemporalEncoder", "concordance_loss", "pearson_loss", "regression_loss",
 ]

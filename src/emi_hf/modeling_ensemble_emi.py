@@ -20,16 +20,18 @@ import torch
 from torch import nn
 from transformers import PreTrainedConfig
 
-from .configuration_emi import EmiAudioConfig, EmiFusionConfig, EmiVisualConfig
-from .modeling_emi import EmiAudioModel, EmiFusionModel, EmiPreTrainedModel, EmiVisualModel, regression_loss
+from .configuration_emi import EmiAudioConfig, EmiFusionConfig, EmiTextConfig, EmiVisualConfig
+from .modeling_emi import EmiAudioModel, EmiPreTrainedModel, EmiTextModel, EmiVisualModel, regression_loss
+from .modeling_fusion_emi import EmiFusionModel
 
 MEMBER_CLASSES = {
     "emi_visual": (EmiVisualConfig, EmiVisualModel),
     "emi_audio": (EmiAudioConfig, EmiAudioModel),
+    "emi_text": (EmiTextConfig, EmiTextModel),
     "emi_fusion": (EmiFusionConfig, EmiFusionModel),
 }
 AVERAGED_FIELDS = ("intensities", "frame_intensities", "visual_intensities", "audio_intensities",
-                   "audio_frame_intensities")
+                   "audio_frame_intensities", "text_intensities", "text_frame_intensities")
 
 
 class EmiEnsembleConfig(PreTrainedConfig):
@@ -81,7 +83,7 @@ class EmiEnsembleConfig(PreTrainedConfig):
             return None
         config = self.member_config(0)
         visual = getattr(config, "visual_config", config)
-        return list(visual.au_names) if hasattr(visual, "au_names") else None
+        return list(visual.au_names) if visual is not None and hasattr(visual, "au_names") else None
 
 
 class EmiEnsembleModel(EmiPreTrainedModel):
@@ -89,7 +91,7 @@ class EmiEnsembleModel(EmiPreTrainedModel):
 
     config_class = EmiEnsembleConfig
     base_model_prefix = "emi_ensemble"
-    _no_split_modules = ["EmiVisualModel", "EmiAudioModel", "EmiFusionModel"]
+    _no_split_modules = ["EmiVisualModel", "EmiAudioModel", "EmiTextModel", "EmiFusionModel"]
 
     def __init__(self, config: EmiEnsembleConfig):
         super().__init__(config)
@@ -120,8 +122,7 @@ class EmiEnsembleModel(EmiPreTrainedModel):
         return model
 
     def _loss_type(self) -> str:
-        config = self.members[0].config
-        return getattr(config, "visual_config", config).loss_type
+        return self.members[0].config.loss_type
 
     def forward(self, labels: torch.Tensor | None = None, return_dict: bool | None = None, **inputs):
         """The members' inputs (e.g. `visual_features`, `au_features`, `frame_mask`); `labels` `[batch, labels]`."""
@@ -133,7 +134,10 @@ class EmiEnsembleModel(EmiPreTrainedModel):
             values = [getattr(output, name, None) for output in outputs]
             if values[0] is not None:
                 averaged[name] = torch.stack(values).mean(0)
-        present = first.visual_mask | first.audio_mask if hasattr(first, "visual_mask") else first.modality_mask
+        if hasattr(first, "modality_mask"):
+            present = first.modality_mask
+        else:  # a fusion output: any modality the members hold
+            present = torch.stack([getattr(first, f"{m}_mask") for m in self.members[0].modalities]).any(dim=0)
         loss = None
         if labels is not None and bool(present.any()):
             loss = regression_loss(self._loss_type(), averaged["intensities"][present],

@@ -6,7 +6,7 @@ print its validation blocks as a table. The format:
 
 ```json
 {
-  "modality": "visual" | "audio" | "fusion",
+  "modality": "visual" | "audio" | "text" | "fusion",
   "dataset": "Hume-Vidmimic2",                          # free-form name of the training data
   "dataset_repo_id": "org/emi-features",                # optional: Hub dataset id, listed in the card's `datasets:`
   "validation": {"mean_pearson": 0.41, "per_emotion": {"Admiration": 0.38, ...}, "num_clips": 4000},
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 RESULTS_FILE = "results.json"
-MODALITIES = (None, "visual", "audio", "fusion")
+MODALITIES = (None, "visual", "audio", "text", "fusion")
 
 
 def json_ready(value):
@@ -87,7 +87,8 @@ def validate_results(results, source: str | os.PathLike, label_names: list[str] 
     if not isinstance(results, dict):
         raise ValueError(f"{source} must hold a JSON object, got {type(results).__name__}.")
     if results.get("modality") not in MODALITIES:
-        raise ValueError(f"{source}: 'modality' must be 'visual', 'audio' or 'fusion', got {results['modality']!r}.")
+        raise ValueError(f"{source}: 'modality' must be 'visual', 'audio', 'text' or 'fusion', got "
+                         f"{results['modality']!r}.")
     for key in ("training", "versions"):
         if not isinstance(results.get(key, {}), dict):
             raise ValueError(f"{source}: {key!r} must be an object of name -> value.")

@@ -5,6 +5,7 @@ Layout of an extraction folder (`emi-hf extract --output DIR`):
     DIR/clips/<split>/<clip_id>.npz   one file per finished clip, written atomically (resume unit)
     DIR/failures.jsonl                clips that failed, with the reason (they do not stop the run)
     DIR/processor/                    the EmiProcessor used (processor_config.json)
+    DIR/base_text/                    with a text encoder: the EmiTextModel holding it, and its text_tokenizer/
     DIR/base_visual/, DIR/base_audio/ EmiVisualModel / EmiAudioModel whose frozen backbones made the features;
                                       training starts from them, so trained checkpoints carry the same backbones
     DIR/dataset/                      the merged datasets.DatasetDict (load_from_disk), one row per clip
@@ -67,10 +68,20 @@ class ClipFeatures:
     labels: np.ndarray  # [6] float32, NaN when unlabeled
     face_fraction: float
     audio_present: bool
+    # the text stage's columns (`emi_hf.data.text_features`), when it ran; files without them load with None
+    transcript: str | None = None
+    speech_segments: np.ndarray | None = None  # [n, 2] float32 seconds
+    audio_speech_mask: np.ndarray | None = None  # [Ta] int8
+    text_features: np.ndarray | None = None  # [T_t, D] float32
+    text_mask: np.ndarray | None = None  # [T_t] int8
+
+    def columns(self) -> dict:
+        """The row of the merged dataset (the fields that are set)."""
+        return {k: v for k, v in self.__dict__.items() if v is not None}
 
     def save(self, path: Path) -> None:
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, **{k: np.asarray(v) for k, v in self.__dict__.items()})
+        np.savez(tmp, **{k: np.asarray(v) for k, v in self.columns().items()})
         os.replace(tmp, path)
 
     @classmethod
@@ -80,6 +91,8 @@ class ClipFeatures:
         values["clip_id"] = str(values["clip_id"])
         values["face_fraction"] = float(values["face_fraction"])
         values["audio_present"] = bool(values["audio_present"])
+        if "transcript" in values:
+            values["transcript"] = str(values["transcript"])
         return cls(**values)
 
 
@@ -103,15 +116,21 @@ def embed_waveform(processor, audio_model, waveform: np.ndarray | None) -> tuple
     return audio[0].float().cpu().numpy().astype(dtype), mask[0].cpu().numpy().astype(np.int8)
 
 
-def extract_clip_features(processor, visual_model, audio_model, path, clip_id: str, labels, **side_inputs) -> ClipFeatures:
+def extract_clip_features(processor, visual_model, audio_model, path, clip_id: str, labels, text_stage=None,
+                          **side_inputs) -> ClipFeatures:
     """
     Processor + frozen backbones on one clip (see `emi_hf.face_embedding`, `embed_waveform`; long audio is encoded in
-    windows by the audio model). A modality with no frame at all is stored as one masked frame, so batches never
-    hold empty sequences.
+    windows by the audio model), and with a `text_stage` (`emi_hf.data.text_features.TextStage`) voice activity,
+    the transcript and its token embeddings. A modality with no frame at all is stored as one masked frame, so
+    batches never hold empty sequences.
     """
     embedder = FaceEmbedder(processor, visual_model)
     clip = process_clip_inputs(processor, path, face_embedder=embedder, keep_crops=False, **side_inputs)
     audio, audio_mask = embed_waveform(processor, audio_model, clip.waveform)
+    text = {}
+    if text_stage is not None:
+        text = text_stage.clip_fields(path, clip_id, clip.waveform, audio_mask)
+        audio_mask = text_stage.masked_audio(audio_mask, text)
     if clip.num_frames:
         visual = clip_face_embeddings(processor, visual_model, clip)
         au, mask, timestamps = clip.au_intensities.astype(np.float32), clip.frame_mask.astype(np.int8), clip.timestamps
@@ -130,6 +149,7 @@ def extract_clip_features(processor, visual_model, audio_model, path, clip_id: s
         labels=np.asarray(labels, dtype=np.float32),
         face_fraction=float(clip.face_fraction),
         audio_present=bool(audio_mask.any()),
+        **text,
     )
 
 
@@ -147,6 +167,7 @@ def run_extraction(
     face_image_fps: float = DEFAULT_FACE_IMAGE_FPS,
     threads: int | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    text_stage=None,
 ) -> dict:
     """
     Extracts every clip of `records` ({split: [ClipRecord(clip_id, path, labels, split)]}) into `output_dir`,
@@ -156,6 +177,7 @@ def run_extraction(
     `face_source="images"` uses face images instead of detection, their numbering at `face_image_fps`.
     Sharding (`emi_hf.data.sharding`): `threads` per process (default: cores / processes on the machine, when there
     are several); `timeout_s` without a sign of life from another process ends the wait with `ShardsIncomplete`.
+    `text_stage` (`emi_hf.data.text_features.TextStage`): adds voice activity, transcripts and text features.
     """
     output_dir = Path(output_dir)
     started = time.time()
@@ -163,10 +185,12 @@ def run_extraction(
     try:
         if threads is not None or processes.world > 1:
             configure_threads(threads, processes.local_world)
-        plan, mine = _plan_run(output_dir, records, processor, visual_model, audio_model, processes)
+        plan, mine = _plan_run(output_dir, records, processor, visual_model, audio_model, processes, text_stage)
 
         def extract(record):
             side_inputs = clip_side_inputs(record, face_source, face_image_fps)
+            if text_stage is not None:
+                side_inputs["text_stage"] = text_stage
             return (clip_fn or extract_clip_features)(processor, visual_model, audio_model, record.path,
                                                       record.clip_id, record.labels, **side_inputs)
 
@@ -174,7 +198,7 @@ def run_extraction(
         if not processes.is_main:
             return {}
         shards = wait_for_shards(output_dir, plan, timeout_s)
-        report = merge_features(output_dir, records, processor, visual_model, audio_model)
+        report = merge_features(output_dir, records, processor, visual_model, audio_model, text_stage)
         report.update(run_figures(shards, time.time() - started, sum(len(shard) for shard in plan["shards"])))
         (output_dir / "extraction_report.json").write_text(json.dumps(report, indent=2))
         return report
@@ -182,7 +206,8 @@ def run_extraction(
         processes.close()
 
 
-def _plan_run(output_dir: Path, records: dict, processor, visual_model, audio_model, processes) -> tuple[dict, list]:
+def _plan_run(output_dir: Path, records: dict, processor, visual_model, audio_model, processes,
+              text_stage=None) -> tuple[dict, list]:
     """
     The main process prepares the folder and splits the clips still to do (`sharding.new_plan`); every process
     receives the plan and checks it sees the same folder and has the same backbone weights. Returns (plan, this
@@ -193,10 +218,12 @@ def _plan_run(output_dir: Path, records: dict, processor, visual_model, audio_mo
     plan = None
     if processes.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
-        _check_same_backbones(output_dir, visual_model, audio_model)
+        _check_same_backbones(output_dir, visual_model, audio_model, text_stage)
         processor.save_pretrained(output_dir / "processor")
         visual_model.save_pretrained(output_dir / "base_visual")
         audio_model.save_pretrained(output_dir / "base_audio")
+        if text_stage is not None and text_stage.encoder is not None:
+            text_stage.save_base(output_dir / "base_text", visual_model.config.label_names)
         pending = []
         for split, clips in records.items():
             split_dir = output_dir / "clips" / SPLIT_NAMES.get(split, split)
@@ -267,10 +294,13 @@ def _extract_shard(mine: list, extract: Callable, output_dir: Path, processes, p
     shard.finish()
 
 
-def _check_same_backbones(output_dir: Path, visual_model, audio_model) -> None:
-    """A resumed extraction must use the backbones that made the clips already there, or features would mix."""
+def _check_same_backbones(output_dir: Path, visual_model, audio_model, text_stage=None) -> None:
+    """A resumed extraction must use the backbones (and text settings) that made the clips already there, or
+    features would mix."""
     path = output_dir / "backbones.json"
     current = {"visual": backbone_fingerprint(visual_model), "audio": backbone_fingerprint(audio_model)}
+    if text_stage is not None:  # absent without one, so folders of earlier versions keep resuming
+        current["text"] = {**text_stage.record(), "text_encoder_weights": text_stage.encoder_fingerprint()}
     seeds = {name: getattr(model, "random_backbone_seed", None) for name, model in
              (("visual", visual_model), ("audio", audio_model))}
     if any(seed is not None for seed in seeds.values()):  # random backbones (emi_hf.pretrained): their seed
@@ -279,8 +309,9 @@ def _check_same_backbones(output_dir: Path, visual_model, audio_model) -> None:
         saved = json.loads(path.read_text())
         if saved != current:
             raise ValueError(
-                f"{output_dir} holds features made with other backbone weights ({path}); resuming would mix "
-                "features. Use another --output folder, or delete this one to start again."
+                f"{output_dir} holds features made with other backbone weights or text settings ({path}: "
+                f"{sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))} differ); "
+                "resuming would mix features. Use another --output folder, or delete this one to start again."
             )
     else:
         path.write_text(json.dumps(current, indent=2))
@@ -296,12 +327,23 @@ def _collect_failures(output_dir: Path) -> list[dict]:
     return list(failures.values())
 
 
+def _text_metadata(text_stage) -> dict:
+    """The text keys of `emi_features.json` (none without a text stage)."""
+    if text_stage is None:
+        return {}
+    metadata = {"text": text_stage.record()}
+    if text_stage.encoder is not None:
+        metadata.update(text_feature_dim=text_stage.text_feature_dim, text_base_model="base_text")
+    return metadata
+
+
 def _generate_rows(files: list[str]) -> Iterable[dict]:
     for file in files:
-        yield ClipFeatures.load(Path(file)).__dict__
+        yield ClipFeatures.load(Path(file)).columns()
 
 
-def merge_features(output_dir: Path, records: dict[str, list], processor, visual_model, audio_model) -> dict:
+def merge_features(output_dir: Path, records: dict[str, list], processor, visual_model, audio_model,
+                   text_stage=None) -> dict:
     """Merges the per-clip files into `output_dir/dataset` (sorted by clip id) and writes the metadata file."""
     import shutil
     import tempfile
@@ -311,7 +353,9 @@ def merge_features(output_dir: Path, records: dict[str, list], processor, visual
     visual_config, audio_config = visual_model.config, audio_model.config
     audio_width = getattr(audio_config, "num_speech_layers", 1) * audio_config.audio_feature_dim
     features = feature_schema(visual_config.num_aus, audio_width, len(visual_config.label_names),
-                              visual_config.visual_feature_dim, getattr(audio_config, "cache_dtype", "float32"))
+                              visual_config.visual_feature_dim, getattr(audio_config, "cache_dtype", "float32"),
+                              text=text_stage is not None,
+                              text_dim=None if text_stage is None else text_stage.text_feature_dim)
     done = {path.stem for path in (output_dir / "clips").glob("*/*.npz")}
     failures = [f for f in _collect_failures(output_dir) if f["clip_id"] not in done]  # a retry may have succeeded
     failed = {f["clip_id"] for f in failures}
@@ -343,5 +387,6 @@ def merge_features(output_dir: Path, records: dict[str, list], processor, visual
         processor_path="processor",
         visual_base_model="base_visual",
         audio_base_model="base_audio",
+        **_text_metadata(text_stage),
     )
     return {"splits": counts, "failures": failures}

@@ -24,6 +24,8 @@ from .store import DATASET_DIR, VISUAL_FEATURE_DIM, default_au_names, feature_sc
 
 VISUAL_EMOTIONS = (0, 1, 2, 3)  # emotions the visual stream carries (indices into EMOTION_NAMES)
 AUDIO_EMOTIONS = (2, 3, 4, 5)
+TEXT_EMOTIONS = (0, 1, 4, 5)
+TEXT_STREAM = 7  # the text columns' own random stream, so that the other columns do not change with text_dim
 
 
 def _mappings(seed: int, num_aus: int, visual_dim: int, audio_dim: int):
@@ -36,6 +38,25 @@ def _mappings(seed: int, num_aus: int, visual_dim: int, audio_dim: int):
     aus = rng.normal(size=(num_labels, num_aus)).astype(np.float32) / np.sqrt(num_labels)
     aus[[i for i in range(num_labels) if i not in VISUAL_EMOTIONS]] = 0
     return visual, aus, audio
+
+
+def _text_mapping(seed: int, text_dim: int) -> np.ndarray:
+    text = np.random.default_rng([seed, TEXT_STREAM]).normal(size=(len(EMOTION_NAMES), text_dim)).astype(np.float32)
+    text[[i for i in range(len(EMOTION_NAMES)) if i not in TEXT_EMOTIONS]] = 0
+    return text
+
+
+def random_text_columns(index: int, split_seed: int, labels: np.ndarray, text_map: np.ndarray, noise: float,
+                        no_text: bool) -> dict:
+    """The text columns of a random clip (`text_features` carry TEXT_EMOTIONS; an empty transcript when `no_text`)."""
+    rng = np.random.default_rng([split_seed, index, TEXT_STREAM])
+    tokens = int(rng.integers(3, 13))
+    features = (labels - 0.5) @ text_map + noise * rng.standard_normal((tokens, text_map.shape[1]), dtype=np.float32)
+    mask = np.ones(tokens, np.int8)
+    if no_text:
+        features, mask = np.zeros((1, text_map.shape[1]), np.float32), np.zeros(1, np.int8)
+    return {"transcript": "" if no_text else f"random clip {index}", "speech_segments": np.zeros((0, 2), np.float32),
+            "text_features": features.astype(np.float32), "text_mask": mask}
 
 
 def random_clip_row(
@@ -87,12 +108,16 @@ def random_clip_row(
 
 
 def _split_rows(count, split_seed, mappings, frames, audio_frames, no_face_fraction, no_audio_fraction, noise,
-                unlabeled=False):
+                unlabeled=False, text_map=None, no_text_fraction=0.0):
     rng = np.random.default_rng([split_seed, 1])
     for index in range(count):
         no_face = rng.random() < no_face_fraction
         no_audio = (not no_face) and rng.random() < no_audio_fraction  # keep at least one modality
         row = random_clip_row(index, split_seed, mappings, frames, audio_frames, no_face, no_audio, noise)
+        if text_map is not None:
+            no_text = np.random.default_rng([split_seed, index, TEXT_STREAM, 1]).random() < no_text_fraction
+            row.update(random_text_columns(index, split_seed, row["labels"], text_map, noise, no_text))
+            row["audio_speech_mask"] = row["audio_mask"].copy()
         if unlabeled:
             row["labels"] = np.full(len(EMOTION_NAMES), np.nan, np.float32)
         yield row
@@ -113,26 +138,32 @@ def make_feature_dataset(
     seed: int = 0,
     processor_dir: str | Path | None = None,
     base_models: dict | None = None,
+    text_dim: int = 0,
+    no_text_fraction: float = 0.1,
 ) -> Path:
     """
     Writes a features folder (`dataset/` + `emi_features.json`) of random clips whose labels the models can learn;
     returns `output_dir`. `frames` / `audio_frames` are (min, max) sequence lengths; `processor_dir` is copied to
     `output_dir/processor` and named in the metadata; `base_models` `{"visual": model, "audio": model}` are saved as
-    `base_visual` / `base_audio` (the folders training takes the backbones from), as `emi-hf extract` does.
+    `base_visual` / `base_audio` (the folders training takes the backbones from), as `emi-hf extract` does (and
+    `"text"`: `base_text`). `text_dim` > 0 adds the text columns (`text_features` `[T_t, text_dim]` carrying
+    `TEXT_EMOTIONS`, an empty transcript in `no_text_fraction` of the clips); the other columns are the same with or
+    without them.
     """
     from datasets import Dataset, DatasetDict
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    schema = feature_schema(num_aus, audio_dim, len(EMOTION_NAMES))
+    schema = feature_schema(num_aus, audio_dim, len(EMOTION_NAMES), text=bool(text_dim), text_dim=text_dim or None)
     mappings = _mappings(seed, num_aus, VISUAL_FEATURE_DIM, audio_dim)
+    text = {"text_map": _text_mapping(seed, text_dim), "no_text_fraction": no_text_fraction} if text_dim else {}
     splits = {}
     cache = output_dir / ".cache"
     for name, count, offset in (("train", num_train, 1), ("validation", num_valid, 2), ("test", num_test, 3)):
         if count:
             kwargs = dict(count=count, split_seed=seed * 10 + offset, mappings=mappings, frames=frames,
                           audio_frames=audio_frames, no_face_fraction=no_face_fraction,
-                          no_audio_fraction=no_audio_fraction, noise=noise, unlabeled=name == "test")
+                          no_audio_fraction=no_audio_fraction, noise=noise, unlabeled=name == "test", **text)
             splits[name] = Dataset.from_generator(_split_rows, gen_kwargs=kwargs, features=schema,
                                                   cache_dir=str(cache))
     dataset_dir = output_dir / DATASET_DIR
@@ -156,5 +187,6 @@ def make_feature_dataset(
         splits={name: {"extracted": len(split)} for name, split in splits.items()},
         dataset="synthetic-features",
         **paths,
+        **({"text_feature_dim": text_dim} if text_dim else {}),
     )
     return output_dir

@@ -6,6 +6,7 @@ A features folder (written by `emi-hf extract`, see `emi_hf.data.extraction`, or
     DIR/dataset/              datasets.DatasetDict (save_to_disk), one row per clip, columns in `feature_schema`
     DIR/emi_features.json     what the features are (below); paths in it are relative to DIR
     DIR/processor/, DIR/base_visual/, DIR/base_audio/   optional: the processor and base models that made them
+    DIR/base_text/                                      optional: the base text model (with a text encoder)
 
 ``emi_features.json``:
 
@@ -18,6 +19,8 @@ A features folder (written by `emi-hf extract`, see `emi_hf.data.extraction`, or
 ``dataset_path``       the DatasetDict folder (``DATASET_DIR``)
 ``splits``             per split: clip counts (``extracted``, and for an extraction ``requested``, ``failed``)
 optional               ``fps``, ``processor_path``, ``visual_base_model``, ``audio_base_model``, ``dataset``;
+                       with the text stage (`emi_hf.data.text_features`): ``text`` (what made the transcripts,
+                       voice activity and text features), ``text_feature_dim``, ``text_base_model``;
                        ``encoders``: what made the features (``emi_hf.encoder_setup.encoder_record``: backbone
                        specs, weights fingerprints, dims, speech layers, audio crop, cache dtype)
 =====================  ==========================================================================================
@@ -41,15 +44,24 @@ VISUAL_FEATURE_DIM = 512  # the schema's face-embedding width (ResNet18)
 
 
 def feature_schema(num_aus: int, audio_dim: int, num_labels: int, visual_dim: int = VISUAL_FEATURE_DIM,
-                   audio_dtype: str = "float32"):
+                   audio_dtype: str = "float32", text: bool = False, text_dim: int | None = None):
     """The `datasets.Features` of one clip row: sequences `[T, visual_dim]` (`VISUAL_FEATURE_DIM` for ResNet18 face
     embeddings; the organisers' ViT features are 384 wide), `[T, num_aus]` (`num_aus` may be 0), `[Ta, audio_dim]`
-    (`audio_dtype` float32, or float16 to halve the disk), masks."""
+    (`audio_dtype` float32, or float16 to halve the disk), masks. With `text`, the text stage's columns
+    (`transcript`, `speech_segments`, `audio_speech_mask`; with `text_dim`, `text_features` `[T_t, text_dim]` and
+    `text_mask`; see `emi_hf.data.text_features`)."""
     from datasets import Array2D, Features, Sequence, Value
 
     if int(visual_dim) <= 0 or int(audio_dim) <= 0 or int(num_aus) < 0:
         raise ValueError(f"feature widths must be positive (visual {visual_dim}, audio {audio_dim}, AUs {num_aus}).")
 
+    columns = {}
+    if text:
+        columns.update(transcript=Value("string"), speech_segments=Array2D(shape=(None, 2), dtype="float32"),
+                       audio_speech_mask=Sequence(Value("int8")))
+    if text and text_dim:
+        columns.update(text_features=Array2D(shape=(None, int(text_dim)), dtype="float32"),
+                       text_mask=Sequence(Value("int8")))
     return Features(
         {
             "clip_id": Value("string"),
@@ -62,6 +74,7 @@ def feature_schema(num_aus: int, audio_dim: int, num_labels: int, visual_dim: in
             "labels": Sequence(Value("float32"), length=num_labels),
             "face_fraction": Value("float32"),
             "audio_present": Value("bool"),
+            **columns,
         }
     )
 
@@ -157,6 +170,8 @@ def complete_metadata(metadata: dict, datasets) -> dict:
         metadata.setdefault("visual_feature_dim", features["visual_features"].shape[1])
     if "audio_features" in features:
         metadata.setdefault("audio_feature_dim", features["audio_features"].shape[1])
+    if "text_features" in features:
+        metadata.setdefault("text_feature_dim", features["text_features"].shape[1])
     if "label_names" not in metadata:
         num_labels = getattr(features.get("labels"), "length", len(EMOTION_NAMES))
         default = num_labels in (-1, None, len(EMOTION_NAMES))

@@ -14,12 +14,12 @@ from .transcribe import Transcriber, transcribe_files
 from .transcript import Segment, Transcript, TranscriptionError, clean_segments, join_segments
 from .transcript_files import TranscriptTable, read_transcripts
 from .vad import SpeechDetector, VadOptions, speech_frame_mask, speech_seconds
-from .word_tokenizer import build_word_tokenizer
+from .word_tokenizer import build_word_text_encoder, build_word_tokenizer
 
 __all__ = [
     "ASR_BACKENDS", "DEFAULT_ASR_MODELS", "AsrBackend", "FasterWhisperAsr", "TransformersAsr", "build_asr_backend",
     "TranscriptCache", "default_transcript_cache_dir", "DEFAULT_TEXT_ENCODER", "TextEmbedding", "TextEncoder",
     "Transcriber", "transcribe_files", "Segment", "Transcript", "TranscriptionError", "clean_segments",
     "join_segments", "TranscriptTable", "read_transcripts", "SpeechDetector", "VadOptions", "speech_frame_mask",
-    "speech_seconds", "build_word_tokenizer",
+    "speech_seconds", "build_word_text_encoder", "build_word_tokenizer",
 ]

@@ -15,9 +15,11 @@ import numpy as np
 from .asr import hub_offline
 from .transcript import TranscriptionError
 
-__all__ = ["DEFAULT_TEXT_ENCODER", "TextEmbedding", "TextEncoder"]
+__all__ = ["DEFAULT_TEXT_ENCODER", "TEXT_TOKENIZER_DIR", "TextEmbedding", "TextEncoder"]
 
 DEFAULT_TEXT_ENCODER = "thenlper/gte-base"
+TEXT_TOKENIZER_DIR = "text_tokenizer"
+"""Where a saved text or fusion model keeps its text encoder's tokenizer (a subfolder of the checkpoint)."""
 
 
 @dataclass

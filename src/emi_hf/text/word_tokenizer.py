@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-__all__ = ["WORD_SPECIAL_TOKENS", "build_word_tokenizer"]
+__all__ = ["WORD_SPECIAL_TOKENS", "build_word_text_encoder", "build_word_tokenizer"]
 
 WORD_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
@@ -39,3 +39,24 @@ def build_word_tokenizer(sentences: Iterable[str], folder=None, min_frequency: i
         Path(folder).mkdir(parents=True, exist_ok=True)
         tokenizer.save_pretrained(folder)
     return tokenizer
+
+
+def build_word_text_encoder(sentences: Iterable[str], folder, hidden_size: int = 64, num_hidden_layers: int = 1,
+                            num_attention_heads: int = 4, seed: int = 0):
+    """A text encoder folder for data without a published one (the synthetic set, offline tests): the word-level
+    tokenizer of `sentences` and a randomly initialised BERT of `hidden_size` on its vocabulary (weights drawn from
+    `seed`), saved with `save_pretrained` so that ``TextEncoder(folder)`` / ``AutoModel`` + ``AutoTokenizer`` load it.
+    A random encoder still gives each word its own embedding, which the frozen-encoder text model learns from; its
+    figures are not those of a pretrained one (``thenlper/gte-base``). Returns `folder`."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    folder = Path(folder)
+    tokenizer = build_word_tokenizer(sentences, folder, model_max_length=128)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
+                        num_attention_heads=num_attention_heads, intermediate_size=4 * hidden_size,
+                        max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        BertModel(config).save_pretrained(folder)
+    return folder

@@ -17,9 +17,9 @@ from transformers import HfArgumentParser
 from ..configuration_emi import LOSS_TYPES, POOLING_TYPES
 from ..results import trained_settings
 
-MODALITIES = ("visual", "audio", "fusion")
+MODALITIES = ("visual", "audio", "text", "fusion")
 MIXED_PRECISION = ("no", "fp16", "bf16")
-FUSION_MODES = ("late", "joint")
+FUSION_MODES = ("late", "joint", "feature")
 TRACKERS = ("tensorboard", "none", "all", "wandb", "mlflow", "comet_ml", "aim", "clearml")
 # Fields of the temporal part of a visual / audio config (the part training builds anew), under the config's names.
 MODEL_SIZE_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "tcn_dilations",
@@ -108,9 +108,17 @@ class TrainingArguments:
         "ignored)"))
     visual_model: str | None = field(default=None, metadata=_help("fusion: trained EmiVisualModel folder"))
     audio_model: str | None = field(default=None, metadata=_help("fusion: trained EmiAudioModel folder"))
+    text_model: str | None = field(default=None, metadata=_help("fusion: trained EmiTextModel folder"))
+    fusion_modalities: list[str] | None = field(default=None, metadata=_help(
+        "joint / feature fusion without trained models: the modalities to build anew (default: visual, audio, and "
+        "text when the features have text_features)"))
     fusion_mode: str = field(default="late", metadata=_help(
-        "late (default, the paper's): fusion weights fitted on validation, no training; joint: fine-tune both "
-        "models through the fused loss, then fit the weights", choices=FUSION_MODES))
+        "late (default, the paper's): per-emotion modality weights on the simplex fitted on validation, no "
+        "training; joint: fine-tune the models through the late-fused loss, then fit the weights; feature: "
+        "feature-level fusion (pooled embeddings -> MLP head) trained jointly with modality dropout",
+        choices=FUSION_MODES))
+    modality_dropout: float = field(default=0.25, metadata=_help(
+        "feature fusion: probability of dropping each present modality of a training clip (never all)"))
     eval_split: str = field(default="validation", metadata=_help("split used for evaluation and early stopping"))
     # model selection (training.selection, training.weighting)
     train_splits: list[str] = field(default_factory=lambda: ["train"], metadata=_help(

@@ -108,7 +108,8 @@ def _quiet_progress_bars() -> list:
 
 
 def _train_round(args: TrainingArguments, splits: dict, folder: Path) -> dict[str, Path]:
-    """Trains round's model(s) into `folder`; returns {"visual"|"audio"|"fusion": run folder} of what to score."""
+    """Trains round's model(s) into `folder`; returns {"visual"|"audio"|"text"|"fusion": run folder} of what to
+    score (late fusion: of visual, audio, and text when the features have it)."""
     from .loop import train
 
     base = replace(args, eval_split="validation", train_splits=["train"])
@@ -117,10 +118,12 @@ def _train_round(args: TrainingArguments, splits: dict, folder: Path) -> dict[st
         return {args.modality: folder / args.modality}
     runs = {}
     if args.fusion_mode == "late":
-        for modality in ("visual", "audio"):
+        modalities = ("visual", "audio", "text") if "text_features" in splits["train"].column_names else \
+            ("visual", "audio")
+        for modality in modalities:
             runs[modality] = folder / modality
             train(replace(base, modality=modality, output_dir=str(runs[modality])), datasets=splits)
-        fusion = replace(base, visual_model=str(runs["visual"]), audio_model=str(runs["audio"]), seeds=1)
+        fusion = replace(base, seeds=1, **{f"{m}_model": str(runs[m]) for m in modalities})
     else:
         fusion = base
     train(replace(fusion, output_dir=str(folder / "fusion")), datasets=splits)

@@ -33,11 +33,23 @@ SHUFFLE_STREAM = 11
 
 VISUAL_COLUMNS = ("visual_features", "au_features", "frame_mask")
 AUDIO_COLUMNS = ("audio_features", "audio_mask")
+TEXT_COLUMNS = ("text_features", "text_mask")
 MODALITY_COLUMNS = {
     "visual": VISUAL_COLUMNS,
     "audio": AUDIO_COLUMNS,
-    "fusion": VISUAL_COLUMNS + AUDIO_COLUMNS,
+    "text": TEXT_COLUMNS,
+    "fusion": VISUAL_COLUMNS + AUDIO_COLUMNS + TEXT_COLUMNS,
 }
+OPTIONAL_FUSION_COLUMNS = TEXT_COLUMNS  # a fusion batch holds the text columns when the features have them
+
+
+def split_columns(dataset, modality: str) -> tuple[str, ...]:
+    """The columns a `modality` batch reads from `dataset` (fusion: the text ones only when it has them)."""
+    columns = MODALITY_COLUMNS[modality]
+    if modality == "fusion":
+        names = set(dataset.column_names)
+        columns = tuple(c for c in columns if c not in OPTIONAL_FUSION_COLUMNS or c in names)
+    return columns
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Zero-copy views of Arrow columns
@@ -155,7 +167,8 @@ class ClipBatchDataset(torch.utils.data.Dataset):
     needs no per-item collation; use `collate_fn=identity_collate`).
 
     A batch holds the model inputs of `modality` (`visual_features` `[B, T, 512]`, `au_features` `[B, T, n_au]`,
-    `frame_mask` `[B, T]` int64; `audio_features` `[B, Ta, D]`, `audio_mask` `[B, Ta]` int64), `labels` `[B, L]`
+    `frame_mask` `[B, T]` int64; `audio_features` `[B, Ta, D]`, `audio_mask` `[B, Ta]` int64; `text_features`
+    `[B, T_t, D_t]`, `text_mask` `[B, T_t]` int64), the columns of `table`; `labels` `[B, L]`
     (NaN for unlabeled clips) and `index` `[B]`, the clip's row in the split; with `clip_weights` (`[N]`, the
     split's per-clip loss weights, `training.weighting`) also `weights` `[B]`.
     """
@@ -174,7 +187,7 @@ class ClipBatchDataset(torch.utils.data.Dataset):
         self.table = table
         self.clip_weights = None if clip_weights is None else np.asarray(clip_weights, dtype=np.float32)
         self.modality = modality
-        self.columns = MODALITY_COLUMNS[modality]
+        self.columns = tuple(table.columns)
         self.num_labels = num_labels
         self.max_frames = max_frames
         self.max_audio_frames = max_audio_frames
@@ -210,6 +223,11 @@ class ClipBatchDataset(torch.utils.data.Dataset):
             windows = [_window(len(a), self.max_audio_frames, self._positions[i]) for a, i in zip(audio, indices)]
             batch["audio_features"] = _pad_stack(audio, windows, np.float32, self.table.widths["audio_features"])
             batch["audio_mask"] = _pad_stack([self.table["audio_mask"][i] for i in indices], windows, np.int64)
+        if "text_features" in self.columns:  # a transcript is short: never cropped
+            text = [self.table["text_features"][i] for i in indices]
+            windows = [(0, len(t)) for t in text]
+            batch["text_features"] = _pad_stack(text, windows, np.float32, self.table.widths["text_features"])
+            batch["text_mask"] = _pad_stack([self.table["text_mask"][i] for i in indices], windows, np.int64)
         if self.table.labels is not None:
             labels = self.table.labels[indices]
         else:
@@ -264,13 +282,6 @@ def make_loader(dataset: ClipBatchDataset, sampler: EpochBatchSampler) -> torch.
     return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=identity_collate, num_workers=0)
 
 
-MODEL_INPUTS = {
-    "visual": VISUAL_COLUMNS,
-    "audio": AUDIO_COLUMNS,
-    "fusion": VISUAL_COLUMNS + AUDIO_COLUMNS,
-}
-
-
 def model_inputs(batch: dict, modality: str) -> dict:
-    """The forward kwargs of the `modality` model from a batch."""
-    return {key: batch[key] for key in MODEL_INPUTS[modality]}
+    """The forward kwargs of the `modality` model from a batch (fusion: the modality columns the batch holds)."""
+    return {key: batch[key] for key in MODALITY_COLUMNS[modality] if key in batch}

@@ -19,14 +19,27 @@ from ..devices import default_device
 from ..metrics import BOOTSTRAP_RESAMPLES, bootstrap_mean_pearson, mean_pearson
 from ..results import trained_settings
 from .arguments import sequence_caps
-from .data import MODALITY_COLUMNS, ClipBatchDataset, EpochBatchSampler, FeatureTable, make_loader, model_inputs
+from .data import ClipBatchDataset, EpochBatchSampler, FeatureTable, make_loader, model_inputs, split_columns
 
-MODEL_TYPE_TO_MODALITY = {"emi_visual": "visual", "emi_audio": "audio", "emi_fusion": "fusion"}
+MODEL_TYPE_TO_MODALITY = {"emi_visual": "visual", "emi_audio": "audio", "emi_text": "text", "emi_fusion": "fusion"}
+FUSED_MODALITIES = ("visual", "audio", "text")  # the sub-models a fusion output may report, in this order
 
 
 def model_modality(config) -> str | None:
-    """"visual", "audio" or "fusion" for an emi-hf config (an ensemble: its members'); None for other models."""
+    """"visual", "audio", "text" or "fusion" for an emi-hf config (an ensemble: its members'); None for others."""
     return MODEL_TYPE_TO_MODALITY.get(getattr(config, "member_model_type", None) or config.model_type)
+
+
+def present_mask(outputs) -> torch.Tensor:
+    """bool `[batch]`: the clips a model scored (a fusion model: those with any of its modalities)."""
+    masks = [getattr(outputs, f"{m}_mask", None) for m in FUSED_MODALITIES]
+    masks = [mask for mask in masks if mask is not None]
+    return torch.stack(masks).any(dim=0) if masks else outputs.modality_mask
+
+
+def fused_modalities(arrays: dict) -> list[str]:
+    """The modalities whose predictions `predict(..., "fusion")` arrays hold."""
+    return [m for m in FUSED_MODALITIES if f"{m}_intensities" in arrays]
 
 
 @torch.no_grad()
@@ -34,7 +47,7 @@ def predict(model, loader, modality: str, accelerator=None) -> dict[str, np.ndar
     """
     Runs `model` over `loader` and returns NumPy arrays in the split's row order: `index` `[N]`, `labels` `[N, L]`,
     `intensities` `[N, L]` (NaN where the clip could not be scored), `mask` `[N]` (clip scored), and for fusion
-    `visual_intensities`, `audio_intensities`, `visual_mask`, `audio_mask`. With an `accelerator` (and a prepared
+    `<m>_intensities` and `<m>_mask` for each modality `m` of the model. With an `accelerator` (and a prepared
     loader) each process runs its share and `gather_for_metrics` collects everything, without the duplicates that
     even batches add.
     """
@@ -45,13 +58,11 @@ def predict(model, loader, modality: str, accelerator=None) -> dict[str, np.ndar
         record = {"index": batch["index"], "labels": batch["labels"].float(),
                   "intensities": outputs.intensities.float()}
         if modality == "fusion":
-            record["visual_intensities"] = outputs.visual_intensities.float()
-            record["audio_intensities"] = outputs.audio_intensities.float()
-            record["visual_mask"] = outputs.visual_mask.to(torch.uint8)
-            record["audio_mask"] = outputs.audio_mask.to(torch.uint8)
-            record["mask"] = (outputs.visual_mask | outputs.audio_mask).to(torch.uint8)
-        else:
-            record["mask"] = outputs.modality_mask.to(torch.uint8)  # uint8: gloo gathers no bool tensors
+            for name in FUSED_MODALITIES:
+                if getattr(outputs, f"{name}_intensities", None) is not None:
+                    record[f"{name}_intensities"] = getattr(outputs, f"{name}_intensities").float()
+                    record[f"{name}_mask"] = getattr(outputs, f"{name}_mask").to(torch.uint8)
+        record["mask"] = present_mask(outputs).to(torch.uint8)  # uint8: gloo gathers no bool tensors
         if accelerator is not None:
             record = accelerator.gather_for_metrics(record)
         for key, value in record.items():
@@ -61,7 +72,7 @@ def predict(model, loader, modality: str, accelerator=None) -> dict[str, np.ndar
         return {}
     _, first = np.unique(arrays["index"], return_index=True)  # sorted by row, one entry per row
     arrays = {key: value[first] for key, value in arrays.items()}
-    for key in ("mask", "visual_mask", "audio_mask"):
+    for key in ("mask", *(f"{m}_mask" for m in FUSED_MODALITIES)):
         if key in arrays:
             arrays[key] = arrays[key].astype(bool)
     return arrays
@@ -83,15 +94,13 @@ def metric_block(predictions: np.ndarray, mask: np.ndarray, labels: np.ndarray, 
 
 
 def score_predictions(arrays: dict, label_names, modality: str) -> dict:
-    """The metric block of the model's main prediction; for fusion also `visual`, `audio` and `fusion` blocks."""
+    """The metric block of the model's main prediction; for fusion also one block per modality (`visual`, `audio`,
+    `text`, those the model has) and `fusion`."""
     block = metric_block(arrays["intensities"], arrays["mask"], arrays["labels"], label_names)
     if modality == "fusion":
-        block = {
-            **block,
-            "visual": metric_block(arrays["visual_intensities"], arrays["visual_mask"], arrays["labels"], label_names),
-            "audio": metric_block(arrays["audio_intensities"], arrays["audio_mask"], arrays["labels"], label_names),
-            "fusion": dict(block),
-        }
+        unimodal = {m: metric_block(arrays[f"{m}_intensities"], arrays[f"{m}_mask"], arrays["labels"], label_names)
+                    for m in fused_modalities(arrays)}
+        block = {**block, **unimodal, "fusion": dict(block)}
     return block
 
 
@@ -125,7 +134,7 @@ def build_loader(dataset, modality: str, num_labels: int, batch_size: int, max_f
     batches only. `loader.dataset` is the `ClipBatchDataset`, `loader.batch_sampler` the `EpochBatchSampler`.
     `clip_weights`: per-clip loss weights `[N]`, returned in each batch as `weights`.
     """
-    table = FeatureTable(dataset, MODALITY_COLUMNS[modality])
+    table = FeatureTable(dataset, split_columns(dataset, modality))
     training = shuffle_seed is not None
     clips = ClipBatchDataset(table, modality, num_labels, max_frames, max_audio_frames, random_crop=training,
                              seed=shuffle_seed or 0, clip_weights=clip_weights)
@@ -152,6 +161,7 @@ def evaluate_model(
     block (`mean_pearson`, `per_emotion`, `num_clips`, `num_missing_modality`); for a fusion model also `visual`,
     `audio` and `fusion` blocks and the `fusion_weights`. The sequence caps default to the ones the model was trained
     with (its `results.json`), else the training defaults (centre windows). `device`: default `default_device()`.
+    A fusion model's results also hold `modality_weights` ({modality: {emotion: weight}}).
     `confidence_intervals`: the percentile bootstrap of the metric (`bootstrap_block`, `num_resamples` resamples
     of the clips drawn from `bootstrap_seed`; 0 resamples: none), None when fewer than 2 clips are scored.
     """
@@ -183,8 +193,10 @@ def evaluate_model(
         "confidence_intervals": bootstrap_block(arrays, label_names, num_resamples, bootstrap_seed)
         if num_resamples else None,
     }
-    if modality == "fusion" and hasattr(model.config, "fusion_weights"):
-        results["fusion_weights"] = dict(zip(label_names, model.config.fusion_weights))
+    if modality == "fusion" and getattr(model.config, "modality_weights", None):
+        results["modality_weights"] = {m: dict(zip(label_names, w)) for m, w in model.config.modality_weights.items()}
+        if model.config.fusion_weights is not None:  # visual + audio: the visual share, as earlier versions wrote
+            results["fusion_weights"] = dict(zip(label_names, model.config.fusion_weights))
     return results, arrays["intensities"], arrays["labels"]
 
 

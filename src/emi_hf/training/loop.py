@@ -61,13 +61,14 @@ from transformers import get_cosine_schedule_with_warmup
 from transformers.utils import logging as transformers_logging
 
 from ..data.store import load_feature_splits
-from ..modeling_emi import EmiFusionModel
+from ..hub import CODE_FILES
+from ..modeling_fusion_emi import EmiFusionModel
 from ..results import RESULTS_FILE, json_ready, write_results
 from .arguments import TrainingArguments, parse_args, sequence_caps
 from .data import model_inputs
 from .end_to_end import train_end_to_end
 from .ensemble import train_seed_ensemble
-from .evaluation import build_loader, predict, score_predictions
+from .evaluation import FUSED_MODALITIES, build_loader, predict, present_mask, score_predictions
 from .fusion import fit_fusion
 from .models import build_model, model_summary
 from .selection import held_out, kept_fusion_weights, place_scores, selection_record, training_splits
@@ -151,7 +152,7 @@ def global_batch_loss(accelerator, outputs, batch: dict, modality: str, loss_typ
     global loss.
     """
     intensities = outputs.intensities.float()
-    present = (outputs.visual_mask | outputs.audio_mask) if modality == "fusion" else outputs.modality_mask
+    present = present_mask(outputs)
     labels = batch["labels"].float()
     valid = present & torch.isfinite(labels).all(dim=1)
     predictions = torch.where(valid[:, None], intensities, torch.zeros_like(intensities))
@@ -218,8 +219,8 @@ def save_processor(metadata: dict, root: Path, output_dir: Path, fallback_dirs=(
         EmiProcessor.from_pretrained(source).save_pretrained(output_dir)
         return f"processor: saved from {source}"
     except Exception as error:  # the class is unavailable or cannot build this processor here: copy its files
-        skip = {"config.json", "model.safetensors", RESULTS_FILE, "configuration_emi.py", "modeling_emi.py",
-                "backbones_emi.py", "encoders_emi.py", "temporal_emi.py", "modeling_ensemble_emi.py"}
+        skip = {"config.json", "model.safetensors", RESULTS_FILE, *CODE_FILES, "modeling_fusion_emi.py",
+                "modeling_ensemble_emi.py"}
         for path in source.iterdir():
             if path.is_file() and path.name not in skip and not path.name.endswith((".safetensors", ".bin")):
                 shutil.copy2(path, output_dir / path.name)
@@ -317,7 +318,23 @@ def prepare_run(args: TrainingArguments, accelerator, started: float, datasets: 
     if accelerator.is_main_process:
         processor_note = save_processor(metadata, root, output_dir, fallback_dirs=(args.visual_model, args.audio_model))
         _log(accelerator, processor_note or "processor: none named by the features (emi_features.json processor_path)")
+        save_text_tokenizer(model, metadata, root, output_dir, args.text_model)
     return Run(args, accelerator, datasets, metadata, root, model, note, started)
+
+
+def save_text_tokenizer(model, metadata: dict, root: Path, output_dir: Path, text_model=None) -> None:
+    """A model with a text part gets its encoder's tokenizer (`text_tokenizer/`, for raw transcripts at inference):
+    from the text run it was built from, else the features' base text model."""
+    from ..text.encoder import TEXT_TOKENIZER_DIR
+
+    if getattr(model.config, "model_type", None) != "emi_text" and getattr(model.config, "text_config", None) is None:
+        return
+    candidates = [Path(text_model) / TEXT_TOKENIZER_DIR] if text_model else []
+    if metadata.get("text_base_model"):
+        candidates.append(root / metadata["text_base_model"] / TEXT_TOKENIZER_DIR)
+    source = next((c for c in candidates if c.is_dir()), None)
+    if source is not None and source.resolve() != (output_dir / TEXT_TOKENIZER_DIR).resolve():
+        shutil.copytree(source, output_dir / TEXT_TOKENIZER_DIR, dirs_exist_ok=True)
 
 
 def _eval_loader(run: Run):
@@ -333,7 +350,8 @@ def fit_late_fusion(run: Run) -> dict:
     eval_loader = accelerator.prepare(_eval_loader(run))
     run.model.to(accelerator.device)
     if run.args.fusion_weights_from:  # the weights of a held-out fusion run, scored here but not refitted
-        run.model.config.fusion_weights = kept_fusion_weights(run.args.fusion_weights_from, run.label_names)
+        run.model.config.modality_weights = kept_fusion_weights(run.args.fusion_weights_from, run.label_names,
+                                                              run.model.modalities)
     fusion = fit_fusion(accelerator, run.model, eval_loader, run.label_names, run.output_dir,
                         fit=not run.args.fusion_weights_from)
     state = TrainingState()
@@ -412,9 +430,10 @@ def train_model(run: Run, on_epoch_end=None) -> dict:
 
     accelerator.wait_for_everyone()
     fusion, trained = None, accelerator.unwrap_model(model)
-    if args.modality == "fusion":  # joint: fit the fusion weights on the best model, as late fusion does
+    if args.modality == "fusion":  # joint: fit the late weights on the best model, as late fusion does
         trained = EmiFusionModel.from_pretrained(output_dir).to(accelerator.device)
-        fusion = fit_fusion(accelerator, trained, eval_loader, run.label_names, output_dir)
+        fusion = fit_fusion(accelerator, trained, eval_loader, run.label_names, output_dir,
+                            fit=trained.config.fusion_type == "late")
     state.wall_time_s = wall_before + (time.perf_counter() - run_started)
     return write_run_results(run, trained, state, fusion=fusion)
 
@@ -465,7 +484,7 @@ def keep_if_best(run: Run, model, state: TrainingState, validation: dict) -> boo
     state.best_validation = {k: validation[k] for k in ("mean_pearson", "per_emotion", "num_clips",
                                                         "num_missing_modality")}
     if run.args.modality == "fusion":
-        state.best_validation["unimodal"] = {m: validation[m] for m in ("visual", "audio")}
+        state.best_validation["unimodal"] = {m: validation[m] for m in FUSED_MODALITIES if m in validation}
     state.epochs_without_improvement = 0
     run.accelerator.wait_for_everyone()
     if run.accelerator.is_main_process:
@@ -508,8 +527,8 @@ def write_run_results(run: Run, model, state: TrainingState, fusion: dict | None
     hyperparameters = args.hyperparameters()
     if args.modality == "fusion" and args.fusion_mode == "late":  # nothing was trained: keep what applies
         hyperparameters = {k: hyperparameters[k] for k in ("modality", "fusion_mode", "visual_model", "audio_model",
-                                                           "eval_split", "seed", "max_frames", "max_audio_frames",
-                                                           "train_splits", "fusion_weights_from")}
+                                                           "text_model", "eval_split", "seed", "max_frames",
+                                                           "max_audio_frames", "train_splits", "fusion_weights_from")}
     training = {
         **hyperparameters,
         **model_summary(model),

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import torch
 
-from ..configuration_emi import EmiAudioConfig, EmiVisualConfig
+from ..configuration_emi import EmiAudioConfig, EmiTextConfig, EmiVisualConfig
 from ..encoder_setup import check_input_dims
-from ..modeling_emi import EmiAudioModel, EmiFusionModel, EmiVisualModel
+from ..modeling_emi import EmiAudioModel, EmiTextModel, EmiVisualModel
+from ..modeling_fusion_emi import EmiFusionModel
 from .arguments import MODEL_SIZE_FIELDS, TrainingArguments
 
 # Config fields that describe the inputs and the frozen backbone: taken from the base checkpoint.
@@ -26,15 +27,18 @@ BACKBONE_FIELDS = {
                "backbone_config", "backbone_pooling", "image_mean", "image_std"),
     "audio": ("speech_encoder_config", "audio_feature_dim", "sampling_rate", "freeze_backbone", "speech_encoder_name",
               "speech_layers", "max_audio_s", "cache_dtype", "encoder_window_s"),
+    "text": ("text_encoder_config", "text_feature_dim", "text_encoder_name", "freeze_backbone", "max_text_tokens",
+             "asr_backend", "asr_model", "asr_language"),
 }
-MODEL_CLASSES = {"visual": EmiVisualModel, "audio": EmiAudioModel}
-CONFIG_CLASSES = {"visual": EmiVisualConfig, "audio": EmiAudioConfig}
+MODEL_CLASSES = {"visual": EmiVisualModel, "audio": EmiAudioModel, "text": EmiTextModel}
+CONFIG_CLASSES = {"visual": EmiVisualConfig, "audio": EmiAudioConfig, "text": EmiTextConfig}
+UNIMODAL = tuple(MODEL_CLASSES)
 
 
 def temporal_overrides(args: TrainingArguments, modality: str) -> dict:
     """Config fields of the temporal model set in `args` (others keep the config's defaults), and the loss."""
     overrides = {name: getattr(args, name) for name in MODEL_SIZE_FIELDS if getattr(args, name) is not None}
-    if modality == "audio":
+    if modality != "visual":
         overrides.pop("channel_dropout", None)
     if "hidden_size" in overrides and "intermediate_size" not in overrides:
         overrides["intermediate_size"] = 2 * overrides["hidden_size"]
@@ -51,7 +55,22 @@ def _random_speech_encoder_config(width: int) -> dict | None:
             "num_conv_pos_embedding_groups": math.gcd(16, width)}
 
 
+def _random_text_encoder_config(width: int) -> dict:
+    """A small BERT-like encoder config whose token embeddings are `width` wide (for features without base_text)."""
+    heads = next(h for h in (12, 8, 6, 4, 2, 1) if width % h == 0)
+    return {"model_type": "bert", "hidden_size": width, "num_attention_heads": heads, "intermediate_size": 4 * width,
+            "num_hidden_layers": 2}
+
+
+def _require_text_features(metadata: dict, source: str) -> None:
+    if not metadata.get("text_feature_dim"):
+        raise ValueError(f"{source}: a text model needs features with text_features; extract with "
+                         "`emi-hf extract --text-encoder ID --transcripts FILE` (or --asr-model ID).")
+
+
 def _check_model_fits_features(config, metadata: dict, modality: str, source: str) -> None:
+    if modality == "text":
+        _require_text_features(metadata, source)
     if modality == "visual" and list(config.au_names) != list(metadata["au_names"]):
         raise ValueError(
             f"{source} expects the AUs {list(config.au_names)} but the features have {list(metadata['au_names'])}: "
@@ -86,6 +105,11 @@ def build_unimodal_model(modality: str, args: TrainingArguments, metadata: dict,
     if modality == "visual":
         config = EmiVisualConfig(au_names=list(metadata["au_names"]), label_names=list(metadata["label_names"]),
                                  visual_feature_dim=int(metadata.get("visual_feature_dim", 512)), **overrides)
+    elif modality == "text":
+        _require_text_features(metadata, str(root))
+        width = int(metadata["text_feature_dim"])
+        config = EmiTextConfig(text_encoder_config=_random_text_encoder_config(width), text_feature_dim=width,
+                               label_names=list(metadata["label_names"]), **overrides)
     else:
         width = int(metadata.get("audio_feature_dim", 768))
         config = EmiAudioConfig(speech_encoder_config=_random_speech_encoder_config(width), audio_feature_dim=width,
@@ -114,21 +138,36 @@ def _on_base_backbone(modality: str, base_dir, metadata: dict, overrides: dict) 
     return model, f"{modality} backbone: weights kept from {base_dir}"
 
 
+def _fusion_sources(args: TrainingArguments) -> dict:
+    """{modality: trained checkpoint folder} of the fusion's `--visual-model` / `--audio-model` / `--text-model`."""
+    given = {"visual": args.visual_model, "audio": args.audio_model, "text": args.text_model}
+    return {m: path for m, path in given.items() if path}
+
+
 def build_fusion_model(args: TrainingArguments, metadata: dict, root: Path) -> tuple[EmiFusionModel, str]:
-    if args.visual_model and args.audio_model:
-        model = EmiFusionModel.from_unimodal(args.visual_model, args.audio_model)
-        note = f"fusion of {args.visual_model} and {args.audio_model}"
+    """The fusion model of a run: of the trained checkpoints given (late: at least one; any set of modalities), or,
+    for joint / feature fusion without them, of new models of `--fusion-modalities` (default: visual, audio, and
+    text when the features have it)."""
+    sources = _fusion_sources(args)
+    fusion_type = "feature" if args.fusion_mode == "feature" else "late"
+    options = {"fusion_type": fusion_type, "modality_dropout": args.modality_dropout}
+    if sources:
+        model = EmiFusionModel.from_unimodal(**{m: str(path) for m, path in sources.items()}, **options)
+        note = "fusion of " + ", ".join(f"{m} {path}" for m, path in sources.items())
     elif args.fusion_mode == "late":
-        raise ValueError("--fusion-mode late needs --visual-model and --audio-model (two trained checkpoints).")
+        raise ValueError("--fusion-mode late needs trained checkpoints: --visual-model, --audio-model and/or "
+                         "--text-model.")
     else:
-        visual, visual_note = build_unimodal_model("visual", args, metadata, root)
-        audio, audio_note = build_unimodal_model("audio", args, metadata, root)
-        model = EmiFusionModel.from_unimodal(visual, audio)
-        note = f"joint fusion from new models; {visual_note}; {audio_note}"
-    _check_model_fits_features(model.config.visual_config, metadata, "visual", "the visual model")
-    _check_model_fits_features(model.config.audio_config, metadata, "audio", "the audio model")
-    model.config.visual_config.loss_type = args.loss
-    model.config.audio_config.loss_type = args.loss
+        modalities = args.fusion_modalities or [m for m in UNIMODAL if m != "text" or metadata.get("text_feature_dim")]
+        unknown = sorted(set(modalities) - set(UNIMODAL))
+        if unknown:
+            raise ValueError(f"--fusion-modalities {unknown}: the modalities are {list(UNIMODAL)}.")
+        built = {m: build_unimodal_model(m, args, metadata, root) for m in modalities}
+        model = EmiFusionModel.from_unimodal(**{m: pair[0] for m, pair in built.items()}, **options)
+        note = f"{args.fusion_mode} fusion from new models; " + "; ".join(pair[1] for pair in built.values())
+    for modality, config in model.config.sub_configs_of_modalities().items():
+        _check_model_fits_features(config, metadata, modality, f"the {modality} model")
+        config.loss_type = args.loss
     return model, note
 
 
@@ -140,7 +179,8 @@ def build_model(args: TrainingArguments, metadata: dict, root: Path):
 
 def model_summary(model) -> dict:
     """Effective temporal hyperparameters (under the config's names) and parameter counts, for results.json."""
-    config = getattr(model.config, "visual_config", None) or model.config
+    sub_configs = getattr(model.config, "sub_configs_of_modalities", None)
+    config = next(iter(sub_configs().values())) if sub_configs else model.config
     summary = {name: getattr(config, name) for name in MODEL_SIZE_FIELDS if hasattr(config, name)}
     summary["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     summary["total_parameters"] = sum(p.numel() for p in model.parameters())

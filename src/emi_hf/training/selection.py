@@ -46,16 +46,19 @@ def training_splits(datasets, args, source) -> dict:
     return splits
 
 
-def kept_fusion_weights(run_dir, label_names) -> list[float]:
-    """The fusion weights of the fusion model saved in `run_dir` (`--fusion-weights-from`), checked against the
-    labels of the run that keeps them."""
+def kept_fusion_weights(run_dir, label_names, modalities) -> dict[str, list[float]]:
+    """The late weights (`modality_weights`) of the fusion model saved in `run_dir` (`--fusion-weights-from`),
+    checked against the labels and modalities of the run that keeps them."""
     from ..configuration_emi import EmiFusionConfig
 
     config = EmiFusionConfig.from_pretrained(run_dir)
     if list(config.label_names) != list(label_names):
         raise ValueError(f"--fusion-weights-from {run_dir}: its model regresses {list(config.label_names)}, these "
                          f"features {list(label_names)}.")
-    return list(config.fusion_weights)
+    if list(config.modalities) != list(modalities):
+        raise ValueError(f"--fusion-weights-from {run_dir}: its model fuses {config.modalities}, this run "
+                         f"{list(modalities)}.")
+    return {m: list(w) for m, w in config.modality_weights.items()}
 
 
 def selection_record(args) -> dict:

@@ -1,9 +1,10 @@
 """Writing a synthetic data set in the Hume-Vidmimic2 layout ([`generate_synthetic_dataset`]): labels and subjects,
-one rendered and encoded clip per id (in fresh worker processes when asked), the split CSV files and
-``synthetic_metadata.json``.
+one rendered and encoded clip per id (in fresh worker processes when asked), the split CSV files,
+``transcripts.csv`` (label-dependent text, [`write_synthetic_transcripts`]) and ``synthetic_metadata.json``.
 
 Determinism: labels and subjects come from the stream ``(seed, LABELS_STREAM)``, clip ``i`` from
-``(seed, CLIPS_STREAM, i)``, so the result does not depend on the number of workers.
+``(seed, CLIPS_STREAM, i)``, so the result does not depend on the number of workers; clip ``i``'s transcript from
+``(seed, TRANSCRIPT_STREAM, i)``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .labels import (
     sample_labels,
 )
 from .subjects import SyntheticSubject, sample_subject
+from .transcripts import write_synthetic_transcripts
 
 GENERATOR_VERSION = "1.0.0"
 LABELS_STREAM = 0  # SeedSequence([seed, LABELS_STREAM]): labels, subjects and their assignment to clips
@@ -64,8 +66,11 @@ def generate_synthetic_dataset(
     """Write a synthetic audiovisual EMI data set in the Hume-Vidmimic2 layout (see the package docstring).
 
     Writes ``output_dir/videos/{id:05d}.mp4``, ``train_split.csv``, ``valid_split.csv`` (``test_split.csv`` when
-    ``num_test > 0``, Filename only) and ``synthetic_metadata.json``. If ``output_dir`` already holds a data set
-    generated with the same arguments and generator version, and all its videos exist, nothing is rewritten.
+    ``num_test > 0``, Filename only), ``transcripts.csv`` (``Filename,text,source``, synthetic label-dependent text
+    for every clip, test clips included) and ``synthetic_metadata.json``. If ``output_dir`` already holds a data
+    set generated with the same arguments and generator version, and all its videos exist, nothing is rewritten
+    except ``transcripts.csv`` when it is missing or differs (sets generated before transcripts existed get it
+    without re-rendering).
 
     Args:
         num_train, num_valid, num_test: clips per split (ids run train, then validation, then test).
@@ -101,6 +106,7 @@ def generate_synthetic_dataset(
     if layout != "csv":  # the key is absent for the csv layout, so sets generated before it keep matching
         config["layout"] = layout
     if _already_generated(output_dir, config):
+        _write_missing_transcripts(output_dir, int(seed))
         return output_dir
 
     if layout == "challenge":
@@ -118,6 +124,7 @@ def generate_synthetic_dataset(
     for clip, result in zip(clips, results):
         clip.update(apex_time=result["apex_time"], face_parameters_apex=result["face_parameters_apex"])
     _write_split_files(output_dir, [c for c in clips if layout == "csv" or c["split"] != "test"])
+    write_synthetic_transcripts(output_dir, clips, int(seed))
     (output_dir / METADATA_FILE).write_text(json.dumps(_metadata(int(seed), config, subjects, clips), indent=1))
     return output_dir
 
@@ -136,6 +143,13 @@ def _already_generated(output_dir: Path, config: dict) -> bool:
         and previous.get("generator_version") == GENERATOR_VERSION
         and all(_video_path(output_dir, c, config.get("layout", "csv")).is_file() for c in previous.get("clips", []))
     )
+
+
+def _write_missing_transcripts(output_dir: Path, seed: int) -> None:
+    """``transcripts.csv`` of an already generated set, from its metadata's clips (rewritten only when missing or
+    different, e.g. for a set generated before transcripts existed)."""
+    clips = json.loads((output_dir / METADATA_FILE).read_text())["clips"]
+    write_synthetic_transcripts(output_dir, clips, seed)
 
 
 def _video_path(output_dir: Path, clip: dict, layout: str) -> Path:

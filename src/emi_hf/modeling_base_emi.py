@@ -1,0 +1,147 @@
+"""The shared base of the emi-hf models: their outputs' unimodal form, weight initialisation, and the temporal
+regressor (temporal encoder, head, pooling and loss) that the visual, audio and text models share.
+
+This file is copied next to the weights by ``save_pretrained`` (with ``modeling_emi.py``): it imports only torch,
+transformers and the other ``*_emi.py`` files (relatively).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .backbones_emi import FrozenBackboneMixin, init_resnet_module
+from .configuration_emi import EmiVisualConfig
+from .temporal_emi import IntensityHead, TemporalEncoder, _finalise, _masked_loss, init_submodel_on_load
+
+
+@dataclass
+class EmiRegressionOutput(ModelOutput):
+    """
+    Output of [`EmiVisualModel`] and [`EmiAudioModel`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*): regression loss over clips that have usable input,
+            returned when `labels` are given.
+        intensities (`torch.FloatTensor` of shape `[batch, num_labels]`): clip intensities in [0, 1]. Rows of clips
+            without usable input (no face in any frame, no audio) are NaN: see `modality_mask`.
+        frame_intensities (`torch.FloatTensor` of shape `[batch, frames, num_labels]`): per-frame intensities in
+            [0, 1], for a timeline; NaN at masked frames.
+        modality_mask (`torch.BoolTensor` of shape `[batch]`): True where the clip had at least one valid frame.
+        frame_mask (`torch.BoolTensor` of shape `[batch, frames]`): the valid frames the prediction used.
+        last_hidden_state (`torch.FloatTensor` of shape `[batch, frames, hidden_size]`): temporal encoder output.
+        pooler_output (`torch.FloatTensor` of shape `[batch, hidden_size]`): masked mean of `last_hidden_state` over
+            the valid frames (zeros for a clip without any); what feature-level fusion concatenates.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*): with `output_hidden_states=True` (or
+            `config.output_hidden_states`): the encoder input (projected features) and the output of each temporal
+            layer (TCN blocks, then Transformer layers), each `[batch, frames, hidden_size]`; else None.
+        attentions (`tuple(torch.FloatTensor)`, *optional*): with `output_attentions=True`: one
+            `[batch, heads, frames, frames]` tensor of attention weights per Transformer layer; else None.
+    """
+
+    loss: torch.FloatTensor | None = None
+    intensities: torch.FloatTensor | None = None
+    frame_intensities: torch.FloatTensor | None = None
+    modality_mask: torch.BoolTensor | None = None
+    frame_mask: torch.BoolTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+
+def masked_mean(hidden_states: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of `[batch, frames, hidden]` over the valid frames of bool `frame_mask` `[batch, frames]` (zeros for a
+    clip without a valid frame)."""
+    weights = frame_mask[..., None].to(hidden_states.dtype)
+    return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+class EmiPreTrainedModel(PreTrainedModel):
+    """Weight initialisation and checkpoint plumbing shared by the emi-hf models. Attention: `"sdpa"` (default)
+    or `"eager"` (`attn_implementation=` in `from_pretrained` / `from_config`; `output_attentions=True` uses eager)."""
+
+    config_class = EmiVisualConfig
+    base_model_prefix = "emi"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _no_split_modules = ["TransformerEncoderLayer", "TemporalConvBlock"]
+
+    def _init_weights(self, module):
+        """The init of every module the emi models create (guarded `transformers.initialization` functions, so loaded
+        weights are kept); a transformers sub-model (the speech encoder) has its own `_init_weights`."""
+        std = getattr(self.config, "initializer_range", 0.02)
+        if isinstance(module, (nn.Linear, nn.Conv1d)):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm) and module.weight is not None:
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, (nn.Conv2d, nn.BatchNorm2d)):
+            init_resnet_module(module)
+        if isinstance(getattr(module, "layer_weights", None), nn.Parameter):
+            init.zeros_(module.layer_weights)  # the speech layers' mixing weights start uniform
+
+    def initialize_weights(self):
+        # A transformers sub-model (the speech encoder) not initialised yet (from_pretrained): after transformers' pass,
+        # the parts it skips there for custom code, drawn as in Model(config) (see `init_submodel_on_load`).
+        pending = [module for module in self.modules() if isinstance(module, PreTrainedModel)
+                   and not isinstance(module, EmiPreTrainedModel) and not getattr(module, "_is_hf_initialized", False)]
+        super().initialize_weights()
+        for module in pending:
+            init_submodel_on_load(module)
+
+
+class _TemporalRegressor(FrozenBackboneMixin, EmiPreTrainedModel):
+    """Temporal encoder, head and loss shared by the unimodal models (visual, audio, text; the input side differs)."""
+
+    def _build_temporal(self, config):
+        self.encoder = TemporalEncoder(config)
+        self.head = IntensityHead(config)
+
+    @staticmethod
+    def _check_one_input(cached, raw, cached_name: str, raw_name: str) -> None:
+        """Cached features or raw inputs of a modality, never both nor neither."""
+        if (cached is None) == (raw is None):
+            raise ValueError(f"Pass exactly one of {cached_name} or {raw_name}.")
+
+    @staticmethod
+    def _mask_or_all_valid(frame_mask: torch.Tensor | None, features: torch.Tensor) -> torch.Tensor:
+        """`frame_mask` as bool `[batch, frames]`, or all True for `features` `[batch, frames, ...]`."""
+        if frame_mask is None:
+            return torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
+        return frame_mask.bool()
+
+    def _regress(self, hidden_states, frame_mask, labels, return_dict, output_hidden_states=None,
+                 output_attentions=None) -> EmiRegressionOutput | tuple:
+        """Projected inputs `[batch, frames, hidden]` and bool `frame_mask` `[batch, frames]` -> the output."""
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        clip_mask = frame_mask.any(dim=1)
+        encoded = self.encoder(
+            hidden_states, frame_mask,
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states,
+            output_attentions if output_attentions is not None else self.config.output_attentions,
+        )
+        hidden_states = encoded.last_hidden_state
+        frame_logits, clip_logits = self.head(hidden_states, frame_mask)
+        intensities, frame_intensities = _finalise(frame_logits, clip_logits, frame_mask, clip_mask)
+        loss = None
+        if labels is not None:
+            loss = _masked_loss(self.config.loss_type, clip_logits.sigmoid(), labels, clip_mask)
+        output = EmiRegressionOutput(
+            loss=loss, intensities=intensities, frame_intensities=frame_intensities, modality_mask=clip_mask,
+            frame_mask=frame_mask, last_hidden_state=hidden_states,
+            pooler_output=masked_mean(hidden_states, frame_mask), hidden_states=encoded.hidden_states,
+            attentions=encoded.attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = ["EmiPreTrainedModel", "EmiRegressionOutput", "masked_mean"]
