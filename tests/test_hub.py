@@ -203,7 +203,7 @@ def test_packaged_templates_match_hub_folder():
     packaged = REPO_ROOT / "src" / "emi_hf" / "hub_templates"
     canonical = REPO_ROOT / "hub" / "model_cards"
     names = sorted(path.name for path in canonical.glob("*.md"))
-    assert names == ["emi-audio.md", "emi-fusion.md", "emi-visual.md"]
+    assert names == ["emi-audio.md", "emi-fusion.md", "emi-text.md", "emi-visual.md"]
     for name in names:
         assert (packaged / name).read_bytes() == (canonical / name).read_bytes(), (
             f"src/emi_hf/hub_templates/{name} differs from hub/model_cards/{name}: "

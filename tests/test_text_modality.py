@@ -336,3 +336,69 @@ def test_a_transcript_file_without_the_clip_fails_that_clip_only(text_features, 
     assert stage.transcript(tmp_path / "00000.mp4", "00000").text == "hello there"
     with pytest.raises(TranscriptionError, match="some.csv.*00004.*--asr-model"):
         stage.transcript(tmp_path / "00004.mp4", "00004")
+
+
+def test_remote_code_loads_a_three_way_fusion_without_emi_hf(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from helpers import clean_site_prelude
+
+    torch.manual_seed(0)
+    config = EmiFusionConfig(visual_config=tiny_visual_config(), audio_config=tiny_audio_config(),
+                             text_config=tiny_text_config(), fusion_type="feature", feature_fusion_hidden_size=8)
+    model = EmiFusionModel(config).eval()
+    ids, mask = _text_inputs()
+    inputs = {"visual_features": torch.randn(3, 4, 512), "au_features": torch.rand(3, 4, 13),
+              "audio_features": torch.randn(3, 6, 32), "input_ids": ids, "text_mask": mask}
+    with torch.no_grad():
+        expected = model(**inputs).intensities
+    model.save_pretrained(tmp_path / "ckpt")
+    assert {"modeling_fusion_emi.py", "modeling_base_emi.py", "modeling_emi.py"} <= {
+        p.name for p in (tmp_path / "ckpt").glob("*.py")}
+    torch.save(inputs, tmp_path / "inputs.pt")
+    script = f"""
+import torch
+try:
+    import emi_hf
+    raise SystemExit('emi_hf must not be importable here')
+except ImportError:
+    pass
+from transformers import AutoModel
+model = AutoModel.from_pretrained({str(tmp_path / 'ckpt')!r}, trust_remote_code=True).eval()
+assert type(model).__name__ == 'EmiFusionModel' and 'emi_hf' not in type(model).__module__
+with torch.inference_mode():
+    torch.save(model(**torch.load({str(tmp_path / 'inputs.pt')!r})).intensities, {str(tmp_path / 'out.pt')!r})
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), PYTHONNOUSERSITE="1")
+    result = subprocess.run([sys.executable, "-S", "-c", clean_site_prelude() + script], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    torch.testing.assert_close(torch.load(tmp_path / "out.pt"), expected, equal_nan=True)
+
+
+def test_speech_mask_marks_the_speech_and_can_mask_non_speech_audio(media_dir):
+    """silero-vad on the real speech of debate_5s_16k.wav followed by 2 s of digital silence, on wav2vec2's 50 Hz
+    audio frame grid: the speech frames are marked, the silent ones are not, and `mask_non_speech_audio` keeps
+    only the speech frames."""
+    from emi_hf.data.text_features import TextStage
+    from emi_hf.media.decoding import decode_audio
+
+    speech, _ = decode_audio(media_dir / "debate_5s_16k.wav", sampling_rate=16000)
+    waveform = np.concatenate([speech, np.zeros(32000, np.float32)])
+    frames = int(len(waveform) / 320)
+    audio_mask = np.ones(frames, np.int8)
+    stage = TextStage(mask_non_speech_audio=True)
+    fields = stage.clip_fields(media_dir / "debate_5s_16k.wav", "debate", waveform, audio_mask)
+    speech_frames = int(len(speech) / 320)
+    assert fields["transcript"] == "" and "text_features" not in fields  # voice activity only, no text encoder
+    assert fields["speech_segments"].shape[1] == 2 and fields["speech_segments"][-1, 1] <= len(speech) / 16000 + 0.1
+    start, end = fields["speech_segments"][0]
+    inside = fields["audio_speech_mask"][int(start * 50) + 1:int(end * 50) - 1]
+    assert len(inside) > 25 and inside.all()  # at least half a second of speech, every frame of it marked
+    assert not fields["audio_speech_mask"][speech_frames + 10:].any()  # the silence
+    masked = stage.masked_audio(audio_mask, fields)
+    assert masked.sum() == fields["audio_speech_mask"].sum() < audio_mask.sum()
+    assert (TextStage(vad=True).masked_audio(audio_mask, fields) == audio_mask).all()  # off by default

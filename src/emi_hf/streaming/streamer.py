@@ -76,6 +76,10 @@ class EmiStreamer:
         model_type = model.config.model_type
         if model_type not in _MODALITIES:
             raise ValueError(f"EmiStreamer takes an emi_visual, emi_audio or emi_fusion model, got {model_type}")
+        if model_type == "emi_fusion" and model.config.modalities != ["visual", "audio"]:
+            raise ValueError(f"EmiStreamer runs a visual + audio fusion; this one fuses {model.config.modalities} "
+                             "(live transcription is not part of streaming): stream its visual or audio model, or a "
+                             "visual + audio fusion (EmiFusionModel.from_unimodal(visual=..., audio=...)).")
         self.model, self.processor = model, processor
         self.window_s, self.hop_s = float(window_s), float(hop_s)
         self.modalities = _MODALITIES[model_type]

@@ -38,17 +38,15 @@ MODALITY_COLUMNS = {
     "visual": VISUAL_COLUMNS,
     "audio": AUDIO_COLUMNS,
     "text": TEXT_COLUMNS,
-    "fusion": VISUAL_COLUMNS + AUDIO_COLUMNS + TEXT_COLUMNS,
+    "fusion": VISUAL_COLUMNS + AUDIO_COLUMNS,  # and TEXT_COLUMNS when the features have them (`split_columns`)
 }
-OPTIONAL_FUSION_COLUMNS = TEXT_COLUMNS  # a fusion batch holds the text columns when the features have them
 
 
 def split_columns(dataset, modality: str) -> tuple[str, ...]:
-    """The columns a `modality` batch reads from `dataset` (fusion: the text ones only when it has them)."""
+    """The columns a `modality` batch reads from `dataset` (fusion: the text ones too when it has them)."""
     columns = MODALITY_COLUMNS[modality]
-    if modality == "fusion":
-        names = set(dataset.column_names)
-        columns = tuple(c for c in columns if c not in OPTIONAL_FUSION_COLUMNS or c in names)
+    if modality == "fusion" and set(TEXT_COLUMNS) <= set(dataset.column_names):
+        columns = columns + TEXT_COLUMNS
     return columns
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -284,4 +282,5 @@ def make_loader(dataset: ClipBatchDataset, sampler: EpochBatchSampler) -> torch.
 
 def model_inputs(batch: dict, modality: str) -> dict:
     """The forward kwargs of the `modality` model from a batch (fusion: the modality columns the batch holds)."""
-    return {key: batch[key] for key in MODALITY_COLUMNS[modality] if key in batch}
+    columns = MODALITY_COLUMNS[modality] + (TEXT_COLUMNS if modality == "fusion" else ())
+    return {key: batch[key] for key in columns if key in batch}

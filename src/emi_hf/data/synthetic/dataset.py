@@ -89,13 +89,7 @@ def generate_synthetic_dataset(
     Returns:
         ``output_dir`` as a Path.
     """
-    counts = {"train": int(num_train), "validation": int(num_valid), "test": int(num_test)}
-    if min(counts.values()) < 0 or counts["train"] + counts["validation"] == 0:
-        raise ValueError(f"clip counts must be >= 0 with at least one train or validation clip, got {counts}.")
-    if counts["train"] + counts["validation"] + counts["test"] > 100_000:
-        raise ValueError("at most 100000 clips: ids are 5 digits.")
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}.")
+    counts = _checked_counts(num_train, num_valid, num_test, layout)
     width, height = frame_size(size)
     output_dir = Path(output_dir)
     config = {
@@ -127,6 +121,17 @@ def generate_synthetic_dataset(
     write_synthetic_transcripts(output_dir, clips, int(seed))
     (output_dir / METADATA_FILE).write_text(json.dumps(_metadata(int(seed), config, subjects, clips), indent=1))
     return output_dir
+
+
+def _checked_counts(num_train, num_valid, num_test, layout: str) -> dict[str, int]:
+    counts = {"train": int(num_train), "validation": int(num_valid), "test": int(num_test)}
+    if min(counts.values()) < 0 or counts["train"] + counts["validation"] == 0:
+        raise ValueError(f"clip counts must be >= 0 with at least one train or validation clip, got {counts}.")
+    if counts["train"] + counts["validation"] + counts["test"] > 100_000:
+        raise ValueError("at most 100000 clips: ids are 5 digits.")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}.")
+    return counts
 
 
 def _already_generated(output_dir: Path, config: dict) -> bool:
