@@ -236,3 +236,23 @@ def test_audio_formats(suffix, codec, whisper_folders, media_dir, tmp_path):
                              beam_size=1, use_cache=False).transcribe(path)
     assert transcript.speech, f"silero-vad finds the speech in the {suffix} file"
     _check_structure(transcript, 5.0, tolerance=0.15)  # AAC / MP3 add encoder delay and frame padding
+
+
+def test_voice_activity_detection_keeps_the_process_thread_count(media_dir):
+    """Importing silero_vad sets torch's threads to 1 for the whole process; the detector restores them, so an
+    extraction's backbones after it keep their threads (a fresh interpreter: the import happens once)."""
+    import subprocess
+    import sys
+
+    script = f"""
+import torch
+torch.set_num_threads(2)
+from emi_hf.media.decoding import decode_audio
+from emi_hf.text.vad import SpeechDetector
+speech, _ = decode_audio({str(media_dir / "debate_5s_16k.wav")!r}, sampling_rate=16000)
+assert SpeechDetector().segments(speech)
+print(torch.get_num_threads())
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-1] == "2"

@@ -31,13 +31,21 @@ class VadOptions:
 
 
 def _load_silero():
-    """silero-vad's TorchScript model from the installed wheel. Importing silero_vad calls
-    ``torch.set_num_threads(1)`` for the whole process; the thread count is restored."""
+    """silero-vad's TorchScript model from the installed wheel, and its segmenter. Importing silero_vad calls
+    ``torch.set_num_threads(1)`` for the whole process (which would slow everything that runs after it, e.g. an
+    extraction's backbones, to one thread): the thread count is restored."""
+    import warnings
+
     import torch
 
     threads = torch.get_num_threads()
     try:
-        from silero_vad import load_silero_vad
+        from silero_vad import get_speech_timestamps, load_silero_vad
+
+        with warnings.catch_warnings():  # deprecation notices about silero-vad's own loader (torch.jit, importlib)
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return load_silero_vad(), get_speech_timestamps
     except ImportError as error:
         from .transcript import TranscriptionError
 
@@ -45,12 +53,6 @@ def _load_silero():
                                  "(or pass --no-vad)") from error
     finally:
         torch.set_num_threads(threads)
-    import warnings
-
-    with warnings.catch_warnings():  # deprecation notices about silero-vad's own loader (torch.jit, importlib)
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return load_silero_vad()
 
 
 class SpeechDetector:
@@ -58,7 +60,7 @@ class SpeechDetector:
 
     def __init__(self, options: VadOptions | None = None):
         self.options = options or VadOptions()
-        self._model = None
+        self._model = self._segmenter = None
 
     def segments(self, waveform: np.ndarray | None, sampling_rate: int = VAD_SAMPLING_RATE) -> list[list[float]]:
         """Speech segments ``[start, end]`` (seconds, 3 decimals) of a mono waveform; ``[]`` for ``None``, an
@@ -68,14 +70,13 @@ class SpeechDetector:
         if sampling_rate != VAD_SAMPLING_RATE:
             raise ValueError(f"silero-vad is run at {VAD_SAMPLING_RATE} Hz here, got {sampling_rate} Hz audio")
         import torch
-        from silero_vad import get_speech_timestamps
 
         if self._model is None:
-            self._model = _load_silero()
+            self._model, self._segmenter = _load_silero()
         self._model.reset_states()
         audio = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))
         with torch.inference_mode():
-            stamps = get_speech_timestamps(audio, self._model, sampling_rate=sampling_rate, **self.options.to_dict())
+            stamps = self._segmenter(audio, self._model, sampling_rate=sampling_rate, **self.options.to_dict())
         return [[round(item["start"] / sampling_rate, 3), round(item["end"] / sampling_rate, 3)] for item in stamps]
 
 
