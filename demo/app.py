@@ -347,7 +347,7 @@ class EmiDemo:
             self.text_side = None
             if "text" in model_modalities(self.model):  # uploads: the model's ASR, or a transcripts file
                 self.text_side = TextSide(self.model, transcripts=transcripts or os.environ.get("EMI_HF_TRANSCRIPTS")
-                                          or _default_transcripts(), missing_ok=True)
+                                          or _default_transcripts(), missing_ok=True, use_cache=False)
         except Exception as error:  # noqa: BLE001 - the app must start and say what went wrong
             self.load_error = (
                 f"The model `{self.model_id}` could not be loaded ({type(error).__name__}: {error}). Run `make "

@@ -402,3 +402,72 @@ def test_speech_mask_marks_the_speech_and_can_mask_non_speech_audio(media_dir):
     masked = stage.masked_audio(audio_mask, fields)
     assert masked.sum() == fields["audio_speech_mask"].sum() < audio_mask.sum()
     assert (TextStage(vad=True).masked_audio(audio_mask, fields) == audio_mask).all()  # off by default
+
+
+def test_a_fusion_with_text_without_text_inputs_scores_from_the_other_modalities():
+    torch.manual_seed(0)
+    model = EmiFusionModel(EmiFusionConfig(visual_config=tiny_visual_config(), text_config=tiny_text_config())).eval()
+    with torch.no_grad():
+        out = model(visual_features=torch.randn(2, 4, 512), au_features=torch.rand(2, 4, 13))
+    assert out.text_mask.tolist() == [False, False] and torch.isnan(out.text_intensities).all()
+    torch.testing.assert_close(out.intensities, out.visual_intensities)
+    with pytest.raises(ValueError, match="exactly one"):  # a text model alone still needs its inputs
+        EmiTextModel(tiny_text_config())(text_mask=torch.ones(1, 3))
+
+
+def test_feature_fusion_training_loss_trains_the_models_own_heads():
+    """The training loop's loss (`global_batch_loss`) of a feature-level fusion adds the models' own losses
+    (`unimodal_loss_weight`), so their heads get gradients, not only the fusion head."""
+    from accelerate import Accelerator
+
+    from emi_hf.training.loop import global_batch_loss
+
+    torch.manual_seed(0)
+    model = EmiFusionModel(EmiFusionConfig(visual_config=tiny_visual_config(), text_config=tiny_text_config(),
+                                           fusion_type="feature")).train()
+    ids, mask = _text_inputs()
+    batch = {"labels": torch.rand(3, 6)}
+    outputs = model(visual_features=torch.randn(3, 5, 512), au_features=torch.rand(3, 5, 13), input_ids=ids,
+                    text_mask=mask)
+    accelerator = Accelerator(cpu=True)
+    fused_only = global_batch_loss(accelerator, outputs, batch, "fusion", "mse")
+    loss = global_batch_loss(accelerator, outputs, batch, "fusion", "mse", unimodal_loss_weight=0.5)
+    assert loss > fused_only
+    loss.backward()
+    for head in (model.visual.head.frame_head, model.text.head.frame_head, model.fusion_head.mlp[0]):
+        assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
+
+
+def test_text_ensembles_and_hub_uploads_carry_the_tokenizer(text_features, tmp_path):
+    from emi_hf.cli import main as cli
+    from emi_hf.hub import _model_files
+    from emi_hf.inference import TextSide, load_for_inference, model_modalities, predict_clips
+
+    features, data = text_features / "features", text_features / "data"
+    assert cli(["train", "--features", str(features), "--modality", "text", "--output-dir", str(tmp_path / "ens"),
+                "--seeds", "2", *TRAIN_FLAGS]) == 0
+    assert (tmp_path / "ens" / "text_tokenizer" / "tokenizer.json").is_file()
+    model, processor = load_for_inference(tmp_path / "ens")
+    assert model.config.model_type == "emi_ensemble" and model_modalities(model) == ["text"]
+    (prediction,) = predict_clips(model, processor, [data / "videos" / "00002.mp4"],
+                                  text_side=TextSide(model, transcripts=data / "transcripts.csv"))
+    assert prediction.transcript and set(prediction.modality_intensities) == {"text"}
+    uploaded = {path.relative_to(tmp_path / "ens").as_posix() for path in _model_files(tmp_path / "ens")}
+    assert "text_tokenizer/tokenizer.json" in uploaded and "model.safetensors" in uploaded
+
+
+def test_text_token_limit():
+    from transformers import BertConfig, RobertaConfig
+
+    from emi_hf.text.encoder import default_max_length
+
+    class Unbounded:
+        model_max_length = int(1e30)
+
+    class Short:
+        model_max_length = 128
+
+    assert default_max_length(BertConfig(max_position_embeddings=8192), Unbounded()) == 512
+    assert default_max_length(RobertaConfig(max_position_embeddings=514), Unbounded()) == 512  # 2 offset positions
+    assert default_max_length(RobertaConfig(max_position_embeddings=130), Unbounded()) == 128
+    assert default_max_length(BertConfig(), Short()) == 128

@@ -165,6 +165,25 @@ def card_encoders(config: dict) -> dict:
     return phrases
 
 
+MODALITY_PHRASES = {"visual": "the face", "audio": "the voice", "text": "the transcript"}
+
+
+def card_modalities(config: dict) -> list[str]:
+    """The modalities of a fusion `config.json` (those whose sub-config it holds)."""
+    return [m for m in ("visual", "audio", "text") if config.get(f"{m}_config")]
+
+
+def card_fusion(config: dict, label_names: list[str]) -> dict:
+    """The fusion card's modalities and weights table (earlier checkpoints: `fusion_weights`, the visual share)."""
+    modalities = card_modalities(config)
+    weights = config.get("modality_weights")
+    if weights is None and config.get("fusion_weights"):
+        weights = {"visual": config["fusion_weights"], "audio": [1 - w for w in config["fusion_weights"]]}
+    rows = [(name, [weights[m][i] for m in modalities]) for i, name in enumerate(label_names)] if weights else []
+    return {"modalities": modalities, "modality_phrases": [MODALITY_PHRASES[m] for m in modalities],
+            "modality_weights": rows, "fusion_weights": list(zip(label_names, config.get("fusion_weights") or []))}
+
+
 def describe_extraction(metadata: dict) -> str:
     """One line naming the extraction that made a features folder (from its `encoders` record)."""
     encoders = metadata.get("encoders") or {}
@@ -205,6 +224,6 @@ def check_input_dims(config, metadata: dict, modality: str, source: str) -> None
 
 
 __all__ = [
-    "backbone_fingerprint", "check_input_dims", "build_visual_model", "describe_extraction", "encoder_record",
+    "card_fusion", "card_modalities", "backbone_fingerprint", "check_input_dims", "build_visual_model", "describe_extraction", "encoder_record",
     "processor_for_face_backbone", "speech_encoder_label", "split_visual_choice",
 ]

@@ -67,6 +67,7 @@ from huggingface_hub.errors import (
 
 from .configuration_emi import EMOTION_NAMES
 from .results import RESULTS_FILE, read_results
+from .text.encoder import TEXT_TOKENIZER_DIR
 
 
 if TYPE_CHECKING:
@@ -97,7 +98,6 @@ MODEL_TYPES = {
 CARD_TAGS = ["emi-hf", "emotion-recognition", "audiovisual", "abaw"]
 MODALITY_TAGS = {"visual": ["video", "face"], "audio": ["audio", "speech"], "text": ["text", "transcript"],
                  "fusion": ["video", "audio"]}
-MODALITY_PHRASES = {"visual": "the face", "audio": "the voice", "text": "the transcript"}
 TASK_TYPE = "emotional-mimicry-intensity"
 TASK_NAME = "Emotional Mimicry Intensity estimation"
 
@@ -278,24 +278,11 @@ def _read_model_config(folder: Path) -> tuple[dict, str]:
     return config, model_type
 
 
-def _modalities(config: Mapping[str, Any]) -> list[str]:
-    return [m for m in ("visual", "audio", "text") if config.get(f"{m}_config")]
-
-
-def _fusion_context(config: Mapping[str, Any], label_names: list[str]) -> dict:
-    """The fusion card's modalities and weights table (earlier checkpoints: `fusion_weights`, the visual share)."""
-    modalities = _modalities(config)
-    weights = config.get("modality_weights")
-    if weights is None and config.get("fusion_weights"):
-        weights = {"visual": config["fusion_weights"], "audio": [1 - w for w in config["fusion_weights"]]}
-    rows = [(name, [weights[m][i] for m in modalities]) for i, name in enumerate(label_names)] if weights else []
-    return {"modalities": modalities, "modality_phrases": [MODALITY_PHRASES[m] for m in modalities],
-            "modality_weights": rows, "fusion_weights": list(zip(label_names, config.get("fusion_weights") or []))}
-
-
 def _card_data(results: dict, modality: str, model_name: str, label_names: list[str],
                config: Mapping[str, Any] | None = None) -> ModelCardData:
     """The card's YAML metadata: tags, license, datasets and the `model-index` of the validation numbers."""
+    from .encoder_setup import card_modalities
+
     dataset = results.get("dataset") or "the training data"
     validation = results.get("validation")
     eval_results = None
@@ -316,7 +303,7 @@ def _card_data(results: dict, modality: str, model_name: str, label_names: list[
     return ModelCardData(
         library_name="transformers",
         license=results.get("license", "other"),
-        tags=CARD_TAGS + (sorted({t for m in _modalities(config or {}) for t in MODALITY_TAGS[m]})
+        tags=CARD_TAGS + (sorted({t for m in card_modalities(config or {}) for t in MODALITY_TAGS[m]})
                           if modality == "fusion" and config else MODALITY_TAGS[modality]),
         datasets=[results["dataset_repo_id"]] if results.get("dataset_repo_id") else None,
         metrics=["pearsonr"],
@@ -341,7 +328,7 @@ def render_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> 
     """
     import jinja2
 
-    from .encoder_setup import card_encoders
+    from .encoder_setup import card_encoders, card_fusion
 
     folder = Path(folder)
     config, model_type = _read_model_config(folder)
@@ -371,7 +358,7 @@ def render_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> 
         if validation
         else [],
         "training": results.get("training") or {},
-        **_fusion_context(config, label_names),
+        **card_fusion(config, label_names),
         "encoders": card_encoders(config),
         "has_remote_code": bool(config.get("auto_map")) and all((folder / name).is_file()
                                                                 for name in code_files(config)),
@@ -391,11 +378,15 @@ def render_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> 
 
 
 def _model_files(folder: Path) -> list[Path]:
+    """The files of a run folder that go to the Hub: its top level, and a text model's `text_tokenizer/`."""
     files = sorted(
         path
         for path in folder.iterdir()
         if path.is_file() and path.suffix in MODEL_FILE_SUFFIXES and path.name not in MODEL_FILE_EXCLUDES
     )
+    tokenizer = folder / TEXT_TOKENIZER_DIR
+    if tokenizer.is_dir():
+        files += sorted(path for path in tokenizer.iterdir() if path.is_file())
     names = {path.name for path in files}
     if not any(name.endswith(".safetensors") for name in names):
         raise ValueError(
@@ -461,7 +452,8 @@ def push_model(
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         if revision is not None and revision != constants.DEFAULT_REVISION:
             api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
-        operations = [CommitOperationAdd(path_in_repo=path.name, path_or_fileobj=str(path)) for path in files]
+        operations = [CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(), path_or_fileobj=str(path))
+                      for path in files]
         operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode("utf-8")))
         return api.create_commit(
             repo_id, operations, commit_message=commit_message, revision=revision, repo_type="model"

@@ -33,11 +33,13 @@ class TextSide:
     """
     The text inputs of a model with a text part, for raw clips: each clip's transcript (from `transcripts`, a CSV /
     JSON source the user has, else transcribed as the training data was: the text config's `asr_backend` /
-    `asr_model`, or the `asr_model` given) tokenised by the checkpoint's `text_tokenizer/`.
+    `asr_model`, or the `asr_model` given) tokenised by the checkpoint's `text_tokenizer/`. `use_cache=False`: no
+    computed transcript is written to the transcript cache (the demo: nothing derived from an upload stays on disk).
     """
 
     def __init__(self, model, transcripts=None, asr_model: str | None = None, asr_backend: str | None = None,
-                 language: str | None = None, device: str = "cpu", missing_ok: bool = False):
+                 language: str | None = None, device: str = "cpu", missing_ok: bool = False,
+                 use_cache: bool = True):
         from transformers import AutoTokenizer
 
         from .text.encoder import TEXT_TOKENIZER_DIR
@@ -48,17 +50,19 @@ class TextSide:
         if getattr(model.config, "member_model_type", None):
             config = model.members[0].config
             config = getattr(config, "text_config", None) or config
-        folder = os.path.join(str(model.name_or_path), TEXT_TOKENIZER_DIR)
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"{model.name_or_path} has a text model but no {TEXT_TOKENIZER_DIR}/ folder (its "
-                                    "text encoder's tokenizer); save the tokenizer there (train.py does).")
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        source = str(model.name_or_path)
+        try:  # a local checkpoint folder, or a Hub repository (its text_tokenizer/ subfolder)
+            self.tokenizer = AutoTokenizer.from_pretrained(os.path.join(source, TEXT_TOKENIZER_DIR)) \
+                if os.path.isdir(source) else AutoTokenizer.from_pretrained(source, subfolder=TEXT_TOKENIZER_DIR)
+        except (OSError, ValueError) as error:
+            raise FileNotFoundError(f"{source} has a text model but no loadable {TEXT_TOKENIZER_DIR}/ folder (its "
+                                    f"text encoder's tokenizer; train.py saves it there): {error}") from error
         self.max_length = int(config.max_text_tokens)
         self.table = None if transcripts is None else read_transcripts(transcripts)
         asr_model = asr_model or (config.asr_model if config.asr_backend not in (None, "file") else None)
         backend = asr_backend or (config.asr_backend if config.asr_backend not in (None, "file") else "transformers")
         self.transcriber = None if asr_model is None else Transcriber(
-            backend, asr_model, language=language or config.asr_language, device=device)
+            backend, asr_model, language=language or config.asr_language, device=device, use_cache=use_cache)
         self.missing_ok = missing_ok
         self.last_note: str | None = None  # why the last clip had no transcript, with `missing_ok`
 

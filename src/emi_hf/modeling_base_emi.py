@@ -50,10 +50,9 @@ class EmiRegressionOutput(ModelOutput):
     modality_mask: torch.BoolTensor | None = None
     frame_mask: torch.BoolTensor | None = None
     last_hidden_state: torch.FloatTensor | None = None
-    pooler_output: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
-
+    pooler_output: torch.FloatTensor | None = None  # last, so tuple outputs keep the indices of earlier versions
 
 
 def masked_mean(hidden_states: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:

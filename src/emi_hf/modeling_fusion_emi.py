@@ -23,7 +23,7 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from .configuration_emi import FUSION_MODALITIES, EmiFusionConfig
-from .modeling_base_emi import EmiPreTrainedModel
+from .modeling_base_emi import EmiPreTrainedModel, EmiRegressionOutput
 from .modeling_emi import EmiAudioModel, EmiTextModel, EmiVisualModel
 from .temporal_emi import _masked_loss
 
@@ -200,11 +200,26 @@ class EmiFusionModel(EmiPreTrainedModel):
         return fusion
 
     def _run_models(self, inputs: dict, extras: dict) -> dict:
+        """Each sub-model on its inputs. Without any text input (a processor batch of videos alone), the text model
+        is skipped and every clip counts as having no transcript."""
         outputs = {}
         for modality in self.modalities:
             model_inputs = {name: inputs[name] for name in MODALITY_INPUTS[modality]}
+            if modality == "text" and len(self.modalities) > 1 and all(v is None for v in model_inputs.values()):
+                continue
             outputs[modality] = getattr(self, modality)(**model_inputs, **extras)
+        if len(outputs) < len(self.modalities):
+            outputs["text"] = self._no_transcripts(next(iter(outputs.values())).intensities)
         return outputs
+
+    def _no_transcripts(self, like: torch.Tensor) -> EmiRegressionOutput:
+        """The text model's output for clips without a transcript: NaN intensities, `modality_mask` False."""
+        batch = like.shape[0]
+        return EmiRegressionOutput(
+            intensities=torch.full_like(like, float("nan")), modality_mask=torch.zeros(batch, dtype=torch.bool,
+                                                                                      device=like.device),
+            pooler_output=torch.zeros(batch, self.config.text_config.hidden_size, dtype=like.dtype,
+                                      device=like.device))
 
     def _feature_fusion(self, outputs: dict) -> torch.Tensor:
         present = torch.stack([outputs[m].modality_mask for m in self.modalities], dim=1)
@@ -233,7 +248,9 @@ class EmiFusionModel(EmiPreTrainedModel):
         input_ids: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
     ) -> EmiFusionOutput | tuple:
         """Inputs as in [`EmiVisualModel`], [`EmiAudioModel`] and [`EmiTextModel`] (their union: those of the
-        modalities the model holds are used; other keywords raise TypeError); `labels` `[batch, num_labels]`."""
+        modalities the model holds are used; other keywords raise TypeError); `labels` `[batch, num_labels]`. With
+        no text input at all (`model(**processor(videos=...))`), a model with a text part scores the clips from its
+        other modalities, as clips without a transcript."""
         inputs = dict(locals())
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         extras = dict(

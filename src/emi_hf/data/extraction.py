@@ -337,9 +337,15 @@ def _text_metadata(text_stage) -> dict:
     return metadata
 
 
-def _generate_rows(files: list[str]) -> Iterable[dict]:
+def _generate_rows(files: list[str], columns: tuple[str, ...]) -> Iterable[dict]:
     for file in files:
-        yield ClipFeatures.load(Path(file)).columns()
+        row = ClipFeatures.load(Path(file)).columns()
+        if sorted(row) != sorted(columns):
+            raise ValueError(
+                f"{file} holds the columns {sorted(row)} but this extraction writes {sorted(columns)} (a clip made "
+                "with other text settings?): delete it, or the folder's clips/, and rerun to extract it again."
+            )
+        yield row
 
 
 def merge_features(output_dir: Path, records: dict[str, list], processor, visual_model, audio_model,
@@ -369,7 +375,8 @@ def merge_features(output_dir: Path, records: dict[str, list], processor, visual
                             "failed": sum(r.clip_id in failed for r in clips)}
             if files:
                 splits[name] = Dataset.from_generator(
-                    _generate_rows, gen_kwargs={"files": files}, features=features, cache_dir=cache_dir
+                    _generate_rows, gen_kwargs={"files": files, "columns": tuple(features)}, features=features,
+                    cache_dir=cache_dir
                 )
         dataset_dir = output_dir / DATASET_DIR
         if dataset_dir.exists():

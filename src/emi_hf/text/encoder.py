@@ -49,6 +49,19 @@ def _load(model: str):
     return tokenizer, encoder
 
 
+MAX_TEXT_TOKENS = 512
+
+
+def default_max_length(config, tokenizer) -> int:
+    """Tokens a transcript is truncated to: the encoder's position table (less RoBERTa-style encoders' offset of
+    `pad_token_id + 1` positions), the tokenizer's limit, and at most `MAX_TEXT_TOKENS`."""
+    positions = getattr(config, "max_position_embeddings", None) or MAX_TEXT_TOKENS
+    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert", "longformer"):
+        positions -= int(getattr(config, "pad_token_id", 1) or 1) + 1
+    limit = tokenizer.model_max_length if 0 < (tokenizer.model_max_length or 0) < 10**6 else positions
+    return int(min(positions, limit, MAX_TEXT_TOKENS))
+
+
 class TextEncoder:
     """Frozen text encoder; `encode` / `encode_batch` give :class:`TextEmbedding` (last hidden states)."""
 
@@ -59,8 +72,7 @@ class TextEncoder:
         self.tokenizer, self.model = _load(model)
         self.model.requires_grad_(False).eval().to(device)
         self.device = torch.device(device)
-        limit = getattr(self.model.config, "max_position_embeddings", None) or 512
-        self.max_length = int(max_length or min(limit, self.tokenizer.model_max_length or limit))
+        self.max_length = int(max_length or default_max_length(self.model.config, self.tokenizer))
 
     @property
     def hidden_size(self) -> int:

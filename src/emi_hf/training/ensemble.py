@@ -86,7 +86,14 @@ def _member_record(folder: Path, seed: int, result: dict) -> dict:
 
 
 def _copy_processor(source: Path, output_dir: Path) -> None:
+    """The member's processor, and its text encoder's tokenizer (`text_tokenizer/`) when it has a text part."""
     if (source / "processor_config.json").is_file():
         from ..processing_emi import EmiProcessor
 
         EmiProcessor.from_pretrained(source).save_pretrained(output_dir)
+    from ..text.encoder import TEXT_TOKENIZER_DIR
+
+    if (source / TEXT_TOKENIZER_DIR).is_dir():
+        import shutil
+
+        shutil.copytree(source / TEXT_TOKENIZER_DIR, output_dir / TEXT_TOKENIZER_DIR, dirs_exist_ok=True)

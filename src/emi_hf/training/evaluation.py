@@ -193,7 +193,7 @@ def evaluate_model(
         "confidence_intervals": bootstrap_block(arrays, label_names, num_resamples, bootstrap_seed)
         if num_resamples else None,
     }
-    if modality == "fusion" and getattr(model.config, "modality_weights", None):
+    if modality == "fusion" and getattr(model.config, "fusion_type", None) == "late":
         results["modality_weights"] = {m: dict(zip(label_names, w)) for m, w in model.config.modality_weights.items()}
         if model.config.fusion_weights is not None:  # visual + audio: the visual share, as earlier versions wrote
             results["fusion_weights"] = dict(zip(label_names, model.config.fusion_weights))

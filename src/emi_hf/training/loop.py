@@ -142,17 +142,29 @@ class Run:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def global_batch_loss(accelerator, outputs, batch: dict, modality: str, loss_type: str) -> torch.Tensor:
+def global_batch_loss(accelerator, outputs, batch: dict, modality: str, loss_type: str,
+                      unimodal_loss_weight: float = 0.0) -> torch.Tensor:
     """
     The loss of the whole global batch (all processes' slices), differentiable in this process's slice.
 
     Clips without the modality (NaN intensities) or without labels are left out; a batch with `weights` (per-clip
     loss weights, `--annotator-weights`) gives the weighted loss (`weighting.weighted_regression_loss`). Each process
     computes the same value; backpropagate `loss * num_processes` so that DDP's averaging yields the gradient of the
-    global loss.
+    global loss. `unimodal_loss_weight` (feature-level fusion, `config.unimodal_loss_weight`) adds that times the
+    mean of the fused models' own losses, so that their heads train too.
     """
-    intensities = outputs.intensities.float()
-    present = present_mask(outputs)
+    loss = _global_loss(accelerator, outputs.intensities, present_mask(outputs), batch, loss_type)
+    if modality == "fusion" and unimodal_loss_weight > 0:
+        own = [_global_loss(accelerator, getattr(outputs, f"{m}_intensities"), getattr(outputs, f"{m}_mask"), batch,
+                            loss_type)
+               for m in FUSED_MODALITIES if getattr(outputs, f"{m}_intensities", None) is not None]
+        loss = loss + unimodal_loss_weight * torch.stack(own).mean()
+    return loss
+
+
+def _global_loss(accelerator, intensities, present, batch: dict, loss_type: str) -> torch.Tensor:
+    """`global_batch_loss` of one prediction `[B, L]` over the clips `present` `[B]` has."""
+    intensities = intensities.float()
     labels = batch["labels"].float()
     valid = present & torch.isfinite(labels).all(dim=1)
     predictions = torch.where(valid[:, None], intensities, torch.zeros_like(intensities))
@@ -452,10 +464,12 @@ def train_one_epoch(accelerator, model, loader, optimizer, scheduler, args: Trai
     """One pass over the training batches, with gradient accumulation and clipping; returns the mean loss."""
     model.train()
     loss_sum, num_batches = 0.0, 0
+    config = accelerator.unwrap_model(model).config
+    unimodal_weight = config.unimodal_loss_weight if getattr(config, "fusion_type", None) == "feature" else 0.0
     for batch in loader:
         with accelerator.accumulate(model):
             outputs = model(**model_inputs(batch, args.modality))
-            loss = global_batch_loss(accelerator, outputs, batch, args.modality, args.loss)
+            loss = global_batch_loss(accelerator, outputs, batch, args.modality, args.loss, unimodal_weight)
             accelerator.backward(loss * accelerator.num_processes)
             if accelerator.sync_gradients and args.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
