@@ -312,6 +312,14 @@ def test_text_training_three_way_fusion_and_prediction_with_the_transcript(text_
     assert "| Emotion | visual | audio | text |" in card and "- transcript" in card  # weights table, tags
     text_card = str(render_model_card(tmp_path / "text", "user/emi-text"))
     assert "text encoder `" in text_card and "read from a transcripts file" in text_card
+    # The text card's usage snippet, as written there (the local run folder in place of the repository id).
+    from transformers import AutoTokenizer
+
+    assert 'AutoTokenizer.from_pretrained("user/emi-text", subfolder="text_tokenizer")' in text_card
+    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path / "text"), subfolder="text_tokenizer")
+    tokens = tokenizer(["what a wonderful surprise"], padding=True, return_tensors="pt")
+    text_model = EmiTextModel.from_pretrained(tmp_path / "text")
+    assert text_model(input_ids=tokens["input_ids"], text_mask=tokens["attention_mask"]).intensities.shape == (1, 6)
     capsys.readouterr()
     clip = data / "videos" / "00001.mp4"
     assert cli(["predict", str(clip), "--model", str(tmp_path / "fusion"), "--transcripts",
@@ -471,3 +479,29 @@ def test_text_token_limit():
     assert default_max_length(RobertaConfig(max_position_embeddings=514), Unbounded()) == 512  # 2 offset positions
     assert default_max_length(RobertaConfig(max_position_embeddings=130), Unbounded()) == 128
     assert default_max_length(BertConfig(), Short()) == 128
+
+
+def test_review_fixes_field_order_merge_check_and_no_transcript_cache(tmp_path):
+    from emi_hf.data.extraction import ClipFeatures, _generate_rows
+    from emi_hf.inference import TextSide
+    from emi_hf.modeling_emi import EmiRegressionOutput
+    from emi_hf.text import build_word_tokenizer
+
+    # pooler_output is the last field: tuple outputs keep the indices of earlier versions.
+    assert list(EmiRegressionOutput.__dataclass_fields__)[-1] == "pooler_output"
+    # A clip file made without the text columns is refused by a merge that writes them, naming the file.
+    clip = ClipFeatures("00001", np.zeros((1, 512), np.float32), np.zeros((1, 13), np.float32), np.ones(1, np.int8),
+                        np.zeros(1, np.float32), np.zeros((1, 32), np.float32), np.ones(1, np.int8),
+                        np.zeros(6, np.float32), 1.0, True)
+    clip.save(tmp_path / "00001.npz")
+    columns = tuple(clip.columns()) + ("transcript", "text_features", "text_mask")
+    with pytest.raises(ValueError, match="00001.npz.*rerun"):
+        list(_generate_rows([str(tmp_path / "00001.npz")], columns))
+    # The demo's text side writes no transcript to the cache.
+    tokenizer = build_word_tokenizer(["hello there"], tmp_path / "model" / "text_tokenizer")
+    config = tiny_text_config(text_encoder_config={**TINY_BERT, "vocab_size": len(tokenizer)})
+    EmiTextModel(config).save_pretrained(tmp_path / "model")
+    model = EmiTextModel.from_pretrained(tmp_path / "model")
+    side = TextSide(model, asr_model="openai/whisper-tiny", use_cache=False)  # the ASR model loads on first use
+    assert side.transcriber.cache is None
+    assert TextSide(model, asr_model="openai/whisper-tiny").transcriber.cache is not None
