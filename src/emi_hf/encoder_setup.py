@@ -98,10 +98,15 @@ def backbone_fingerprint(model) -> str:
     for name, value in options.items():
         if value != defaults[name]:
             digest.update(f"{name}={value}".encode())
-    for name, tensor in sorted(model.backbone.state_dict().items()):
+    update_with_weights(digest, model.backbone)
+    return digest.hexdigest()
+
+
+def update_with_weights(digest, module) -> None:
+    """Feeds every tensor of `module`'s state dict (name, then bytes, in name order) into the hash `digest`."""
+    for name, tensor in sorted(module.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def encoder_record(visual_model, audio_model, fingerprints: dict | None = None) -> dict:
@@ -170,7 +175,9 @@ MODALITY_PHRASES = {"visual": "the face", "audio": "the voice", "text": "the tra
 
 def card_modalities(config: dict) -> list[str]:
     """The modalities of a fusion `config.json` (those whose sub-config it holds)."""
-    return [m for m in ("visual", "audio", "text") if config.get(f"{m}_config")]
+    from .configuration_emi import FUSION_MODALITIES
+
+    return [m for m in FUSION_MODALITIES if config.get(f"{m}_config")]
 
 
 def card_fusion(config: dict, label_names: list[str]) -> dict:

@@ -14,18 +14,22 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .configuration_emi import FUSION_MODALITIES
 from .devices import default_device
 
 MODALITIES = ("visual", "audio", "text", "fused")  # keys of ClipPrediction.modality_intensities, in display order
-UNIMODAL = ("visual", "audio", "text")
+UNIMODAL = FUSION_MODALITIES
 _MODEL_MODALITIES = {"emi_visual": ("visual",), "emi_audio": ("audio",), "emi_text": ("text",)}
+
+
+def _member_config(model):
+    """The config of the model that predicts: the model's own, or an ensemble's first member's."""
+    return model.members[0].config if getattr(model.config, "member_model_type", None) else model.config
 
 
 def model_modalities(model) -> list[str]:
     """The unimodal parts of an emi-hf model (a fusion model's modalities; an ensemble's members')."""
-    config = model.config
-    if getattr(config, "member_model_type", None):
-        config = model.members[0].config
+    config = _member_config(model)
     return list(getattr(config, "modalities", None) or _MODEL_MODALITIES[config.model_type])
 
 
@@ -46,10 +50,8 @@ class TextSide:
         from .text.transcribe import Transcriber
         from .text.transcript_files import read_transcripts
 
-        config = model.config.text_config if model.config.model_type == "emi_fusion" else model.config
-        if getattr(model.config, "member_model_type", None):
-            config = model.members[0].config
-            config = getattr(config, "text_config", None) or config
+        config = _member_config(model)
+        config = getattr(config, "text_config", None) or config  # a fusion's text model, or the text model
         source = str(model.name_or_path)
         try:  # a local checkpoint folder, or a Hub repository (its text_tokenizer/ subfolder)
             self.tokenizer = AutoTokenizer.from_pretrained(os.path.join(source, TEXT_TOKENIZER_DIR)) \
@@ -59,8 +61,9 @@ class TextSide:
                                     f"text encoder's tokenizer; train.py saves it there): {error}") from error
         self.max_length = int(config.max_text_tokens)
         self.table = None if transcripts is None else read_transcripts(transcripts)
-        asr_model = asr_model or (config.asr_model if config.asr_backend not in (None, "file") else None)
-        backend = asr_backend or (config.asr_backend if config.asr_backend not in (None, "file") else "transformers")
+        transcribed = config.asr_backend not in (None, "file")  # the training transcripts came from ASR
+        asr_model = asr_model or (config.asr_model if transcribed else None)
+        backend = asr_backend or (config.asr_backend if transcribed else "transformers")
         self.transcriber = None if asr_model is None else Transcriber(
             backend, asr_model, language=language or config.asr_language, device=device, use_cache=use_cache)
         self.missing_ok = missing_ok

@@ -147,10 +147,10 @@ class TextStage:
             return None
         import hashlib
 
+        from ..encoder_setup import update_with_weights
+
         digest = hashlib.sha256(self.encoder.model_name.encode())
-        for name, tensor in sorted(self.encoder.model.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        update_with_weights(digest, self.encoder.model)
         return digest.hexdigest()
 
     def base_model(self, label_names):

@@ -15,11 +15,24 @@ import numpy as np
 from .asr import hub_offline
 from .transcript import TranscriptionError
 
-__all__ = ["DEFAULT_TEXT_ENCODER", "TEXT_TOKENIZER_DIR", "TextEmbedding", "TextEncoder"]
+__all__ = ["DEFAULT_TEXT_ENCODER", "TEXT_TOKENIZER_DIR", "TextEmbedding", "TextEncoder", "copy_text_tokenizer"]
 
 DEFAULT_TEXT_ENCODER = "thenlper/gte-base"
 TEXT_TOKENIZER_DIR = "text_tokenizer"
 """Where a saved text or fusion model keeps its text encoder's tokenizer (a subfolder of the checkpoint)."""
+
+
+def copy_text_tokenizer(source_dir, output_dir) -> bool:
+    """Copies `source_dir`'s `text_tokenizer/` into `output_dir` (a model folder to another); False when it has
+    none. Copying a folder onto itself does nothing."""
+    import shutil
+
+    source, target = Path(source_dir) / TEXT_TOKENIZER_DIR, Path(output_dir) / TEXT_TOKENIZER_DIR
+    if not source.is_dir():
+        return False
+    if source.resolve() != target.resolve():
+        shutil.copytree(source, target, dirs_exist_ok=True)
+    return True
 
 
 @dataclass

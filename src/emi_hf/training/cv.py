@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..configuration_emi import FUSION_MODALITIES
 from ..data.store import load_feature_splits
 from ..results import json_ready, trained_settings
 from .arguments import TrainingArguments, sequence_caps
@@ -118,8 +119,7 @@ def _train_round(args: TrainingArguments, splits: dict, folder: Path) -> dict[st
         return {args.modality: folder / args.modality}
     runs = {}
     if args.fusion_mode == "late":
-        modalities = ("visual", "audio", "text") if "text_features" in splits["train"].column_names else \
-            ("visual", "audio")
+        modalities = [m for m in FUSION_MODALITIES if m != "text" or "text_features" in splits["train"].column_names]
         for modality in modalities:
             runs[modality] = folder / modality
             train(replace(base, modality=modality, output_dir=str(runs[modality])), datasets=splits)

@@ -91,9 +91,6 @@ def _copy_processor(source: Path, output_dir: Path) -> None:
         from ..processing_emi import EmiProcessor
 
         EmiProcessor.from_pretrained(source).save_pretrained(output_dir)
-    from ..text.encoder import TEXT_TOKENIZER_DIR
+    from ..text.encoder import copy_text_tokenizer
 
-    if (source / TEXT_TOKENIZER_DIR).is_dir():
-        import shutil
-
-        shutil.copytree(source / TEXT_TOKENIZER_DIR, output_dir / TEXT_TOKENIZER_DIR, dirs_exist_ok=True)
+    copy_text_tokenizer(source, output_dir)

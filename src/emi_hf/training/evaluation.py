@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..configuration_emi import FUSION_MODALITIES
 from ..data.store import load_feature_splits
 from ..devices import default_device
 from ..metrics import BOOTSTRAP_RESAMPLES, bootstrap_mean_pearson, mean_pearson
@@ -22,7 +23,7 @@ from .arguments import sequence_caps
 from .data import ClipBatchDataset, EpochBatchSampler, FeatureTable, make_loader, model_inputs, split_columns
 
 MODEL_TYPE_TO_MODALITY = {"emi_visual": "visual", "emi_audio": "audio", "emi_text": "text", "emi_fusion": "fusion"}
-FUSED_MODALITIES = ("visual", "audio", "text")  # the sub-models a fusion output may report, in this order
+FUSED_MODALITIES = FUSION_MODALITIES  # the sub-models a fusion output may report, in this order
 
 
 def model_modality(config) -> str | None:

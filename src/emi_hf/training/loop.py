@@ -337,16 +337,16 @@ def prepare_run(args: TrainingArguments, accelerator, started: float, datasets: 
 def save_text_tokenizer(model, metadata: dict, root: Path, output_dir: Path, text_model=None) -> None:
     """A model with a text part gets its encoder's tokenizer (`text_tokenizer/`, for raw transcripts at inference):
     from the text run it was built from, else the features' base text model."""
-    from ..text.encoder import TEXT_TOKENIZER_DIR
+    from ..text.encoder import copy_text_tokenizer
 
     if getattr(model.config, "model_type", None) != "emi_text" and getattr(model.config, "text_config", None) is None:
         return
-    candidates = [Path(text_model) / TEXT_TOKENIZER_DIR] if text_model else []
+    sources = [text_model] if text_model else []
     if metadata.get("text_base_model"):
-        candidates.append(root / metadata["text_base_model"] / TEXT_TOKENIZER_DIR)
-    source = next((c for c in candidates if c.is_dir()), None)
-    if source is not None and source.resolve() != (output_dir / TEXT_TOKENIZER_DIR).resolve():
-        shutil.copytree(source, output_dir / TEXT_TOKENIZER_DIR, dirs_exist_ok=True)
+        sources.append(root / metadata["text_base_model"])
+    for source in sources:  # the first that has one
+        if copy_text_tokenizer(source, output_dir):
+            return
 
 
 def _eval_loader(run: Run):

@@ -17,8 +17,7 @@ import torch
 
 from ..configuration_emi import EmiAudioConfig, EmiTextConfig, EmiVisualConfig
 from ..encoder_setup import check_input_dims
-from ..modeling_emi import EmiAudioModel, EmiTextModel, EmiVisualModel
-from ..modeling_fusion_emi import EmiFusionModel
+from ..modeling_fusion_emi import MODEL_CLASSES, EmiFusionModel
 from .arguments import MODEL_SIZE_FIELDS, TrainingArguments
 
 # Config fields that describe the inputs and the frozen backbone: taken from the base checkpoint.
@@ -30,8 +29,7 @@ BACKBONE_FIELDS = {
     "text": ("text_encoder_config", "text_feature_dim", "text_encoder_name", "freeze_backbone", "max_text_tokens",
              "asr_backend", "asr_model", "asr_language"),
 }
-MODEL_CLASSES = {"visual": EmiVisualModel, "audio": EmiAudioModel, "text": EmiTextModel}
-CONFIG_CLASSES = {"visual": EmiVisualConfig, "audio": EmiAudioConfig, "text": EmiTextConfig}
+CONFIG_CLASSES = {modality: model_class.config_class for modality, model_class in MODEL_CLASSES.items()}
 UNIMODAL = tuple(MODEL_CLASSES)
 
 
