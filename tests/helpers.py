@@ -108,6 +108,52 @@ def clean_site_prelude() -> str:
     )
 
 
+def intensities_without_emi_hf(checkpoint: Path, inputs: dict, workdir: Path, class_name: str, setup: str = ""):
+    """The `intensities` of `AutoModel.from_pretrained(checkpoint, trust_remote_code=True)` on `inputs`, computed in
+    a fresh interpreter where emi_hf cannot be imported (this interpreter's site-packages minus the editable
+    emi_hf install, run from `workdir`); the model must be `class_name` from the checkpoint's own code files.
+    `setup`: Python lines run first (e.g. blocking an optional library)."""
+    import subprocess
+
+    import torch
+
+    torch.save(inputs, workdir / "inputs.pt")
+    script = f"""
+import sys, torch
+assert not any('emi_hf' in p for p in sys.path), sys.path
+try:
+    import emi_hf
+    raise SystemExit('emi_hf must not be importable here')
+except ImportError:
+    pass
+{setup}
+from transformers import AutoModel
+model = AutoModel.from_pretrained({str(checkpoint)!r}, trust_remote_code=True).eval()
+assert type(model).__name__ == {class_name!r} and 'emi_hf' not in type(model).__module__
+with torch.inference_mode():
+    torch.save(model(**torch.load({str(workdir / 'inputs.pt')!r})).intensities, {str(workdir / 'out.pt')!r})
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(workdir / "hf_home"), PYTHONNOUSERSITE="1")
+    result = subprocess.run([sys.executable, "-S", "-c", clean_site_prelude() + script], cwd=workdir, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return torch.load(workdir / "out.pt")
+
+
+def old_checkpoint_inputs() -> dict:
+    """The visual + audio inputs the tests of checkpoints written by earlier versions feed (3 clips: all frames,
+    5 of 9, no face; full, half and full audio)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(1)
+    return {"visual_features": torch.randn(3, 9, 512, generator=generator),
+            "au_features": torch.rand(3, 9, 13, generator=generator),
+            "frame_mask": (torch.arange(9)[None] < torch.tensor([[9], [5], [0]])).long(),
+            "input_values": torch.randn(3, 6400, generator=generator),
+            "attention_mask": (torch.arange(6400)[None] < torch.tensor([[6400], [3200], [6400]])).long()}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_audio_config, tiny_fusion_config, tiny_visual_config
+from helpers import old_checkpoint_inputs, tiny_audio_config, tiny_fusion_config, tiny_visual_config
 from safetensors.torch import load_file, save_file
 
 from emi_hf import EmiAudioModel, EmiFusionConfig, EmiFusionModel, EmiVisualConfig, EmiVisualModel
@@ -320,12 +320,7 @@ def test_checkpoint_written_before_predicts_identically(tmp_path):
     save_file({key: weights[key].contiguous() for key in old["state_dict_keys"]}, tmp_path / "model.safetensors",
               metadata={"format": "pt"})
     model = EmiFusionModel.from_pretrained(tmp_path).eval()  # visual.backbone.* left out: cached features used
-    generator = torch.Generator().manual_seed(1)
-    inputs = {"visual_features": torch.randn(3, 9, 512, generator=generator),
-              "au_features": torch.rand(3, 9, 13, generator=generator),
-              "frame_mask": (torch.arange(9)[None] < torch.tensor([[9], [5], [0]])).long(),
-              "input_values": torch.randn(3, 6400, generator=generator),
-              "attention_mask": (torch.arange(6400)[None] < torch.tensor([[6400], [3200], [6400]])).long()}
+    inputs = old_checkpoint_inputs()
     with torch.no_grad():
         out, expected = model(**inputs), reference(**inputs)
     for name in ("intensities", "frame_intensities", "audio_frame_intensities", "visual_last_hidden_state",

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import TINY_TEMPORAL, clean_site_prelude, tiny_audio_config, tiny_visual_config
+from helpers import TINY_TEMPORAL, intensities_without_emi_hf, tiny_audio_config, tiny_visual_config
 
 from emi_hf import EmiAudioModel, EmiVisualConfig, EmiVisualModel
 from emi_hf.encoder_setup import backbone_fingerprint, card_encoders, check_input_dims, encoder_record
@@ -326,27 +326,9 @@ def test_remote_code_loads_a_non_default_backbone_without_emi_hf(tmp_path):
         expected = model(**inputs).intensities
     model.save_pretrained(tmp_path / "ckpt")
     assert (tmp_path / "ckpt" / "encoders_emi.py").is_file()
-    torch.save(inputs, tmp_path / "inputs.pt")
-    script = f"""
-import sys, torch
-try:
-    import emi_hf
-    raise SystemExit('emi_hf must not be importable here')
-except ImportError:
-    pass
-sys.modules['timm'] = None  # and no timm: a torchvision backbone must not need it
-from transformers import AutoModel
-model = AutoModel.from_pretrained({str(tmp_path / 'ckpt')!r}, trust_remote_code=True).eval()
-assert type(model).__name__ == 'EmiVisualModel' and 'emi_hf' not in type(model).__module__
-with torch.inference_mode():
-    torch.save(model(**torch.load({str(tmp_path / 'inputs.pt')!r})).intensities, {str(tmp_path / 'out.pt')!r})
-"""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), PYTHONNOUSERSITE="1")
-    result = subprocess.run([sys.executable, "-S", "-c", clean_site_prelude() + script], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    close(torch.load(tmp_path / "out.pt"), expected)
+    # and no timm: a torchvision backbone must not need it
+    close(intensities_without_emi_hf(tmp_path / "ckpt", inputs, tmp_path, "EmiVisualModel",
+                                     setup="sys.modules['timm'] = None"), expected)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

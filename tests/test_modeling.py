@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
-from helpers import TINY_WAV2VEC2, clean_site_prelude, tiny_audio_config, tiny_fusion_config, tiny_visual_config
+from helpers import TINY_WAV2VEC2, intensities_without_emi_hf, tiny_audio_config, tiny_fusion_config, tiny_visual_config
 
 import emi_hf
 from emi_hf import EmiAudioModel, EmiFusionConfig, EmiFusionModel, EmiVisualModel
@@ -224,30 +222,8 @@ def test_remote_code_loads_without_emi_hf_installed(tmp_path):
     inputs = dict(visual_inputs(), input_values=torch.randn(2, 8000))
     expected = model(**inputs).intensities
     model.save_pretrained(tmp_path / "ckpt")
-    torch.save({k: v for k, v in inputs.items()}, tmp_path / "inputs.pt")
-    script = f"""
-import sys, torch
-assert not any('emi_hf' in p for p in sys.path), sys.path
-try:
-    import emi_hf
-    raise SystemExit('emi_hf must not be importable here')
-except ImportError:
-    pass
-from transformers import AutoModel
-model = AutoModel.from_pretrained({str(tmp_path / 'ckpt')!r}, trust_remote_code=True).eval()
-assert type(model).__name__ == 'EmiFusionModel' and 'emi_hf' not in type(model).__module__
-inputs = torch.load({str(tmp_path / 'inputs.pt')!r})
-torch.save(model(**inputs).intensities, {str(tmp_path / 'out.pt')!r})
-"""
-    # A clean path: site-packages of this interpreter minus the editable emi_hf install, run from an empty folder.
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
-    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), PYTHONNOUSERSITE="1")
-    result = subprocess.run(
-        [sys.executable, "-S", "-c", clean_site_prelude() + script],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    torch.testing.assert_close(torch.load(tmp_path / "out.pt"), expected)
+    out = intensities_without_emi_hf(tmp_path / "ckpt", inputs, tmp_path, "EmiFusionModel")
+    torch.testing.assert_close(out, expected)
 
 
 def test_wav2vec2_checkpoint_saved_by_transformers_loads_into_the_audio_backbone(tmp_path):

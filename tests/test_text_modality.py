@@ -13,6 +13,7 @@ import pytest
 import torch
 from helpers import (
     TINY_BERT,
+    old_checkpoint_inputs,
     tiny_audio_config,
     tiny_text_config,
     tiny_visual_config,
@@ -223,14 +224,8 @@ def test_two_modality_checkpoint_of_the_previous_version_gives_its_outputs(tmp_p
     model = EmiFusionModel.from_pretrained(tmp_path).eval()
     assert model.config.modalities == ["visual", "audio"] and model.config.text_config is None
     assert model.config.fusion_weights == old["config"]["fusion_weights"]
-    generator = torch.Generator().manual_seed(1)
-    inputs = {"visual_features": torch.randn(3, 9, 512, generator=generator),
-              "au_features": torch.rand(3, 9, 13, generator=generator),
-              "frame_mask": (torch.arange(9)[None] < torch.tensor([[9], [5], [0]])).long(),
-              "input_values": torch.randn(3, 6400, generator=generator),
-              "attention_mask": (torch.arange(6400)[None] < torch.tensor([[6400], [3200], [6400]])).long()}
     with torch.no_grad():
-        out = model(**inputs)
+        out = model(**old_checkpoint_inputs())
     for name, rows in old["expected"].items():
         expected = torch.tensor([[float.fromhex(x) for x in row] for row in rows])
         torch.testing.assert_close(getattr(out, name), expected, atol=0, rtol=0, equal_nan=True)
@@ -347,11 +342,7 @@ def test_a_transcript_file_without_the_clip_fails_that_clip_only(text_features, 
 
 
 def test_remote_code_loads_a_three_way_fusion_without_emi_hf(tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    from helpers import clean_site_prelude
+    from helpers import intensities_without_emi_hf
 
     torch.manual_seed(0)
     config = EmiFusionConfig(visual_config=tiny_visual_config(), audio_config=tiny_audio_config(),
@@ -365,26 +356,8 @@ def test_remote_code_loads_a_three_way_fusion_without_emi_hf(tmp_path):
     model.save_pretrained(tmp_path / "ckpt")
     assert {"modeling_fusion_emi.py", "modeling_base_emi.py", "modeling_emi.py"} <= {
         p.name for p in (tmp_path / "ckpt").glob("*.py")}
-    torch.save(inputs, tmp_path / "inputs.pt")
-    script = f"""
-import torch
-try:
-    import emi_hf
-    raise SystemExit('emi_hf must not be importable here')
-except ImportError:
-    pass
-from transformers import AutoModel
-model = AutoModel.from_pretrained({str(tmp_path / 'ckpt')!r}, trust_remote_code=True).eval()
-assert type(model).__name__ == 'EmiFusionModel' and 'emi_hf' not in type(model).__module__
-with torch.inference_mode():
-    torch.save(model(**torch.load({str(tmp_path / 'inputs.pt')!r})).intensities, {str(tmp_path / 'out.pt')!r})
-"""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), PYTHONNOUSERSITE="1")
-    result = subprocess.run([sys.executable, "-S", "-c", clean_site_prelude() + script], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    torch.testing.assert_close(torch.load(tmp_path / "out.pt"), expected, equal_nan=True)
+    out = intensities_without_emi_hf(tmp_path / "ckpt", inputs, tmp_path, "EmiFusionModel")
+    torch.testing.assert_close(out, expected, equal_nan=True)
 
 
 def test_speech_mask_marks_the_speech_and_can_mask_non_speech_audio(media_dir):
