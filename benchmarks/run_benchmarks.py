@@ -15,6 +15,8 @@ Sections (all on `--threads` CPU threads, default 2; on a CUDA machine the model
 - predict: `emi-hf predict` path on a 10 s clip with base-sized backbones: model load and compute separately.
 - memory: peak RSS of feature extraction on the 1-minute and the 5-minute clip, each in a fresh process.
 
+Opt-in (named in `--sections` only): disk, the set-up commands' disk use on a clean clone (bench_disk.py).
+
 Random backbone weights cost exactly what pretrained ones do; the figures are speed, not accuracy.
 """
 
@@ -47,6 +49,8 @@ SECTION_MODULES["text"] = "bench_text"  # transcription (both ASR backends) and 
 SECTION_MODULES["extract_scaling"] = "bench_extract_scaling"  # emi-hf extract with 1 and 2 processes (torchrun)
 SECTION_MODULES["encoders"] = "bench_encoders"  # face backbones (crops/s) and speech encoders (audio s/s)
 SECTION_MODULES["streaming"] = "bench_streaming"  # EmiStreamer: per-hop compute, latency, real-time factor, memory
+SECTION_MODULES["disk"] = "bench_disk"  # the set-up commands' disk use on a clean clone (opt-in, about 10 minutes)
+OPT_IN_SECTIONS = ["disk"]  # run only when named in --sections
 
 def source_frames(path: Path) -> tuple[int, float]:
     from emi_hf.media.decoding import probe_media
@@ -281,7 +285,7 @@ def main() -> None:
     parser.add_argument("--work-dir", default=str(REPO / ".cache" / "benchmarks"))
     parser.add_argument("--output", default=str(HERE / "results.md"))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--sections", nargs="+", default=CORE_SECTIONS + list(SECTION_MODULES),
+    parser.add_argument("--sections", nargs="+", default=CORE_SECTIONS + [name for name in SECTION_MODULES if name not in OPT_IN_SECTIONS],
                         help="sections to run; the rows of the others are kept from the previous results file")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
