@@ -5,8 +5,8 @@ commands take, on a clean clone of this checkout's HEAD in the work folder.
   the same figure `df` prints), and the size of `.venv`. Where pip finds torch depends on the machine's pip
   configuration: set `PIP_EXTRA_INDEX_URL` (recorded in the note) to make it fetch torch from PyPI, as a machine
   without a local wheel index does.
-- tests (skipped with `--quick`): `make test` in that clone; its peak over the use before it, and what is left under
-  pytest's base folder afterwards.
+- tests (skipped with `--quick`): `make test` in that clone; its peak over the use before it, and what is left in its
+  temporary folder (a TMPDIR of its own) afterwards.
 
 The figures are disk use of the whole file system, so anything else writing on it moves them.
 """
@@ -79,13 +79,15 @@ def run(media: Path, work: Path, quick: bool) -> None:
         note=f".venv itself {_du_gb(clone / '.venv'):.1f} GB")
     if quick:
         return
-    base = Path(tempfile.mkdtemp(prefix="emi_disk_pytest_"))
-    env = dict(os.environ, PYTEST_ADDOPTS=f"--basetemp={base / 'run'}")
+    # a temporary folder of its own (TMPDIR), so that what the run leaves there can be measured; pytest's base
+    # folder is its default one under it, as on CI (a --basetemp would change what pytest removes at the end)
+    tmp = Path(tempfile.mkdtemp(prefix="emi_disk_tmp_"))
+    env = dict(os.environ, TMPDIR=str(tmp))
     code, seconds, peak, _ = _run_sampled(["make", "test"], clone, work / "disk" / "make_test.log", env)
-    left = _du_gb(base) if base.exists() else 0.0
-    shutil.rmtree(base, ignore_errors=True)
-    row("disk", "make test: peak over the disk in use before it (its pytest folders included)", round(peak, 1), "GB",
-        note=f"{seconds:.0f} s, exit {code}")
-    row("disk", "make test: left in pytest's base folder afterwards", round(left, 2), "GB",
-        note="only failed tests' folders are kept" if code == 0 else f"exit {code}: failed tests' folders kept")
+    left = _du_gb(tmp)
+    shutil.rmtree(tmp, ignore_errors=True)
+    row("disk", "make test: peak over the disk in use before it (its temporary files included)", round(peak, 1),
+        "GB", note=f"{seconds:.0f} s, exit {code}")
+    row("disk", "make test: left in its temporary folder afterwards", round(left, 2), "GB",
+        note="pytest keeps only failed tests' folders" if code == 0 else f"exit {code}: failed tests' folders kept")
     shutil.rmtree(work / "disk", ignore_errors=True)

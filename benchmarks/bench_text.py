@@ -14,6 +14,9 @@ import numpy as np
 from table import load_note, row
 
 DECODE_TOKENS = 64
+# Speech time a transcript stands for, for the encoding's x real time: 2.5 words/s (150 words a minute, a usual
+# conversational rate) is an assumption, stated in the row's note, not a measurement.
+WORDS_PER_SECOND = 2.5
 SENTENCE = ("i think the point you are making about the budget is fair but the numbers tell a different story and "
             "people deserve to hear it")  # 25 words, a 5-10 s clip's transcript
 
@@ -79,6 +82,10 @@ def _encoding(work: Path, quick: bool) -> None:
             f"batch 16, {torch.get_num_threads()} threads; {load_note()}")
     row("text", "text encoding (BERT-base size)", round(len(texts) / elapsed, 1), "transcripts/s", note=note)
     row("text", "text encoding (BERT-base size), tokens", round(tokens / elapsed), "tokens/s", note=note)
+    speech_s = len(texts) * len(SENTENCE.split()) / WORDS_PER_SECOND
+    row("text", "text encoding (BERT-base size), speech the transcripts stand for", round(speech_s / elapsed),
+        "x real time", note=f"{len(SENTENCE.split())} words = {len(SENTENCE.split()) / WORDS_PER_SECOND:.0f} s of "
+                            f"speech each at an assumed {WORDS_PER_SECOND} words/s; {note}")
 
 
 def run(media: Path, work: Path, quick: bool) -> None:
