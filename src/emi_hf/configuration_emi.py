@@ -372,8 +372,21 @@ class EmiTextConfig(EmiTemporalConfig):
 FUSION_MODALITIES = ("visual", "audio", "text")
 """The modalities a fusion model can hold, in this order (sub-configs `visual_config`, `audio_config`,
 `text_config`; sub-models `visual`, `audio`, `text`)."""
+
+
+def output_modalities(output) -> list[str]:
+    """The modalities whose predictions a model output holds (`<m>_intensities` set: an `EmiFusionOutput`'s sub-models,
+    in `FUSION_MODALITIES` order); [] for a unimodal output."""
+    return [m for m in FUSION_MODALITIES if getattr(output, f"{m}_intensities", None) is not None]
+
+
 FUSION_TYPES = ("late", "feature")
 """`fusion_type` choices: late fusion of clip predictions, or feature-level fusion of pooled embeddings."""
+
+
+def equal_modality_weights(modalities, num_labels: int) -> dict[str, list[float]]:
+    """`{modality: [num_labels] weights}`, every emotion's shared equally by `modalities` (the plain average)."""
+    return {m: [1.0 / len(modalities)] * num_labels for m in modalities}
 
 
 def _simplex_columns(weights: dict, modalities, num_labels: int) -> dict[str, list[float]]:
@@ -480,9 +493,8 @@ class EmiFusionConfig(EmiLabelsMixin, PreTrainedConfig):
     def sub_configs_of_modalities(self) -> dict:
         return {m: getattr(self, f"{m}_config") for m in self.modalities}
 
-    def equal_weights(self, num_labels: int | None = None) -> dict[str, list[float]]:
-        count = num_labels if num_labels is not None else len(self.id2label)
-        return {m: [1.0 / len(self.modalities)] * count for m in self.modalities}
+    def equal_weights(self, num_labels: int) -> dict[str, list[float]]:
+        return equal_modality_weights(self.modalities, num_labels)
 
     @property
     def loss_type(self) -> str:
@@ -523,7 +535,7 @@ class EmiFusionConfig(EmiLabelsMixin, PreTrainedConfig):
 
 
 __all__ = [
-    "BACKBONE_PRECISIONS", "DEFAULT_AU_NAMES", "EMOTION_NAMES", "FUSION_MODALITIES", "FUSION_TYPES", "LOSS_TYPES",
+    "BACKBONE_PRECISIONS", "DEFAULT_AU_NAMES", "EMOTION_NAMES", "FUSION_MODALITIES", "FUSION_TYPES", "LOSS_TYPES", "output_modalities",
     "POOLING_TYPES", "EmiAudioConfig", "EmiFusionConfig", "EmiLabelsMixin", "EmiTemporalConfig", "EmiTextConfig",
     "EmiVisualConfig", "default_label_names",
     "resolve_label_names",

@@ -106,6 +106,13 @@ class _TemporalRegressor(FrozenBackboneMixin, EmiPreTrainedModel):
         self.head = IntensityHead(config)
 
     @staticmethod
+    def _feature_projection(width: int, config) -> nn.Sequential:
+        """Frame / token features `[..., width]` -> `[..., hidden_size]` (LayerNorm, Linear, GELU, dropout): the
+        audio and text models' input projection."""
+        return nn.Sequential(nn.LayerNorm(width), nn.Linear(width, config.hidden_size), nn.GELU(),
+                             nn.Dropout(config.dropout))
+
+    @staticmethod
     def _check_one_input(cached, raw, cached_name: str, raw_name: str) -> None:
         """Cached features or raw inputs of a modality, never both nor neither."""
         if (cached is None) == (raw is None):

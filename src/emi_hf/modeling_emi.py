@@ -159,10 +159,7 @@ class EmiAudioModel(_TemporalRegressor):
         self.backbone = build_speech_encoder(config.speech_encoder_config)
         if config.num_speech_layers > 1:  # SUPERB: a learned softmax-weighted sum of the chosen hidden states
             self.layer_weights = nn.Parameter(torch.zeros(config.num_speech_layers))
-        self.audio_projection = nn.Sequential(
-            nn.LayerNorm(config.audio_feature_dim), nn.Linear(config.audio_feature_dim, config.hidden_size), nn.GELU(),
-            nn.Dropout(config.dropout),
-        )
+        self.audio_projection = self._feature_projection(config.audio_feature_dim, config)
         self._build_temporal(config)
         self.post_init()
         self._freeze()
@@ -248,10 +245,7 @@ class EmiTextModel(_TemporalRegressor):
         from transformers import AutoModel
 
         self.backbone = AutoModel.from_config(config.text_encoder_config)
-        self.text_projection = nn.Sequential(
-            nn.LayerNorm(config.text_feature_dim), nn.Linear(config.text_feature_dim, config.hidden_size), nn.GELU(),
-            nn.Dropout(config.dropout),
-        )
+        self.text_projection = self._feature_projection(config.text_feature_dim, config)
         self._build_temporal(config)
         self.post_init()
         self._freeze()

@@ -160,12 +160,13 @@ class EmiFusionModel(EmiPreTrainedModel):
 
     def __init__(self, config: EmiFusionConfig):
         super().__init__(config)
-        for modality, sub_config in config.sub_configs_of_modalities().items():
+        sub_configs = config.sub_configs_of_modalities()
+        for modality, sub_config in sub_configs.items():
             setattr(self, modality, MODEL_CLASSES[modality](sub_config))
         if config.fusion_type == "feature":
-            widths = [sub.hidden_size for sub in config.sub_configs_of_modalities().values()]
+            widths = [sub.hidden_size for sub in sub_configs.values()]
             self.fusion_head = FeatureFusionHead(widths, config.feature_fusion_hidden_size, len(config.id2label),
-                                                 next(iter(config.sub_configs_of_modalities().values())).dropout)
+                                                 next(iter(sub_configs.values())).dropout)
         self.post_init()
 
     @property

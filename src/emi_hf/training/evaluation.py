@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..configuration_emi import FUSION_MODALITIES
+from ..configuration_emi import FUSION_MODALITIES, output_modalities
 from ..data.store import load_feature_splits
 from ..devices import default_device
 from ..metrics import BOOTSTRAP_RESAMPLES, bootstrap_mean_pearson, mean_pearson
@@ -23,7 +23,6 @@ from .arguments import sequence_caps
 from .data import ClipBatchDataset, EpochBatchSampler, FeatureTable, make_loader, model_inputs, split_columns
 
 MODEL_TYPE_TO_MODALITY = {"emi_visual": "visual", "emi_audio": "audio", "emi_text": "text", "emi_fusion": "fusion"}
-FUSED_MODALITIES = FUSION_MODALITIES  # the sub-models a fusion output may report, in this order
 
 
 def model_modality(config) -> str | None:
@@ -33,14 +32,13 @@ def model_modality(config) -> str | None:
 
 def present_mask(outputs) -> torch.Tensor:
     """bool `[batch]`: the clips a model scored (a fusion model: those with any of its modalities)."""
-    masks = [getattr(outputs, f"{m}_mask", None) for m in FUSED_MODALITIES]
-    masks = [mask for mask in masks if mask is not None]
+    masks = [getattr(outputs, f"{m}_mask") for m in output_modalities(outputs)]
     return torch.stack(masks).any(dim=0) if masks else outputs.modality_mask
 
 
 def fused_modalities(arrays: dict) -> list[str]:
     """The modalities whose predictions `predict(..., "fusion")` arrays hold."""
-    return [m for m in FUSED_MODALITIES if f"{m}_intensities" in arrays]
+    return [m for m in FUSION_MODALITIES if f"{m}_intensities" in arrays]
 
 
 @torch.no_grad()
@@ -59,10 +57,9 @@ def predict(model, loader, modality: str, accelerator=None) -> dict[str, np.ndar
         record = {"index": batch["index"], "labels": batch["labels"].float(),
                   "intensities": outputs.intensities.float()}
         if modality == "fusion":
-            for name in FUSED_MODALITIES:
-                if getattr(outputs, f"{name}_intensities", None) is not None:
-                    record[f"{name}_intensities"] = getattr(outputs, f"{name}_intensities").float()
-                    record[f"{name}_mask"] = getattr(outputs, f"{name}_mask").to(torch.uint8)
+            for name in output_modalities(outputs):
+                record[f"{name}_intensities"] = getattr(outputs, f"{name}_intensities").float()
+                record[f"{name}_mask"] = getattr(outputs, f"{name}_mask").to(torch.uint8)
         record["mask"] = present_mask(outputs).to(torch.uint8)  # uint8: gloo gathers no bool tensors
         if accelerator is not None:
             record = accelerator.gather_for_metrics(record)
@@ -73,7 +70,7 @@ def predict(model, loader, modality: str, accelerator=None) -> dict[str, np.ndar
         return {}
     _, first = np.unique(arrays["index"], return_index=True)  # sorted by row, one entry per row
     arrays = {key: value[first] for key, value in arrays.items()}
-    for key in ("mask", *(f"{m}_mask" for m in FUSED_MODALITIES)):
+    for key in ("mask", *(f"{m}_mask" for m in FUSION_MODALITIES)):
         if key in arrays:
             arrays[key] = arrays[key].astype(bool)
     return arrays

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..configuration_emi import equal_modality_weights
 from ..metrics import pearson_per_label
 from ..modeling_fusion_emi import EmiFusionModel, fuse_modalities
 from .evaluation import fused_modalities, metric_block, predict
@@ -103,11 +104,6 @@ def crossfitted(arrays: dict) -> np.ndarray:
     return predictions
 
 
-def equal_weights(arrays: dict, num_labels: int) -> dict[str, list[float]]:
-    names = fused_modalities(arrays)
-    return {m: [1.0 / len(names)] * num_labels for m in names}
-
-
 def score_fusion(arrays: dict, label_names, weights: dict, fitted: bool, late: bool = True) -> dict:
     """The fusion part of a run's results: fused scores (the model's, and for late fusion with equal and cross-fitted
     weights), unimodal scores, the weights. `validation_crossfit` is None when a half has fewer than 3 clips holding
@@ -126,9 +122,9 @@ def score_fusion(arrays: dict, label_names, weights: dict, fitted: bool, late: b
             crossfit = metric_block(crossfitted(arrays), present, labels, label_names)
         except ValueError:
             crossfit = None
+        equal = equal_modality_weights(names, len(label_names))
         result.update(
-            validation_equal_weights=metric_block(fused(arrays, equal_weights(arrays, len(label_names))), present,
-                                                  labels, label_names),
+            validation_equal_weights=metric_block(fused(arrays, equal), present, labels, label_names),
             validation_crossfit=crossfit,
             modality_weights={m: dict(zip(label_names, weights[m])) for m in names},
             fusion_weights_fitted=fitted,

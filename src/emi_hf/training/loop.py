@@ -62,13 +62,14 @@ from transformers.utils import logging as transformers_logging
 
 from ..data.store import load_feature_splits
 from ..hub import CODE_FILES
+from ..configuration_emi import FUSION_MODALITIES, output_modalities
 from ..modeling_fusion_emi import EmiFusionModel
 from ..results import RESULTS_FILE, json_ready, write_results
 from .arguments import TrainingArguments, parse_args, sequence_caps
 from .data import model_inputs
 from .end_to_end import train_end_to_end
 from .ensemble import train_seed_ensemble
-from .evaluation import FUSED_MODALITIES, build_loader, predict, present_mask, score_predictions
+from .evaluation import build_loader, predict, present_mask, score_predictions
 from .fusion import fit_fusion
 from .models import build_model, model_summary
 from .selection import held_out, kept_fusion_weights, place_scores, selection_record, training_splits
@@ -157,7 +158,7 @@ def global_batch_loss(accelerator, outputs, batch: dict, modality: str, loss_typ
     if modality == "fusion" and unimodal_loss_weight > 0:
         own = [_global_loss(accelerator, getattr(outputs, f"{m}_intensities"), getattr(outputs, f"{m}_mask"), batch,
                             loss_type)
-               for m in FUSED_MODALITIES if getattr(outputs, f"{m}_intensities", None) is not None]
+               for m in output_modalities(outputs)]
         loss = loss + unimodal_loss_weight * torch.stack(own).mean()
     return loss
 
@@ -444,8 +445,7 @@ def train_model(run: Run, on_epoch_end=None) -> dict:
     fusion, trained = None, accelerator.unwrap_model(model)
     if args.modality == "fusion":  # joint: fit the late weights on the best model, as late fusion does
         trained = EmiFusionModel.from_pretrained(output_dir).to(accelerator.device)
-        fusion = fit_fusion(accelerator, trained, eval_loader, run.label_names, output_dir,
-                            fit=trained.config.fusion_type == "late")
+        fusion = fit_fusion(accelerator, trained, eval_loader, run.label_names, output_dir)
     state.wall_time_s = wall_before + (time.perf_counter() - run_started)
     return write_run_results(run, trained, state, fusion=fusion)
 
@@ -498,7 +498,7 @@ def keep_if_best(run: Run, model, state: TrainingState, validation: dict) -> boo
     state.best_validation = {k: validation[k] for k in ("mean_pearson", "per_emotion", "num_clips",
                                                         "num_missing_modality")}
     if run.args.modality == "fusion":
-        state.best_validation["unimodal"] = {m: validation[m] for m in FUSED_MODALITIES if m in validation}
+        state.best_validation["unimodal"] = {m: validation[m] for m in FUSION_MODALITIES if m in validation}
     state.epochs_without_improvement = 0
     run.accelerator.wait_for_everyone()
     if run.accelerator.is_main_process:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..configuration_emi import EmiAudioConfig, EmiTextConfig, EmiVisualConfig
+from ..configuration_emi import FUSION_MODALITIES, EmiAudioConfig, EmiTextConfig, EmiVisualConfig
 from ..encoder_setup import check_input_dims
 from ..modeling_fusion_emi import MODEL_CLASSES, EmiFusionModel
 from .arguments import MODEL_SIZE_FIELDS, TrainingArguments
@@ -30,7 +30,6 @@ BACKBONE_FIELDS = {
              "asr_backend", "asr_model", "asr_language"),
 }
 CONFIG_CLASSES = {modality: model_class.config_class for modality, model_class in MODEL_CLASSES.items()}
-UNIMODAL = tuple(MODEL_CLASSES)
 
 
 def temporal_overrides(args: TrainingArguments, modality: str) -> dict:
@@ -156,10 +155,10 @@ def build_fusion_model(args: TrainingArguments, metadata: dict, root: Path) -> t
         raise ValueError("--fusion-mode late needs trained checkpoints: --visual-model, --audio-model and/or "
                          "--text-model.")
     else:
-        modalities = args.fusion_modalities or [m for m in UNIMODAL if m != "text" or metadata.get("text_feature_dim")]
-        unknown = sorted(set(modalities) - set(UNIMODAL))
+        modalities = args.fusion_modalities or [m for m in FUSION_MODALITIES if m != "text" or metadata.get("text_feature_dim")]
+        unknown = sorted(set(modalities) - set(FUSION_MODALITIES))
         if unknown:
-            raise ValueError(f"--fusion-modalities {unknown}: the modalities are {list(UNIMODAL)}.")
+            raise ValueError(f"--fusion-modalities {unknown}: the modalities are {list(FUSION_MODALITIES)}.")
         built = {m: build_unimodal_model(m, args, metadata, root) for m in modalities}
         model = EmiFusionModel.from_unimodal(**{m: pair[0] for m, pair in built.items()}, **options)
         note = f"{args.fusion_mode} fusion from new models; " + "; ".join(pair[1] for pair in built.values())
