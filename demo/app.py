@@ -341,13 +341,13 @@ class EmiDemo:
             )
             return
         try:
-            from emi_hf.inference import TextSide, load_for_inference, model_modalities
+            from emi_hf.inference import TextSide, load_for_inference
 
             self.model, self.processor = load_for_inference(self.model_id, device=device)
-            self.text_side = None
-            if "text" in model_modalities(self.model):  # uploads: the model's ASR, or a transcripts file
-                self.text_side = TextSide(self.model, transcripts=transcripts or os.environ.get("EMI_HF_TRANSCRIPTS")
-                                          or _default_transcripts(), missing_ok=True, use_cache=False)
+            # uploads: the model's ASR, or a transcripts file (None for a model without text)
+            self.text_side = TextSide.for_model(
+                self.model, transcripts=transcripts or os.environ.get("EMI_HF_TRANSCRIPTS") or _default_transcripts(),
+                missing_ok=True, use_cache=False)
         except Exception as error:  # noqa: BLE001 - the app must start and say what went wrong
             self.load_error = (
                 f"The model `{self.model_id}` could not be loaded ({type(error).__name__}: {error}). Run `make "

@@ -137,13 +137,11 @@ def _add_evaluate_parser(sub) -> None:
 
 
 def cmd_predict(args) -> int:
-    from .inference import TextSide, load_for_inference, model_modalities, predict_clips
+    from .inference import TextSide, load_for_inference, predict_clips
 
     model, processor = load_for_inference(args.model, processor=args.processor)
-    text_side = None
-    if "text" in model_modalities(model):
-        text_side = TextSide(model, transcripts=args.transcripts, asr_model=args.asr_model,
-                             asr_backend=args.asr_backend, language=args.language)
+    text_side = TextSide.for_model(model, transcripts=args.transcripts, asr_model=args.asr_model,
+                                   asr_backend=args.asr_backend, language=args.language)
     predictions = predict_clips(model, processor, args.videos, text_side=text_side)
     if args.output:
         from .submission import write_prediction_table

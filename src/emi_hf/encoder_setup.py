@@ -188,7 +188,7 @@ def card_fusion(config: dict, label_names: list[str]) -> dict:
         weights = {"visual": config["fusion_weights"], "audio": [1 - w for w in config["fusion_weights"]]}
     rows = [(name, [weights[m][i] for m in modalities]) for i, name in enumerate(label_names)] if weights else []
     return {"modalities": modalities, "modality_phrases": [MODALITY_PHRASES[m] for m in modalities],
-            "modality_weights": rows, "fusion_weights": list(zip(label_names, config.get("fusion_weights") or []))}
+            "modality_weights": rows}
 
 
 def describe_extraction(metadata: dict) -> str:

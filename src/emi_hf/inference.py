@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .configuration_emi import FUSION_MODALITIES
+from .configuration_emi import FUSION_MODALITIES, output_modalities
 from .devices import default_device
 
 MODALITIES = ("visual", "audio", "text", "fused")  # keys of ClipPrediction.modality_intensities, in display order
-UNIMODAL = FUSION_MODALITIES
 _MODEL_MODALITIES = {"emi_visual": ("visual",), "emi_audio": ("audio",), "emi_text": ("text",)}
 
 
@@ -68,6 +67,11 @@ class TextSide:
             backend, asr_model, language=language or config.asr_language, device=device, use_cache=use_cache)
         self.missing_ok = missing_ok
         self.last_note: str | None = None  # why the last clip had no transcript, with `missing_ok`
+
+    @classmethod
+    def for_model(cls, model, **options) -> TextSide | None:
+        """`TextSide(model, **options)` for a model with a text part; None for one without."""
+        return cls(model, **options) if "text" in model_modalities(model) else None
 
     def transcript(self, path) -> str:
         """The clip's transcript; with `missing_ok`, "" (the text model is then skipped) where there is no source or
@@ -169,7 +173,7 @@ class ClipPrediction:
     def intensities(self) -> dict[str, float]:
         """The model's clip intensities: the fused ones for a fusion model, else its one modality's."""
         found = self.modality_intensities
-        return next(found[m] for m in ("fused", *UNIMODAL) if m in found)
+        return next(found[m] for m in ("fused", *FUSION_MODALITIES) if m in found)
 
     def to_dict(self) -> dict:
         """What `emi-hf predict --json` prints: path, intensities, frame_intensities, timestamps, face_fraction,
@@ -184,7 +188,7 @@ class ClipPrediction:
                   "timestamps": self.timestamps, "face_fraction": self.face_fraction,
                   "audio_present": self.audio_present, "timing": self.timing}
         if "fused" in self.modality_intensities:
-            result.update({m: self.modality_intensities[m] for m in UNIMODAL if m in self.modality_intensities})
+            result.update({m: self.modality_intensities[m] for m in FUSION_MODALITIES if m in self.modality_intensities})
         if self.transcript is not None:
             result["transcript"] = self.transcript
         return result
@@ -205,7 +209,7 @@ def _timeline(rows: torch.Tensor) -> Timeline:
 def _model_outputs(model_type: str, output, i: int, num_frames: int, names) -> dict:
     """The ClipPrediction fields read from clip `i` of a model output."""
     if model_type == "emi_fusion":
-        present = [m for m in UNIMODAL if getattr(output, f"{m}_intensities", None) is not None]
+        present = output_modalities(output)
         clip = {**{m: getattr(output, f"{m}_intensities")[i] for m in present}, "fused": output.intensities[i]}
         masks = {m: bool(getattr(output, f"{m}_mask")[i]) for m in present}
         visual_rows = output.frame_intensities[i][:num_frames] if "visual" in present else None
@@ -234,8 +238,8 @@ def predict_clips(model, processor, videos, batch_size: int = 1, *, use_cache: b
     `text_side`: where a model with a text part gets each clip's transcript (default `TextSide(model)`: transcribed
     as the training data was). Raises `emi_hf.media.errors.EmiInputError` for a clip that cannot be read.
     """
-    if "text" in model_modalities(model) and text_side is None:
-        text_side = TextSide(model)
+    if text_side is None:
+        text_side = TextSide.for_model(model)
     from .face_embedding import FaceEmbedder
 
     videos = [videos] if isinstance(videos, (str, os.PathLike)) else list(videos)

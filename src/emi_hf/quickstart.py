@@ -177,7 +177,7 @@ def predict_one_clip(fusion_dir: Path, clip: Path, transcripts: Path | None = No
     _banner("5/6 end-to-end prediction with the saved fusion checkpoint")
     mark = time.time()
     model, processor = load_for_inference(fusion_dir)
-    text_side = TextSide(model, transcripts=transcripts) if model.config.text_config is not None else None
+    text_side = TextSide.for_model(model, transcripts=transcripts)
     load_s = time.time() - mark
     prediction = predict_clips(model, processor, [clip], text_side=text_side)[0]
     print(f"{clip}: load {load_s:.2f} s, preprocess {prediction.timing['preprocess_s']:.2f} s, "

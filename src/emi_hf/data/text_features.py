@@ -31,8 +31,6 @@ from ..text.transcript import Transcript, TranscriptionError
 from ..text.transcript_files import read_transcripts
 from ..text.vad import VAD_SAMPLING_RATE, SpeechDetector, speech_frame_mask
 
-TEXT_COLUMNS = ("transcript", "speech_segments", "audio_speech_mask", "text_features", "text_mask")
-
 
 @dataclass
 class TextStage:
@@ -56,8 +54,9 @@ class TextStage:
     def __post_init__(self):
         if self.transcripts is not None:
             self._table = read_transcripts(self.transcripts)
-        if self.vad or self.mask_non_speech_audio:
-            self._detector = SpeechDetector()
+        if self.vad or self.mask_non_speech_audio:  # the transcriber's detector when it has one (same options)
+            own = self.transcriber.detector if self.transcriber is not None else None
+            self._detector = own or SpeechDetector()
 
     @classmethod
     def from_options(cls, text_encoder: str | None = None, asr_model: str | None = None,
@@ -157,7 +156,7 @@ class TextStage:
         """An `EmiTextModel` holding the frozen encoder (random temporal part), as `base_text/`, for training."""
         from ..modeling_emi import EmiTextModel
 
-        asr = self.record()["asr"] or {}
+        asr = self.transcriber.settings() if self.transcriber is not None else {}
         backend = asr.get("backend") or ("file" if self.transcripts is not None else None)
         return EmiTextModel.from_encoder_model(
             self.encoder.model, self.encoder.model_name, label_names=list(label_names),

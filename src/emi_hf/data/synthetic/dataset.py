@@ -99,8 +99,9 @@ def generate_synthetic_dataset(
     }  # fmt: skip
     if layout != "csv":  # the key is absent for the csv layout, so sets generated before it keep matching
         config["layout"] = layout
-    if _already_generated(output_dir, config):
-        _write_missing_transcripts(output_dir, int(seed))
+    previous = _already_generated(output_dir, config)
+    if previous is not None:  # transcripts.csv rewritten only when missing or different (sets made before it)
+        write_synthetic_transcripts(output_dir, previous["clips"], int(seed))
         return output_dir
 
     if layout == "challenge":
@@ -134,27 +135,22 @@ def _checked_counts(num_train, num_valid, num_test, layout: str) -> dict[str, in
     return counts
 
 
-def _already_generated(output_dir: Path, config: dict) -> bool:
-    """Whether ``output_dir`` holds a set made with ``config`` by this generator version, with all its videos."""
+def _already_generated(output_dir: Path, config: dict) -> dict | None:
+    """The metadata of the set in ``output_dir`` when it was made with ``config`` by this generator version and has
+    all its videos, else None."""
     metadata_path = output_dir / METADATA_FILE
     if not metadata_path.is_file():
-        return False
+        return None
     try:
         previous = json.loads(metadata_path.read_text())
     except (OSError, ValueError):
         previous = {}
-    return (
+    complete = (
         previous.get("config") == config
         and previous.get("generator_version") == GENERATOR_VERSION
         and all(_video_path(output_dir, c, config.get("layout", "csv")).is_file() for c in previous.get("clips", []))
     )
-
-
-def _write_missing_transcripts(output_dir: Path, seed: int) -> None:
-    """``transcripts.csv`` of an already generated set, from its metadata's clips (rewritten only when missing or
-    different, e.g. for a set generated before transcripts existed)."""
-    clips = json.loads((output_dir / METADATA_FILE).read_text())["clips"]
-    write_synthetic_transcripts(output_dir, clips, seed)
+    return previous if complete else None
 
 
 def _video_path(output_dir: Path, clip: dict, layout: str) -> Path:
