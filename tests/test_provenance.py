@@ -122,7 +122,9 @@ def test_a_seeded_random_backbone_is_refused_and_one_loaded_from_files_is_accept
                               {"visual": bases["file_visual"], "audio": bases["file_audio"]})
     for name, features, modality in (("random_visual", random_features, "visual"),
                                      ("file_visual", file_features, "visual"), ("file_audio", file_features, "audio")):
-        train(TrainingArguments(features=str(features), modality=modality, output_dir=str(tmp_path / name), **TRAIN))
+        # (--no-base-model only matters where the features have no base model: this one is kept)
+        train(TrainingArguments(features=str(features), modality=modality, output_dir=str(tmp_path / name),
+                                no_base_model=name == "file_audio", **TRAIN))
         # the trained checkpoint carries its base model's record
         saved = json.loads((tmp_path / name / "config.json").read_text())["backbone_provenance"]
         assert saved == bases[name].config.backbone_provenance

@@ -88,7 +88,8 @@ def build_unimodal_model(modality: str, args: TrainingArguments, metadata: dict,
     description and frozen backbone from, in order, `init_from` (everything, trained), `base_model` /
     `args.base_model`, the features folder's `base_visual` / `base_audio` / `base_text`. Without any of them,
     `args.no_base_model` builds a features-only model from the features' metadata (its backbone is a placeholder,
-    recorded as none: raw inputs are refused with it); otherwise `MissingBaseModelError`. Returns (model, note).
+    recorded as none: raw inputs are refused with it); otherwise `MissingBaseModelError`. (A fusion built anew
+    thus keeps the base models the features have, and is features-only where they have none.) Returns (model, note).
     """
     model_class = MODEL_CLASSES[modality]
     if args.init_from:
@@ -102,9 +103,13 @@ def build_unimodal_model(modality: str, args: TrainingArguments, metadata: dict,
     overrides = temporal_overrides(args, modality)
     if base_dir is not None:
         return _on_base_backbone(modality, base_dir, metadata, overrides)
-    if not args.no_base_model:
-        return _on_base_backbone(modality, features_base_model(modality, metadata, root), metadata, overrides, root)
-    return _features_only_model(modality, metadata, root, overrides)
+    try:
+        base_dir = features_base_model(modality, metadata, root)
+    except MissingBaseModelError:
+        if not args.no_base_model:
+            raise
+        return _features_only_model(modality, metadata, root, overrides)
+    return _on_base_backbone(modality, base_dir, metadata, overrides, root)
 
 
 class MissingBaseModelError(ValueError):
