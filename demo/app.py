@@ -16,6 +16,8 @@ Environment variables (all optional):
     EMI_HF_MAX_FILE_MB    upload size cap in MB (default 50).
     EMI_HF_MAX_DURATION_S clip duration cap in seconds (default 60).
     EMI_HF_QUEUE_SIZE     requests that may wait in the queue (default 20).
+    EMI_HF_ALLOW_RANDOM_BACKBONES  1: run a model whose backbones are random or absent (the offline quickstart's);
+                          without it such a model is refused and the page says why (its numbers mean nothing).
     GRADIO_SERVER_NAME, GRADIO_SERVER_PORT   where to serve (default 0.0.0.0:7860).
 
 The model and its processor are loaded once, when the app is built; requests then run one at a time through Gradio's
@@ -326,12 +328,16 @@ class EmiDemo:
     """Holds the model and processor (loaded once) and analyses one clip per call."""
 
     def __init__(self, model_path=None, max_file_mb: float = DEFAULT_MAX_FILE_MB,
-                 max_duration_s: float = DEFAULT_MAX_DURATION_S, device: str | None = None, transcripts=None):
+                 max_duration_s: float = DEFAULT_MAX_DURATION_S, device: str | None = None, transcripts=None,
+                 allow_random_backbones: bool | None = None):
+        from emi_hf.provenance import RandomBackboneError, allowed_by_environment, passed_check
+
         self.max_file_mb = float(max_file_mb)
         self.max_duration_s = float(max_duration_s)
         self.model_id, self.is_local = resolve_model_path(model_path)
         self.model = self.processor = self.text_side = None
         self.load_error: str | None = None
+        self.backbone_notes: list[str] = []  # random (allowed) or unknown backbones: shown on the page
         self._lock = threading.Lock()
         if self.is_local and not Path(self.model_id).is_dir():
             self.load_error = (
@@ -343,11 +349,17 @@ class EmiDemo:
         try:
             from emi_hf.inference import TextSide, load_for_inference
 
-            self.model, self.processor = load_for_inference(self.model_id, device=device)
+            allow = allowed_by_environment() if allow_random_backbones is None else allow_random_backbones
+            self.model, self.processor = load_for_inference(self.model_id, device=device,
+                                                            allow_random_backbones=allow)
+            self.backbone_notes = passed_check(self.model).notes
             # uploads: the model's ASR, or a transcripts file (None for a model without text)
             self.text_side = TextSide.for_model(
                 self.model, transcripts=transcripts or os.environ.get("EMI_HF_TRANSCRIPTS") or _default_transcripts(),
                 missing_ok=True, use_cache=False)
+        except RandomBackboneError as error:
+            self.model = None
+            self.load_error = f"{error} Restart the app with `EMI_HF_ALLOW_RANDOM_BACKBONES=1` to run it anyway."
         except Exception as error:  # noqa: BLE001 - the app must start and say what went wrong
             self.load_error = (
                 f"The model `{self.model_id}` could not be loaded ({type(error).__name__}: {error}). Run `make "
@@ -540,6 +552,8 @@ def build_demo(model_path: str | os.PathLike | None = None, examples_dir: str | 
         gr.Markdown(INTRO, elem_id="emi-title")
         if not engine.ready:
             gr.Markdown(f"⚠️ **The app has no model.** {engine.load_error}", elem_id="emi-status")
+        for note in engine.backbone_notes:
+            gr.Markdown(f"⚠️ **Backbone:** {note}", elem_id="emi-backbone-warning")
         with gr.Tab("Clip", elem_id="emi-tab-clip"):
             with gr.Row(equal_height=False):
                 with gr.Column(scale=2, min_width=320):

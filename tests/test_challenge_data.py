@@ -170,9 +170,9 @@ def test_import_organiser_features_and_train_without_aus(hume, tmp_path, capsys)
     assert np.allclose(rows["00000"]["labels"], [float(first[n]) for n in EMOTION_NAMES], atol=1e-6)
 
     runs = tmp_path / "runs"
-    for modality in ("visual", "audio"):
+    for modality in ("visual", "audio"):  # the organisers' features have no backbone: features-only models
         assert cli(["train", "--features", str(features), "--modality", modality, "--output-dir",
-                    str(runs / modality), *TINY_FLAGS]) == 0
+                    str(runs / modality), "--no-base-model", *TINY_FLAGS]) == 0
     assert cli(["train", "--features", str(features), "--modality", "fusion", "--output-dir", str(runs / "fusion"),
                 "--visual-model", str(runs / "visual"), "--audio-model", str(runs / "audio"),
                 "--report-to", "none"]) == 0

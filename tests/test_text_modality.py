@@ -318,7 +318,7 @@ def test_text_training_three_way_fusion_and_prediction_with_the_transcript(text_
     capsys.readouterr()
     clip = data / "videos" / "00001.mp4"
     assert cli(["predict", str(clip), "--model", str(tmp_path / "fusion"), "--transcripts",
-                str(data / "transcripts.csv"), "--json"]) == 0
+                str(data / "transcripts.csv"), "--json", "--allow-random-backbones"]) == 0  # extracted with random ones
     (shown,) = json.loads(capsys.readouterr().out)
     from emi_hf.text import read_transcripts
 

@@ -4,6 +4,7 @@ transcribe, push, pull, synth, quickstart (thin: parse, call, render)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -84,8 +85,13 @@ def _text_stage(args, device):
 
 def cmd_train(argv: list[str]) -> int:
     from .training import main as training_main
+    from .training.models import MissingBaseModelError
 
-    return training_main(argv) or 0
+    try:
+        return training_main(argv) or 0
+    except MissingBaseModelError as error:  # a choice to make (--base-model / --no-base-model): one line
+        _fail(str(error))
+    return 1
 
 
 def cmd_cv(argv: list[str]) -> int:
@@ -139,7 +145,8 @@ def _add_evaluate_parser(sub) -> None:
 def cmd_predict(args) -> int:
     from .inference import TextSide, load_for_inference, predict_clips
 
-    model, processor = load_for_inference(args.model, processor=args.processor)
+    model, processor = load_for_inference(args.model, processor=args.processor,
+                                          allow_random_backbones=args.allow_random_backbones)
     text_side = TextSide.for_model(model, transcripts=args.transcripts, asr_model=args.asr_model,
                                    asr_backend=args.asr_backend, language=args.language)
     predictions = predict_clips(model, processor, args.videos, text_side=text_side)
@@ -200,7 +207,8 @@ def cmd_stream(args) -> int:
     from .inference import load_for_inference
     from .streaming import EmiStreamer, camera_events, file_events, run_stream
 
-    model, processor = load_for_inference(args.model, processor=args.processor)
+    model, processor = load_for_inference(args.model, processor=args.processor,
+                                          allow_random_backbones=args.allow_random_backbones)
     events = file_events(args.video) if args.video else camera_events(args.camera)
     streamer = EmiStreamer(model, processor, window_s=args.window, hop_s=args.hop)
     for update in run_stream(streamer, events, realtime=args.realtime, live=args.camera is not None):
@@ -220,7 +228,14 @@ def _add_stream_parser(sub) -> None:
     p.add_argument("--window", type=float, default=4.0, help="seconds each update covers (default 4)")
     p.add_argument("--hop", type=float, default=0.5, help="seconds between updates (default 0.5)")
     p.add_argument("--json", action="store_true", help="one JSON object per update")
+    _add_allow_random_arg(p)
     p.set_defaults(func=cmd_stream)
+
+
+def _add_allow_random_arg(p) -> None:
+    p.add_argument("--allow-random-backbones", action="store_true",
+                   help="score raw inputs even with a model whose backbones are random or absent (features-only): "
+                        "smoke tests only, the numbers mean nothing (refused otherwise; see emi_hf.provenance)")
 
 
 def cmd_import_features(args) -> int:
@@ -232,7 +247,9 @@ def cmd_import_features(args) -> int:
     if report["failures"]:
         print(f"[emi-hf import-features] {len(report['failures'])} clip(s) without features: see "
               f"{args.output}/failures.rank0.jsonl")  # fmt: skip
-    print(f"[emi-hf import-features] wrote {args.output} in {report['wall_time_s']:.1f} s")
+    print(f"[emi-hf import-features] wrote {args.output} in {report['wall_time_s']:.1f} s; no backbone made these "
+          "features, so train on them with --no-base-model (features-only models: they score cached features, and "
+          "predict refuses raw video with them)")
     return 0
 
 
@@ -364,7 +381,9 @@ def _add_extract_parser(sub) -> None:
     p.add_argument("--audio-cache-dtype", default="float32", choices=("float32", "float16"),
                    help="dtype of the cached speech frames (float16 halves the disk)")
     p.add_argument("--allow-random-backbones", action="store_true",
-                   help="fall back to random backbones when pretrained weights are unavailable (smoke tests only)")
+                   help="fall back to random backbones when pretrained weights are unavailable (smoke tests only; "
+                        "recorded as random, so models trained on these features score raw inputs only with "
+                        "predict --allow-random-backbones)")
     p.add_argument("--backbone-precision", default="float32", choices=("float32", "bfloat16"),
                    help="bfloat16: about 2x faster backbones on CPUs with AVX512-BF16/AMX and recent GPUs; "
                         "features differ from float32 ones by 0.5-1.5%% relative (recorded with the features)")
@@ -419,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(default: the model's own ASR settings)")
     p.add_argument("--asr-backend", choices=("transformers", "faster-whisper"))
     p.add_argument("--language", help="transcription language (default: the model's, else detected)")
+    _add_allow_random_arg(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("push", help="publish a trained model folder with a model card")
@@ -477,10 +497,33 @@ def main(argv: list[str] | None = None) -> int:
     from .hub import EmiHubError
 
     try:
-        return args.func(args)
+        with _backbone_warnings_on_stderr():
+            return args.func(args)
     except (EmiHubError, FileNotFoundError, ValueError, OSError) as error:
         _fail(str(error))
     return 1
+
+
+@contextlib.contextmanager
+def _backbone_warnings_on_stderr():
+    """While a command runs: `BackboneWarning`s (random backbones allowed, backbones of unknown origin) as
+    `emi-hf: warning: ...` lines on stderr; other warnings as Python shows them."""
+    import warnings
+
+    from .provenance import BackboneWarning
+
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message, category, *args, **kwargs):
+            if issubclass(category, BackboneWarning):
+                print(f"emi-hf: warning: {message}", file=sys.stderr, flush=True)
+            else:
+                shown(message, category, *args, **kwargs)
+
+        warnings.simplefilter("always", BackboneWarning)  # each model warns once (it remembers its check)
+        warnings.showwarning = show
+        yield
 
 
 if __name__ == "__main__":

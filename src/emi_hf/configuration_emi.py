@@ -145,6 +145,9 @@ class EmiTemporalConfig(EmiLabelsMixin, PreTrainedConfig):
             precision should be used with it.
         trainable_backbone_layers (`int`, defaults to 0): with `freeze_backbone`, the last N blocks of the backbone
             (and the norms / pooler after them) are trained; 0 keeps it wholly frozen.
+        backbone_provenance (`dict`, *optional*): where the backbone's weights came from: `{"kind": "pretrained" |
+            "file" | "random" | "none" | "unknown", "source", "fingerprint", "seed", ...}`, written by emi-hf where it
+            builds or trains a model (`emi_hf.provenance` owns the format); None in checkpoints of earlier versions.
         hidden_size (`int`): width of the temporal model.
         tcn_kernel_size (`int`): kernel of the dilated 1-D convolutions (odd).
         tcn_dilations (`list[int]`): one residual TCN block per dilation.
@@ -161,6 +164,7 @@ class EmiTemporalConfig(EmiLabelsMixin, PreTrainedConfig):
     freeze_backbone: bool = True
     backbone_precision: str = "float32"
     trainable_backbone_layers: int = 0
+    backbone_provenance: dict | None = None
     hidden_size: int = 128
     tcn_kernel_size: int = 3
     tcn_dilations: list[int] | tuple[int, ...] = (1, 2, 4)

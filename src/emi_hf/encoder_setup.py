@@ -1,5 +1,6 @@
 """Choosing the encoders and recording them: base models from a backbone spec, a processor whose crops fit the face
-backbone, the weights fingerprints, and the record of the encoders that features folders and model cards carry.
+backbone, and the record of the encoders that features folders and model cards carry (the weights fingerprints and
+where the weights came from: `emi_hf.provenance`).
 
 A face backbone spec (`EmiVisualConfig.backbone`, `emi-hf extract --visual-backbone`): `resnet18` (default; with
 `imagenet` / `random` / a `.pth` path keeping their old meaning for it), `torchvision:NAME`, `timm:NAME`, or a
@@ -14,6 +15,7 @@ import hashlib
 import os
 
 from .encoders_emi import backbone_family
+from .provenance import backbone_fingerprint, update_with_weights  # noqa: F401  (re-exported: their earlier home)
 
 LEGACY_RESNET18_CHOICES = ("imagenet", "random")
 """`--visual-backbone` values that mean ResNet18 with those weights (the meaning they had before specs)."""
@@ -35,10 +37,12 @@ def build_visual_model(spec: str, weights=None, allow_random: bool = False, rand
     with `allow_random`, unavailable published weights fall back to random ones (said in the note). `randomised`
     runs the build of a random model (`emi_hf.pretrained` seeds it); default: as is."""
     from .modeling_emi import EmiVisualModel
+    from .provenance import random_record, stamp, weights_record
 
     def random_model():
         build = lambda: EmiVisualModel.from_backbone(spec, weights="random", **config_kwargs)  # noqa: E731
-        return randomised(build) if randomised is not None else build()
+        model = randomised(build) if randomised is not None else build()
+        return stamp(model, random_record(model, getattr(model, "random_backbone_seed", None)))
 
     weights = None if weights in (None, "imagenet", "pretrained") else weights
     if str(weights) == "random":
@@ -51,6 +55,8 @@ def build_visual_model(spec: str, weights=None, allow_random: bool = False, rand
         return random_model(), (
             f"face backbone: {spec} with RANDOM weights, because its published weights are not available here "
             f"({error}). For real use pass --visual-weights FILE.")
+    # published weights by name (a transformers folder counts as a file), or a weights file
+    stamp(model, weights_record(model, spec) if weights is None else weights_record(model, weights, "file"))
     source = weights or ("its Hub id / folder" if backbone_family(spec) == "transformers" else "published weights")
     return model, f"face backbone: {spec}, {model.config.visual_feature_dim}-d, weights from {source}"
 
@@ -82,36 +88,10 @@ def processor_for_face_backbone(processor, visual_config, fixed: bool = False):
                         clip_cache_dir=processor.clip_cache_dir, openface_dir=processor._openface_dir, **settings)
 
 
-def backbone_fingerprint(model) -> str:
-    """sha256 of a model's backbone weights and of the options that change its features (precision; for a face
-    backbone other than ResNet18 its spec; the speech layers and audio crop when set). The defaults add nothing, so
-    fingerprints of ResNet18 / last-layer features are what they were before the options existed."""
-    digest = hashlib.sha256()
-    config = model.config
-    options = {
-        "precision": getattr(config, "backbone_precision", "float32"),
-        "backbone": getattr(config, "backbone", "resnet18"),
-        "speech_layers": getattr(config, "speech_layers", None),
-        "max_audio_s": getattr(config, "max_audio_s", None),
-    }
-    defaults = {"precision": "float32", "backbone": "resnet18", "speech_layers": None, "max_audio_s": None}
-    for name, value in options.items():
-        if value != defaults[name]:
-            digest.update(f"{name}={value}".encode())
-    update_with_weights(digest, model.backbone)
-    return digest.hexdigest()
-
-
-def update_with_weights(digest, module) -> None:
-    """Feeds every tensor of `module`'s state dict (name, then bytes, in name order) into the hash `digest`."""
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-
-
 def encoder_record(visual_model, audio_model, fingerprints: dict | None = None) -> dict:
     """What made a features folder (`emi_features.json` key `encoders`) or a checkpoint (model card): for each
-    modality the backbone spec, its weights fingerprint and its dims."""
+    modality the backbone spec, its weights fingerprint, its dims and, when the model has one, its provenance record
+    (`weights`: where the weights came from, `emi_hf.provenance`)."""
     fingerprints = fingerprints or {}
     record = {}
     if visual_model is not None:
@@ -121,6 +101,7 @@ def encoder_record(visual_model, audio_model, fingerprints: dict | None = None) 
             "fingerprint": fingerprints.get("visual") or backbone_fingerprint(visual_model),
             "visual_feature_dim": config.visual_feature_dim, "face_size": config.face_size,
             "image_mean": list(config.image_mean), "image_std": list(config.image_std),
+            **({"weights": config.backbone_provenance} if getattr(config, "backbone_provenance", None) else {}),
         }
     if audio_model is not None:
         config = audio_model.config
@@ -130,6 +111,7 @@ def encoder_record(visual_model, audio_model, fingerprints: dict | None = None) 
             "audio_feature_dim": config.audio_feature_dim, "speech_layers": config.speech_layers,
             "feature_width": config.num_speech_layers * config.audio_feature_dim,
             "max_audio_s": config.max_audio_s, "cache_dtype": config.cache_dtype,
+            **({"weights": config.backbone_provenance} if getattr(config, "backbone_provenance", None) else {}),
         }
     return record
 

@@ -329,6 +329,7 @@ def render_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> 
     import jinja2
 
     from .encoder_setup import card_encoders, card_fusion
+    from .provenance import card_provenance
 
     folder = Path(folder)
     config, model_type = _read_model_config(folder)
@@ -360,6 +361,7 @@ def render_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> 
         "training": results.get("training") or {},
         **card_fusion(config, label_names),
         "encoders": card_encoders(config),
+        "backbone_weights": card_provenance(config),
         "has_remote_code": bool(config.get("auto_map")) and all((folder / name).is_file()
                                                                 for name in code_files(config)),
         "versions": results.get("versions") or _versions(),

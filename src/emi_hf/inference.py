@@ -105,15 +105,19 @@ class TextSide:
 
 
 def load_for_inference(model_name_or_path: str | os.PathLike, processor=None, revision: str | None = None,
-                       device: str | None = None):
-    """(model in eval mode on `device`, processor); `processor` is a folder, an EmiProcessor, or None (the model's)."""
+                       device: str | None = None, allow_random_backbones: bool = False):
+    """(model in eval mode on `device`, processor) for scoring raw inputs; `processor` is a folder, an EmiProcessor,
+    or None (the model's). A model with a random or no backbone is refused (`emi_hf.provenance.RandomBackboneError`)
+    unless `allow_random_backbones`; the model remembers the allowance for `predict_clips` and `EmiStreamer`."""
     from transformers import AutoModel
 
     import emi_hf  # noqa: F401  (registers the Auto classes)
 
     from .processing_emi import EmiProcessor
+    from .provenance import check_raw_input_backbones
 
     model = AutoModel.from_pretrained(model_name_or_path, revision=revision)
+    check_raw_input_backbones(model, allow_random_backbones, source=model_name_or_path)
     model = model.to(default_device(device)).eval()
     if processor is None or isinstance(processor, (str, os.PathLike)):
         processor = EmiProcessor.from_pretrained(processor or model_name_or_path, revision=revision)
@@ -229,15 +233,21 @@ def _model_outputs(model_type: str, output, i: int, num_frames: int, names) -> d
 
 @torch.inference_mode()
 def predict_clips(model, processor, videos, batch_size: int = 1, *, use_cache: bool | None = None,
-                  keep_crops: bool = False, text_side: TextSide | None = None) -> list[ClipPrediction]:
+                  keep_crops: bool = False, text_side: TextSide | None = None,
+                  allow_random_backbones: bool = False) -> list[ClipPrediction]:
     """
     Predicts each video (a path or paths); returns one [`ClipPrediction`] per clip, in order.
+    A model with a random or no backbone is refused (`emi_hf.provenance.check_raw_input_backbones`) unless
+    `allow_random_backbones` (or it was allowed when loaded with `load_for_inference`).
 
     `use_cache`: the processor's clip cache (None: the processor's setting; the demo passes False so that nothing
     derived from an upload stays on disk). `keep_crops`: keep the aligned face crops in `ClipPrediction.face_crops`.
     `text_side`: where a model with a text part gets each clip's transcript (default `TextSide(model)`: transcribed
     as the training data was). Raises `emi_hf.media.errors.EmiInputError` for a clip that cannot be read.
     """
+    from .provenance import check_raw_input_backbones
+
+    check_raw_input_backbones(model, allow_random_backbones, source=getattr(model, "name_or_path", None))
     if text_side is None:
         text_side = TextSide.for_model(model)
     from .face_embedding import FaceEmbedder

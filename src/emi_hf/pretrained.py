@@ -9,6 +9,9 @@ Random backbones are drawn from torch's generator seeded with `seed` (default `R
 global generator is left as it was), so every process of a sharded extraction, and every rerun that resumes one, has
 the same weights (same torch version); the seed is kept on the model as `random_backbone_seed` and recorded in the
 extraction folder's backbones.json. `seed=None` draws from the global generator instead.
+
+Every base model returned carries its provenance record (`emi_hf.provenance`: pretrained, file or random with its
+seed) in its config, so the checkpoints trained on it carry it too.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ import os
 from .configuration_emi import DEFAULT_AU_NAMES, EmiAudioConfig, EmiVisualConfig
 from .encoder_setup import build_visual_model, split_visual_choice
 from .modeling_emi import EmiAudioModel, EmiVisualModel
+from .provenance import random_record, stamp, weights_record
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SPEECH_ENCODER = "facebook/wav2vec2-base"
+IMAGENET_SOURCE = "torchvision resnet18 IMAGENET1K_V1"  # the provenance source of the ImageNet ResNet18 weights
 RANDOM_BACKBONE_SEED = 0
 
 
@@ -59,18 +64,26 @@ def build_visual_base(
         return EmiVisualModel(EmiVisualConfig(au_names=list(au_names), **config_kwargs))
 
     if str(visual_backbone) == "random":
-        return _random_model(build, seed), f"face backbone: ResNet18 with random weights{_seed_note(seed)}"
+        return _random_base(build, seed), f"face backbone: ResNet18 with random weights{_seed_note(seed)}"
     model = build()
     try:
         model.load_imagenet_backbone(None if str(visual_backbone) == "imagenet" else visual_backbone)
-        return model, f"face backbone: ResNet18 ImageNet weights ({visual_backbone})"
     except (OSError, FileNotFoundError) as error:
         if not allow_random:
             raise
-        return (model if seed is None else _random_model(build, seed)), (
+        return (stamp(model, random_record(model, None)) if seed is None else _random_base(build, seed)), (
             f"face backbone: ResNet18 with RANDOM weights{_seed_note(seed)}, because the ImageNet weights are not "
             f"available here ({error}). For real use pass --visual-backbone /path/to/resnet18-f37072fd.pth."
         )
+    record = weights_record(model, IMAGENET_SOURCE, "pretrained") if str(visual_backbone) == "imagenet" else \
+        weights_record(model, visual_backbone, "file")
+    return stamp(model, record), f"face backbone: ResNet18 ImageNet weights ({visual_backbone})"
+
+
+def _random_base(build, seed: int | None):
+    """`_random_model` with its provenance record (random, `seed`)."""
+    model = _random_model(build, seed)
+    return stamp(model, random_record(model, seed))
 
 
 def build_audio_base(
@@ -82,20 +95,18 @@ def build_audio_base(
         return EmiAudioModel(EmiAudioConfig(**config_kwargs))
 
     if str(speech_encoder) == "random":
-        return _random_model(build, seed), f"speech encoder: wav2vec2-base sized, random weights{_seed_note(seed)}"
+        return _random_base(build, seed), f"speech encoder: wav2vec2-base sized, random weights{_seed_note(seed)}"
     try:
-        return (
-            EmiAudioModel.from_speech_encoder(speech_encoder, **config_kwargs),
-            f"speech encoder: pretrained {speech_encoder}",
-        )
+        model = EmiAudioModel.from_speech_encoder(speech_encoder, **config_kwargs)
     except OSError as error:
         if not allow_random:
             raise OSError(
                 f"Could not load the speech encoder {speech_encoder!r} ({error}). Pass a local folder saved with "
                 "save_pretrained, a Hub id reachable from here, or 'random'."
             ) from error
-        return _random_model(build, seed), (
+        return _random_base(build, seed), (
             f"speech encoder: wav2vec2-base sized with RANDOM weights{_seed_note(seed)}, because {speech_encoder!r} is "
             f"not available here (offline, not in the Hugging Face cache). For real use pass --speech-encoder "
             f"{DEFAULT_SPEECH_ENCODER} on a connected machine, or a local folder."
         )
+    return stamp(model, weights_record(model, speech_encoder)), f"speech encoder: pretrained {speech_encoder}"

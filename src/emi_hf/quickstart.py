@@ -8,7 +8,8 @@
 3. train the visual, audio and text models, then build the three-way fusion model from them and fit its
    per-emotion weights on validation;
 4. print the validation table (per emotion: visual, audio, text, fused), write scatter plots and the checkpoints;
-5. predict one clip end to end (raw video in) with the saved fusion checkpoint;
+5. predict one clip end to end (raw video in) with the saved fusion checkpoint (random backbones allowed, as in a
+   smoke test, and said: `emi-hf predict` would refuse them without --allow-random-backbones);
 6. extract the synthetic test clips (laid out as the challenge distributes them: ``test_data/raw/``, no test CSV),
    write ``submission.csv`` with the fusion checkpoint and verify it (`emi_hf.submission`).
 
@@ -171,12 +172,21 @@ def report_validation(features_dir: Path, runs_dir: Path) -> dict:
 
 def predict_one_clip(fusion_dir: Path, clip: Path, transcripts: Path | None = None):
     """Step 5: the saved fusion checkpoint, raw video in (its transcript from `transcripts`); returns the clip's
-    `ClipPrediction`."""
+    `ClipPrediction` and the check of its backbones (`emi_hf.provenance.BackboneCheck`: random ones are allowed here,
+    and said, this being a smoke run)."""
+    import warnings
+
     from .inference import TextSide, load_for_inference, predict_clips
+    from .provenance import BackboneWarning, passed_check
 
     _banner("5/6 end-to-end prediction with the saved fusion checkpoint")
     mark = time.time()
-    model, processor = load_for_inference(fusion_dir)
+    with warnings.catch_warnings():  # the notes are printed below instead
+        warnings.simplefilter("ignore", BackboneWarning)
+        model, processor = load_for_inference(fusion_dir, allow_random_backbones=True)
+    check = passed_check(model)
+    for note in check.notes:
+        print(f"  warning: {note}")
     text_side = TextSide.for_model(model, transcripts=transcripts)
     load_s = time.time() - mark
     prediction = predict_clips(model, processor, [clip], text_side=text_side)[0]
@@ -186,7 +196,7 @@ def predict_one_clip(fusion_dir: Path, clip: Path, transcripts: Path | None = No
         print(f"  transcript (synthetic): {prediction.transcript}")
     for name, value in prediction.intensities.items():
         print(f"  {name:<15} {value:.3f}")
-    return prediction
+    return prediction, check
 
 
 def write_test_submission(data_dir: Path, features_dir: Path, fusion_dir: Path, output: Path,
@@ -270,7 +280,7 @@ def run_quickstart(
     timings["train_s"] = round(time.time() - mark, 1)
     table = report_validation(features_dir, runs_dir)
     clip = records["validation"][0].path
-    prediction = predict_one_clip(runs_dir / "fusion", clip, data_dir / "transcripts.csv")
+    prediction, backbone_check = predict_one_clip(runs_dir / "fusion", clip, data_dir / "transcripts.csv")
     submission = None
     if num_test:
         mark = time.time()
@@ -284,13 +294,16 @@ def run_quickstart(
         "backbones": backbones,
         # fused_equal / fused_crossfit are scores of the fusion checkpoint with other weights, not folders
         "checkpoints": {m: str(runs_dir / m) for m in table if (runs_dir / m).is_dir()},
-        "prediction": {"clip": str(clip), "intensities": prediction.intensities, "transcript": prediction.transcript},
+        "prediction": {"clip": str(clip), "intensities": prediction.intensities, "transcript": prediction.transcript,
+                       "backbone_warnings": backbone_check.notes},
         "submission": None if submission is None else {
             k: submission[k] for k in ("submission", "num_clips", "num_filled_with_fallback", "problems",
                                        "test_mean_pearson")},  # fmt: skip
         "timings": timings,
     }
     (output_dir / "quickstart_results.json").write_text(json.dumps(summary, indent=2))
+    allow = "EMI_HF_ALLOW_RANDOM_BACKBONES=1 " if backbone_check.allowed_random else ""  # the demo refuses random ones otherwise
     print(f"\nDone in {timings['total_s']:.0f} s. Checkpoints in {runs_dir}; summary in "
-          f"{output_dir / 'quickstart_results.json'}; demo: EMI_HF_MODEL={runs_dir / 'fusion'} python demo/app.py")
+          f"{output_dir / 'quickstart_results.json'}; demo: {allow}EMI_HF_MODEL={runs_dir / 'fusion'} python "
+          "demo/app.py")
     return summary

@@ -153,16 +153,19 @@ class TextStage:
         return digest.hexdigest()
 
     def base_model(self, label_names):
-        """An `EmiTextModel` holding the frozen encoder (random temporal part), as `base_text/`, for training."""
+        """An `EmiTextModel` holding the frozen encoder (random temporal part), as `base_text/`, for training; its
+        provenance record names the encoder's Hub id or folder."""
         from ..modeling_emi import EmiTextModel
+        from ..provenance import stamp, weights_record
 
         asr = self.transcriber.settings() if self.transcriber is not None else {}
         backend = asr.get("backend") or ("file" if self.transcripts is not None else None)
-        return EmiTextModel.from_encoder_model(
+        model = EmiTextModel.from_encoder_model(
             self.encoder.model, self.encoder.model_name, label_names=list(label_names),
             max_text_tokens=self.encoder.max_length, asr_backend=backend, asr_model=asr.get("model"),
             asr_language=asr.get("language"),
         )
+        return stamp(model, weights_record(model, self.encoder.model_name))  # a Hub id, or a folder (file)
 
     def save_base(self, folder: Path, label_names) -> None:
         """`folder` (base_text/): the base text model and its tokenizer (`text_tokenizer/`)."""

@@ -48,6 +48,7 @@ from ..media.decoding import SourceFrame
 from ..media.faces import FaceMeshLandmarker, SubjectTracker
 from ..media.pipeline import ClipPipeline
 from ..media.resampling import nearest_frames
+from ..provenance import check_raw_input_backbones
 from .features import AudioStore, FrameRow, VisualStore
 from .update import StreamUpdate
 
@@ -67,12 +68,16 @@ class EmiStreamer:
             re-encoded every hop, exact).
         max_pending_frames: frames that may wait for the worker; more are dropped.
         on_update: optional callable run (in the worker thread) with each update, besides `poll()`.
+        allow_random_backbones: score with a random or missing backbone (refused otherwise, unless the model was
+            allowed when loaded; `emi_hf.provenance`).
     """
 
     def __init__(self, model, processor, window_s: float = 4.0, hop_s: float = 0.5,
-                 audio_context_s: float | None = 1.0, max_pending_frames: int = 4, on_update=None):
+                 audio_context_s: float | None = 1.0, max_pending_frames: int = 4, on_update=None,
+                 allow_random_backbones: bool = False):
         if not 0 < hop_s <= window_s:
             raise ValueError(f"need 0 < hop_s <= window_s, got hop_s={hop_s}, window_s={window_s}")
+        check_raw_input_backbones(model, allow_random_backbones, source=getattr(model, "name_or_path", None))
         model_type = model.config.model_type
         if model_type not in _MODALITIES:
             raise ValueError(f"EmiStreamer takes an emi_visual, emi_audio or emi_fusion model, got {model_type}")

@@ -100,9 +100,13 @@ class TrainingArguments:
     pooling: str | None = field(default=None, metadata=_help("clip pooling", choices=POOLING_TYPES))
     # where the model comes from
     base_model: str | None = field(default=None, metadata=_help(
-        "visual/audio: an EmiVisualModel/EmiAudioModel folder whose backbone (and AU names, encoder config) the new "
-        "model keeps; default: the features' base_visual / base_audio folder, else a random backbone built from "
-        "the features' metadata"))
+        "visual/audio/text: an EmiVisualModel/EmiAudioModel/EmiTextModel folder whose backbone (and its provenance "
+        "record, AU names, encoder config) the new model keeps; default: the features' base_visual / base_audio / "
+        "base_text folder; without one, training stops unless --no-base-model"))
+    no_base_model: bool = field(default=False, metadata=_help(
+        "train a features-only model when the features have no base model (e.g. after import-features): its "
+        "backbone is an untrained placeholder, recorded as none, so predict / stream / the demo refuse raw inputs "
+        "with it"))
     init_from: str | None = field(default=None, metadata=_help(
         "visual/audio: start from this trained checkpoint (all weights and its config; the size flags are then "
         "ignored)"))

@@ -62,6 +62,7 @@ def time_epoch(
         results = train(TrainingArguments(
             features=str(folder / "features"), modality=modality, output_dir=str(folder / "run"), epochs=1,
             batch_size=batch_size, report_to="none", patience=0, mixed_precision=mixed_precision,
+            no_base_model=True,  # random features: no backbone made them
             **training_overrides,
         ))
     epoch = results["history"][0]

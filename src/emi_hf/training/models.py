@@ -1,10 +1,11 @@
 """The model a training run starts from: a new temporal part on a kept backbone, a trained checkpoint, or fusion.
 
 `build_model(args, metadata, root)` returns `(model, note)`; the note says where the weights came from (it is
-logged and recorded in results.json as `model_source`). Visual and audio models get a new temporal part sized by the
-model-size arguments (`MODEL_SIZE_FIELDS`, the config's defaults where unset); the inputs description and the
-frozen backbone come from a base model, and the features' metadata must match it (AU names, audio frame width,
-labels).
+logged and recorded in results.json as `model_source`). Visual, audio and text models get a new temporal part sized
+by the model-size arguments (`MODEL_SIZE_FIELDS`, the config's defaults where unset); the inputs description, the
+frozen backbone and its provenance record (`emi_hf.provenance`) come from a base model, and the features' metadata
+must match it (AU names, audio frame width, labels). Without a base model, training stops
+(`MissingBaseModelError`) unless told `--no-base-model` (a features-only model, recorded as such).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from ..configuration_emi import FUSION_MODALITIES, EmiAudioConfig, EmiTextConfig, EmiVisualConfig
 from ..encoder_setup import check_input_dims
 from ..modeling_fusion_emi import MODEL_CLASSES, EmiFusionModel
+from ..provenance import BACKBONE_NAMES, base_record, describe, no_backbone_record
 from .arguments import MODEL_SIZE_FIELDS, TrainingArguments
 
 # Config fields that describe the inputs and the frozen backbone: taken from the base checkpoint.
@@ -82,9 +84,12 @@ def _check_model_fits_features(config, metadata: dict, modality: str, source: st
 def build_unimodal_model(modality: str, args: TrainingArguments, metadata: dict, root: Path,
                          base_model: str | os.PathLike | None = None) -> tuple[torch.nn.Module, str]:
     """
-    A new visual or audio model for training: temporal part from the size arguments (random init), inputs
-    description and frozen backbone from, in order, `init_from` (everything, trained), `base_model`, the features
-    folder's `base_visual` / `base_audio`, else the features' metadata with a random backbone. Returns (model, note).
+    A new visual, audio or text model for training: temporal part from the size arguments (random init), inputs
+    description and frozen backbone from, in order, `init_from` (everything, trained), `base_model` /
+    `args.base_model`, the features folder's `base_visual` / `base_audio` / `base_text`. Without any of them,
+    `args.no_base_model` builds a features-only model from the features' metadata (its backbone is a placeholder,
+    recorded as none: raw inputs are refused with it); otherwise `MissingBaseModelError`. (A fusion built anew
+    thus keeps the base models the features have, and is features-only where they have none.) Returns (model, note).
     """
     model_class = MODEL_CLASSES[modality]
     if args.init_from:
@@ -93,12 +98,47 @@ def build_unimodal_model(modality: str, args: TrainingArguments, metadata: dict,
         _check_model_fits_features(model.config, metadata, modality, args.init_from)
         return model, f"{modality} model: initialised from the trained checkpoint {args.init_from} (size flags ignored)"
     base_dir = base_model or args.base_model
-    if base_dir is None and metadata.get(f"{modality}_base_model"):
-        candidate = root / metadata[f"{modality}_base_model"]
-        base_dir = candidate if candidate.is_dir() else None
+    if base_dir is not None and args.no_base_model:
+        raise ValueError("--base-model and --no-base-model ask for opposite things: pass one of them.")
     overrides = temporal_overrides(args, modality)
     if base_dir is not None:
         return _on_base_backbone(modality, base_dir, metadata, overrides)
+    try:
+        base_dir = features_base_model(modality, metadata, root)
+    except MissingBaseModelError:
+        if not args.no_base_model:
+            raise
+        return _features_only_model(modality, metadata, root, overrides)
+    return _on_base_backbone(modality, base_dir, metadata, overrides, root)
+
+
+class MissingBaseModelError(ValueError):
+    """Training found no base model for a modality and was not told to train a features-only model."""
+
+
+def features_base_model(modality: str, metadata: dict, root: Path) -> Path:
+    """The features folder's base model of `modality` (named in emi_features.json); `MissingBaseModelError`, naming
+    the folder and the flags, when it is not there."""
+    named = metadata.get(f"{modality}_base_model")
+    folder = Path(root) / (named or f"base_{modality}")
+    if named and folder.is_dir():
+        return folder
+    why = (f"{folder} is missing (emi_features.json names it)" if named else
+           f"there is no {folder} (emi_features.json names no base_{modality} folder: features from `emi-hf "
+           "import-features`, `make_feature_dataset` or a bare DatasetDict have none)")
+    raise MissingBaseModelError(
+        f"The {modality} model needs a base model whose {BACKBONE_NAMES[modality]} made the features in {root}, but "
+        f"{why}. Without it the new model's {BACKBONE_NAMES[modality]} would be random: it could score these cached "
+        "features, but never raw video or audio. Pass --base-model FOLDER (the Emi model saved as "
+        f"base_{modality}/ by the `emi-hf extract` run that made these features), or --no-base-model to train a "
+        "features-only model on purpose (its checkpoint records that it has no backbone; predict, stream and the "
+        "demo then refuse raw inputs with it)."
+    )
+
+
+def _features_only_model(modality: str, metadata: dict, root: Path, overrides: dict) -> tuple[torch.nn.Module, str]:
+    """`--no-base-model`: a model whose inputs description comes from the features' metadata and whose backbone is an
+    untrained placeholder, recorded as none."""
     if modality == "visual":
         config = EmiVisualConfig(au_names=list(metadata["au_names"]), label_names=list(metadata["label_names"]),
                                  visual_feature_dim=int(metadata.get("visual_feature_dim", 512)), **overrides)
@@ -111,16 +151,16 @@ def build_unimodal_model(modality: str, args: TrainingArguments, metadata: dict,
         width = int(metadata.get("audio_feature_dim", 768))
         config = EmiAudioConfig(speech_encoder_config=_random_speech_encoder_config(width), audio_feature_dim=width,
                                 label_names=list(metadata["label_names"]), **overrides)
-    note = (
-        f"{modality} backbone: RANDOM weights (no --base-model and no base_{modality} folder next to the "
-        "features): "
-        "the checkpoint scores cached features but not raw video/audio until trained from a base model"
-    )
-    return model_class(config), note
+    config.backbone_provenance = no_backbone_record(root)
+    note = (f"{modality} backbone: none (--no-base-model): a features-only model; it scores cached features, and "
+            "predict / stream / the demo refuse raw inputs with it")
+    return MODEL_CLASSES[modality](config), note
 
 
-def _on_base_backbone(modality: str, base_dir, metadata: dict, overrides: dict) -> tuple[torch.nn.Module, str]:
-    """A new model whose inputs description and backbone weights are those of the model saved in `base_dir`."""
+def _on_base_backbone(modality: str, base_dir, metadata: dict, overrides: dict,
+                      features_root: Path | None = None) -> tuple[torch.nn.Module, str]:
+    """A new model whose inputs description, backbone weights and their provenance record are those of the model
+    saved in `base_dir` (`features_root`: the features folder it belongs to, for a base without a record)."""
     model_class = MODEL_CLASSES[modality]
     with torch.random.fork_rng():  # loading draws no numbers from the seeded stream the new model is built from
         base = model_class.from_pretrained(base_dir)
@@ -128,11 +168,13 @@ def _on_base_backbone(modality: str, base_dir, metadata: dict, overrides: dict) 
     for name in BACKBONE_FIELDS[modality]:
         value = getattr(base.config, name)
         kept[name] = value.to_dict() if hasattr(value, "to_dict") else value
-    config = CONFIG_CLASSES[modality](**kept, label_names=list(metadata["label_names"]), **overrides)
+    record = base_record(base, modality, base_dir, features_root)
+    config = CONFIG_CLASSES[modality](**kept, backbone_provenance=record, label_names=list(metadata["label_names"]),
+                                      **overrides)
     _check_model_fits_features(config, metadata, modality, str(base_dir))
     model = model_class(config)
     model.backbone.load_state_dict(base.backbone.state_dict())
-    return model, f"{modality} backbone: weights kept from {base_dir}"
+    return model, f"{modality} backbone: weights kept from {base_dir} ({describe(record, modality)})"
 
 
 def _fusion_sources(args: TrainingArguments) -> dict:
