@@ -19,7 +19,7 @@ from emi_hf.data.random_features import make_feature_dataset
 from emi_hf.metrics import bootstrap_mean_pearson, mean_pearson
 from emi_hf.modeling_emi import regression_loss
 from emi_hf.results import read_results
-from emi_hf.training import TrainingArguments, evaluate_model, train
+from emi_hf.training import EmiTrainingArguments, evaluate_model, train
 from emi_hf.training.cv import CVArguments, assign_folds, fold_splits, run_cv
 from emi_hf.training.weighting import annotator_weights, infer_annotator_count, weighted_regression_loss
 
@@ -80,7 +80,7 @@ def test_round_splits_never_share_a_clip(features):
 
 
 def test_cv_is_reproducible_and_writes_its_table(features, tmp_path):
-    runs = [run_cv(TrainingArguments(features=str(features), modality="visual", output_dir=str(tmp_path / name),
+    runs = [run_cv(EmiTrainingArguments(features=str(features), modality="visual", output_dir=str(tmp_path / name),
                                      seed=5, **TINY), CVArguments(folds=3)) for name in ("a", "b")]
     first, second = runs
     assert [f["scores"] for f in first["folds"]] == [f["scores"] for f in second["folds"]]
@@ -98,7 +98,7 @@ def test_cv_is_reproducible_and_writes_its_table(features, tmp_path):
 
 
 def test_fusion_cv_fits_weights_inside_each_round(features, tmp_path):
-    results = run_cv(TrainingArguments(features=str(features), modality="fusion", output_dir=str(tmp_path), seed=1,
+    results = run_cv(EmiTrainingArguments(features=str(features), modality="fusion", output_dir=str(tmp_path), seed=1,
                                        **TINY), CVArguments(folds=3))
     fold = results["folds"][0]
     assert set(fold["scores"]) == {"visual", "audio", "fusion"}
@@ -117,7 +117,7 @@ def test_seed_ensemble_saves_loads_and_averages(features, tmp_path):
     from transformers import AutoModel
     from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
-    results = train(TrainingArguments(features=str(features), output_dir=str(tmp_path), seed=7, seeds=2, **TINY))
+    results = train(EmiTrainingArguments(features=str(features), output_dir=str(tmp_path), seed=7, seeds=2, **TINY))
     assert [m["seed"] for m in results["members"]] == [7, 8] and results["training"]["seeds"] == [7, 8]
     ensemble = AutoModel.from_pretrained(tmp_path).eval()
     assert isinstance(ensemble, EmiEnsembleModel) and len(ensemble.members) == 2
@@ -139,7 +139,7 @@ def test_seed_ensemble_saves_loads_and_averages(features, tmp_path):
 
 
 def test_final_retraining_on_train_and_validation(features, tmp_path):
-    results = train(TrainingArguments(features=str(features), output_dir=str(tmp_path), seed=2, patience=1,
+    results = train(EmiTrainingArguments(features=str(features), output_dir=str(tmp_path), seed=2, patience=1,
                                       train_splits=["train", "validation"], annotator_weights=True,
                                       **{**TINY, "epochs": 3}))
     training = results["training"]
@@ -150,7 +150,7 @@ def test_final_retraining_on_train_and_validation(features, tmp_path):
     assert read_results(tmp_path)["training_fit"] == results["training_fit"]
     assert evaluate_model(tmp_path, features, "validation", num_resamples=0)[0]["split_trained_on"] is True
     with pytest.raises(ValueError, match="held-out"):
-        train(TrainingArguments(features=str(features), modality="fusion", output_dir=str(tmp_path / "f"),
+        train(EmiTrainingArguments(features=str(features), modality="fusion", output_dir=str(tmp_path / "f"),
                                 visual_model=str(tmp_path), audio_model=str(tmp_path),
                                 train_splits=["train", "validation"], **TINY))
 
@@ -160,12 +160,12 @@ def test_final_fusion_keeps_the_held_out_weights(features, tmp_path):
 
     for splits, name in ((["train"], "held_out"), (["train", "validation"], "final")):
         for modality in ("visual", "audio"):
-            train(TrainingArguments(features=str(features), modality=modality, train_splits=splits,
+            train(EmiTrainingArguments(features=str(features), modality=modality, train_splits=splits,
                                     output_dir=str(tmp_path / name / modality), **TINY))
-    held_out = train(TrainingArguments(features=str(features), modality="fusion", output_dir=str(tmp_path / "fusion"),
+    held_out = train(EmiTrainingArguments(features=str(features), modality="fusion", output_dir=str(tmp_path / "fusion"),
                                        visual_model=str(tmp_path / "held_out" / "visual"),
                                        audio_model=str(tmp_path / "held_out" / "audio"), **TINY))
-    final = train(TrainingArguments(features=str(features), modality="fusion",
+    final = train(EmiTrainingArguments(features=str(features), modality="fusion",
                                     output_dir=str(tmp_path / "final_fusion"),
                                     visual_model=str(tmp_path / "final" / "visual"),
                                     audio_model=str(tmp_path / "final" / "audio"), train_splits=["train", "validation"],
@@ -205,7 +205,7 @@ def test_bootstrap_matches_a_plain_loop():
 
 
 def test_evaluate_reports_confidence_intervals(features, tmp_path):
-    train(TrainingArguments(features=str(features), output_dir=str(tmp_path), **TINY))
+    train(EmiTrainingArguments(features=str(features), output_dir=str(tmp_path), **TINY))
     results, predictions, labels = evaluate_model(tmp_path, features, "validation", num_resamples=200)
     intervals = results["confidence_intervals"]
     keep = np.isfinite(predictions).all(1)

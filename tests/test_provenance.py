@@ -20,7 +20,7 @@ from emi_hf.provenance import (
     check_raw_input_backbones,
     provenance,
 )
-from emi_hf.training import TrainingArguments, train
+from emi_hf.training import EmiTrainingArguments, train
 from emi_hf.training.models import MissingBaseModelError
 
 TRAIN = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, tcn_dilations=[1, 2], batch_size=8,
@@ -76,7 +76,7 @@ def test_training_without_a_base_model_is_refused_unless_explicit_and_its_checkp
         tmp_path, processor_dir, media_dir, capsys):
     features = _features(tmp_path / "features", processor_dir)  # no base_visual/ (as after import-features)
     with pytest.raises(MissingBaseModelError) as refused:
-        train(TrainingArguments(features=str(features), modality="visual", output_dir=str(tmp_path / "x"), **TRAIN))
+        train(EmiTrainingArguments(features=str(features), modality="visual", output_dir=str(tmp_path / "x"), **TRAIN))
     message = str(refused.value)
     assert str(features / "base_visual") in message and "--no-base-model" in message and "--base-model" in message
     assert not (tmp_path / "x" / "config.json").exists()
@@ -87,7 +87,7 @@ def test_training_without_a_base_model_is_refused_unless_explicit_and_its_checkp
     assert "--no-base-model" in capsys.readouterr().err
 
     run = tmp_path / "features_only"
-    results = train(TrainingArguments(features=str(features), modality="visual", output_dir=str(run),
+    results = train(EmiTrainingArguments(features=str(features), modality="visual", output_dir=str(run),
                                       no_base_model=True, **TRAIN))
     assert "none (--no-base-model)" in results["training"]["model_source"]
     saved = json.loads((run / "config.json").read_text())["backbone_provenance"]
@@ -109,7 +109,7 @@ def test_training_without_a_base_model_is_refused_unless_explicit_and_its_checkp
     assert "--allow-random-backbones" in capsys.readouterr().err
 
     with pytest.raises(ValueError, match="opposite"):
-        train(TrainingArguments(features=str(features), modality="visual", output_dir=str(tmp_path / "y"),
+        train(EmiTrainingArguments(features=str(features), modality="visual", output_dir=str(tmp_path / "y"),
                                 no_base_model=True, base_model=str(run), **TRAIN))
 
 
@@ -123,7 +123,7 @@ def test_a_seeded_random_backbone_is_refused_and_one_loaded_from_files_is_accept
     for name, features, modality in (("random_visual", random_features, "visual"),
                                      ("file_visual", file_features, "visual"), ("file_audio", file_features, "audio")):
         # (--no-base-model only matters where the features have no base model: this one is kept)
-        train(TrainingArguments(features=str(features), modality=modality, output_dir=str(tmp_path / name),
+        train(EmiTrainingArguments(features=str(features), modality=modality, output_dir=str(tmp_path / name),
                                 no_base_model=name == "file_audio", **TRAIN))
         # the trained checkpoint carries its base model's record
         saved = json.loads((tmp_path / name / "config.json").read_text())["backbone_provenance"]

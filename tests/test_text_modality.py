@@ -397,22 +397,24 @@ def test_a_fusion_with_text_without_text_inputs_scores_from_the_other_modalities
 
 
 def test_feature_fusion_training_loss_trains_the_models_own_heads():
-    """The training loop's loss (`global_batch_loss`) of a feature-level fusion adds the models' own losses
-    (`unimodal_loss_weight`), so their heads get gradients, not only the fusion head."""
+    """The training loop's loss (`training_loss`, the model's own) of a feature-level fusion adds the models' own
+    losses (`unimodal_loss_weight`), so their heads get gradients, not only the fusion head."""
     from accelerate import Accelerator
 
-    from emi_hf.training.loop import global_batch_loss
+    from emi_hf.training.loop import training_loss
 
     torch.manual_seed(0)
     model = EmiFusionModel(EmiFusionConfig(visual_config=tiny_visual_config(), text_config=tiny_text_config(),
-                                           fusion_type="feature")).train()
-    ids, mask = _text_inputs()
-    batch = {"labels": torch.rand(3, 6)}
-    outputs = model(visual_features=torch.randn(3, 5, 512), au_features=torch.rand(3, 5, 13), input_ids=ids,
-                    text_mask=mask)
+                                           fusion_type="feature", modality_dropout=0.0)).train()
+    _, mask = _text_inputs()
+    batch = {"visual_features": torch.randn(3, 5, 512), "au_features": torch.rand(3, 5, 13),
+             "text_features": torch.randn(3, 7, 24), "text_mask": mask, "labels": torch.rand(3, 6)}
     accelerator = Accelerator(cpu=True)
-    fused_only = global_batch_loss(accelerator, outputs, batch, "fusion", "mse")
-    loss = global_batch_loss(accelerator, outputs, batch, "fusion", "mse", unimodal_loss_weight=0.5)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    model.config.unimodal_loss_weight = 0.0
+    fused_only = model(**inputs, labels=batch["labels"]).loss
+    model.config.unimodal_loss_weight = 0.5
+    loss = training_loss(accelerator, model, batch, "fusion")
     assert loss > fused_only
     loss.backward()
     for head in (model.visual.head.frame_head, model.text.head.frame_head, model.fusion_head.mlp[0]):

@@ -18,7 +18,7 @@ import torch
 from helpers import REPO_ROOT, tiny_audio_config, tiny_visual_config
 
 from emi_hf import EmiAudioModel, EmiFusionModel, EmiVisualModel
-from emi_hf.training import TrainingArguments, build_parser, evaluate_model, plot_scatter, train
+from emi_hf.training import EmiTrainingArguments, build_parser, evaluate_model, plot_scatter, train
 from emi_hf.data.random_features import make_feature_dataset
 from emi_hf.data.store import load_feature_splits
 from emi_hf.training.data import MODALITY_COLUMNS, ClipBatchDataset, EpochBatchSampler, FeatureTable
@@ -56,7 +56,7 @@ def trained(features, tmp_path_factory) -> dict:
     runs = tmp_path_factory.mktemp("runs")
     results = {}
     for modality in ("visual", "audio"):
-        results[modality] = train(TrainingArguments(
+        results[modality] = train(EmiTrainingArguments(
             features=str(features), modality=modality, output_dir=str(runs / modality), epochs=6, seed=1,
             **{**TINY_KWARGS, "report_to": "tensorboard" if modality == "visual" else "none"},
         ))
@@ -69,13 +69,13 @@ def trained(features, tmp_path_factory) -> dict:
 
 
 def test_parser_defaults_are_the_dataclass_defaults():
-    parsed = TrainingArguments.from_any(build_parser().parse_args(["--features", "f"]))
-    assert parsed == TrainingArguments(features="f")
-    parsed = TrainingArguments.from_any(build_parser().parse_args(
+    parsed = EmiTrainingArguments.from_any(build_parser().parse_args(["--features", "f"]))
+    assert parsed == EmiTrainingArguments(features="f")
+    parsed = EmiTrainingArguments.from_any(build_parser().parse_args(
         ["--features", "f", "--modality", "audio", "--tcn-dilations", "1,2,4", "--resume", "--loss", "ccc"]))
     assert parsed.tcn_dilations == [1, 2, 4] and parsed.resume == "auto" and parsed.output_dir == "runs/audio"
     with pytest.raises(TypeError, match="Unknown"):
-        TrainingArguments.from_any({"features": "f", "learning_rate": 1e-3})
+        EmiTrainingArguments.from_any({"features": "f", "learning_rate": 1e-3})
 
 
 def test_feature_table_views_equal_the_dataset_rows(features):
@@ -167,7 +167,7 @@ def test_visual_training_learns_and_saves_a_complete_run(trained, features):
 
 
 def test_late_fusion_fits_weights_and_beats_each_modality(trained, features, tmp_path):
-    results = train(TrainingArguments(
+    results = train(EmiTrainingArguments(
         features=str(features), modality="fusion", output_dir=str(tmp_path / "fusion"), report_to="none",
         visual_model=str(trained["dir"] / "visual"), audio_model=str(trained["dir"] / "audio"),
     ))
@@ -187,7 +187,7 @@ def test_late_fusion_fits_weights_and_beats_each_modality(trained, features, tmp
 
 
 def test_joint_fusion_trains_both_models(features, tmp_path):
-    results = train(TrainingArguments(features=str(features), modality="fusion", fusion_mode="joint",
+    results = train(EmiTrainingArguments(features=str(features), modality="fusion", fusion_mode="joint",
                                       output_dir=str(tmp_path / "joint"), epochs=2, seed=0, **TINY_KWARGS))
     assert results["training"]["epochs_run"] == 2 and results["fusion_mode"] == "joint"
     assert "validation_before_fitting_weights" in results and results["validation"]["mean_pearson"] is not None
@@ -199,7 +199,7 @@ def test_kill_and_resume_ends_with_the_same_weights(features, tmp_path):
 
     common = dict(features=str(features), modality="audio", epochs=4, seed=7, patience=0, dropout=0.1,
                   checkpoint_every_epoch=True, loss="ccc", **TINY_KWARGS)
-    uninterrupted = train(TrainingArguments(output_dir=str(tmp_path / "a"), **common))
+    uninterrupted = train(EmiTrainingArguments(output_dir=str(tmp_path / "a"), **common))
 
     class Killed(Exception):
         pass
@@ -209,9 +209,9 @@ def test_kill_and_resume_ends_with_the_same_weights(features, tmp_path):
             raise Killed
 
     with pytest.raises(Killed):
-        train(TrainingArguments(output_dir=str(tmp_path / "b"), **common), on_epoch_end=kill_after_two)
+        train(EmiTrainingArguments(output_dir=str(tmp_path / "b"), **common), on_epoch_end=kill_after_two)
     assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == ["epoch_1", "epoch_2"]
-    resumed = train(TrainingArguments(output_dir=str(tmp_path / "b"), resume="auto", **common))
+    resumed = train(EmiTrainingArguments(output_dir=str(tmp_path / "b"), resume="auto", **common))
     assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == ["epoch_3", "epoch_4"]  # last 2
     for name in ("checkpoints/epoch_4/model.safetensors", "model.safetensors"):
         a, b = load_file(tmp_path / "a" / name), load_file(tmp_path / "b" / name)
@@ -223,7 +223,7 @@ def test_kill_and_resume_ends_with_the_same_weights(features, tmp_path):
 
 def test_early_stopping_and_resume_without_checkpoints(features, tmp_path):
     # lr 0: the metric never improves after epoch 1, so patience 2 stops after epoch 3.
-    results = train(TrainingArguments(features=str(features), modality="visual", output_dir=str(tmp_path / "run"),
+    results = train(EmiTrainingArguments(features=str(features), modality="visual", output_dir=str(tmp_path / "run"),
                                       epochs=10, patience=2, resume="auto", **{**TINY_KWARGS, "lr": 0.0}))
     assert results["training"]["epochs_run"] == 3 and results["training"]["stopped_early"]
     assert results["training"]["best_epoch"] == 1
@@ -231,16 +231,71 @@ def test_early_stopping_and_resume_without_checkpoints(features, tmp_path):
 
 def test_clear_errors(features, tmp_path):
     with pytest.raises(ValueError, match="batch-size"):
-        train(TrainingArguments(features=str(features), output_dir=str(tmp_path / "x"), **{**TINY_KWARGS,
+        train(EmiTrainingArguments(features=str(features), output_dir=str(tmp_path / "x"), **{**TINY_KWARGS,
                                                                                              "batch_size": 500}))
     with pytest.raises(ValueError, match="--visual-model"):
-        train(TrainingArguments(features=str(features), modality="fusion", output_dir=str(tmp_path / "y"),
+        train(EmiTrainingArguments(features=str(features), modality="fusion", output_dir=str(tmp_path / "y"),
                                 report_to="none"))
     other_aus = tmp_path / "other_aus"
     EmiVisualModel(tiny_visual_config(au_names=["AU01", "AU02"])).save_pretrained(other_aus)
     with pytest.raises(ValueError, match="AUs"):
-        train(TrainingArguments(features=str(features), output_dir=str(tmp_path / "z"), base_model=str(other_aus),
+        train(EmiTrainingArguments(features=str(features), output_dir=str(tmp_path / "z"), base_model=str(other_aus),
                                 **TINY_KWARGS))
+
+
+@pytest.mark.parametrize("loss_type", ["mse", "ccc", "pearson"])
+def test_the_loop_loss_is_the_models_loss(features, loss_type):
+    """One loss: a training step's loss (`training_loss`, and what `train_one_epoch` reports) is the model's own
+    `labels` loss for one process; it leaves out clips without the modality and unlabeled clips, and weights clips
+    by the batch's `weights` (`--annotator-weights`)."""
+    from accelerate import Accelerator
+    from transformers import get_cosine_schedule_with_warmup
+
+    from emi_hf.modeling_emi import regression_loss, weighted_regression_loss
+    from emi_hf.training.data import model_inputs
+    from emi_hf.training.evaluation import build_loader
+    from emi_hf.training.loop import train_one_epoch, training_loss
+
+    datasets, _, _ = load_feature_splits(features)
+    loader = build_loader(datasets["train"], "audio", 6, 24, None, 24, clip_weights=np.linspace(0.5, 2.0, 96))
+    batch = next(iter(loader))
+    batch["labels"][1] = float("nan")  # an unlabeled clip
+    assert not bool((batch["audio_mask"].sum(1) > 0).all()), "the features have clips without audio"
+    model = EmiAudioModel(tiny_audio_config(loss_type=loss_type, dropout=0.0)).train()
+    accelerator = Accelerator(cpu=True)
+    unweighted = {k: v for k, v in batch.items() if k != "weights"}
+    with torch.no_grad():
+        output = model(**model_inputs(batch, "audio"), labels=batch["labels"])
+        keep = output.modality_mask & torch.isfinite(batch["labels"]).all(1)
+        assert torch.equal(training_loss(accelerator, model, unweighted, "audio"), output.loss)
+        torch.testing.assert_close(output.loss, regression_loss(loss_type, output.intensities[keep],
+                                                                batch["labels"][keep]))
+        weighted = training_loss(accelerator, model, batch, "audio")
+        torch.testing.assert_close(weighted, weighted_regression_loss(
+            loss_type, output.intensities[keep], batch["labels"][keep], batch["weights"][keep]))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.0)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, 0, 1)
+    args = EmiTrainingArguments(features="f", modality="audio")
+    reported = train_one_epoch(accelerator, model, [unweighted], optimizer, scheduler, args)
+    assert reported == pytest.approx(float(output.loss), abs=1e-7)
+
+
+def test_the_old_name_of_the_arguments_still_imports_with_a_warning():
+    import transformers
+
+    import emi_hf.training
+    import emi_hf.training.arguments
+
+    for module in (emi_hf.training, emi_hf.training.arguments):
+        with pytest.warns(DeprecationWarning, match="EmiTrainingArguments"):
+            old = module.TrainingArguments
+        assert old is EmiTrainingArguments
+    with pytest.warns(DeprecationWarning):
+        from emi_hf.training import TrainingArguments  # noqa: F401
+    assert "TrainingArguments" not in emi_hf.training.__all__  # a star import does not shadow transformers' class
+    assert transformers.TrainingArguments is not EmiTrainingArguments
+    with pytest.raises(AttributeError):
+        emi_hf.training.NoSuchName  # noqa: B018
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from transformers.utils import ModelOutput
 
 from .backbones_emi import FrozenBackboneMixin, init_resnet_module
 from .configuration_emi import EmiVisualConfig
-from .temporal_emi import IntensityHead, TemporalEncoder, _finalise, _masked_loss, init_submodel_on_load
+from .temporal_emi import IntensityHead, TemporalEncoder, _finalise, clip_loss, init_submodel_on_load
 
 
 @dataclass
@@ -140,7 +140,7 @@ class _TemporalRegressor(FrozenBackboneMixin, EmiPreTrainedModel):
         intensities, frame_intensities = _finalise(frame_logits, clip_logits, frame_mask, clip_mask)
         loss = None
         if labels is not None:
-            loss = _masked_loss(self.config.loss_type, clip_logits.sigmoid(), labels, clip_mask)
+            loss = clip_loss(self.config.loss_type, clip_logits.sigmoid(), labels, clip_mask)
         output = EmiRegressionOutput(
             loss=loss, intensities=intensities, frame_intensities=frame_intensities, modality_mask=clip_mask,
             frame_mask=frame_mask, last_hidden_state=hidden_states,

@@ -38,10 +38,14 @@ from .encoders_emi import build_speech_encoder, describe_face_backbone, load_pre
 from .modeling_base_emi import EmiPreTrainedModel, EmiRegressionOutput, _TemporalRegressor  # noqa: F401  (re-exported)
 from .temporal_emi import (  # noqa: F401  (losses re-exported: modeling_emi is their public home too)
     REGRESSION_LOSSES,
+    LossReduction,
     TemporalEncoder,
+    clip_loss,
     concordance_loss,
+    loss_reduction,
     pearson_loss,
     regression_loss,
+    weighted_regression_loss,
 )
 
 
@@ -318,5 +322,6 @@ class EmiTextModel(_TemporalRegressor):
 
 __all__ = [
     "EmiAudioModel", "EmiPreTrainedModel", "EmiRegressionOutput", "EmiTextModel", "EmiVisualModel",
-    "TemporalEncoder", "concordance_loss", "pearson_loss", "regression_loss",
+    "LossReduction", "TemporalEncoder", "clip_loss", "concordance_loss", "loss_reduction", "pearson_loss",
+    "regression_loss", "weighted_regression_loss",
 ]

@@ -1,6 +1,6 @@
 """A seed ensemble of emi-hf models: N trained models of one type whose clip intensities are averaged.
 
-`emi-hf train --seeds N` (`TrainingArguments(seeds=N)`) trains N seeds and saves their ensemble with
+`emi-hf train --seeds N` (`EmiTrainingArguments(seeds=N)`) trains N seeds and saves their ensemble with
 `save_pretrained`; it loads like any other checkpoint (`AutoModel.from_pretrained(folder)`, or
 `EmiEnsembleModel.from_pretrained`), and with `trust_remote_code=True` without emi-hf installed: this file and the
 files it imports (relatively: `configuration_emi`, `modeling_emi` and theirs) are copied next to the weights.
@@ -21,7 +21,8 @@ from torch import nn
 from transformers import PreTrainedConfig
 
 from .configuration_emi import EmiAudioConfig, EmiFusionConfig, EmiTextConfig, EmiVisualConfig
-from .modeling_emi import EmiAudioModel, EmiPreTrainedModel, EmiTextModel, EmiVisualModel, regression_loss
+from .modeling_emi import EmiAudioModel, EmiPreTrainedModel, EmiTextModel, EmiVisualModel
+from .temporal_emi import clip_loss
 from .modeling_fusion_emi import EmiFusionModel
 
 MEMBER_CLASSES = {
@@ -138,10 +139,7 @@ class EmiEnsembleModel(EmiPreTrainedModel):
             present = first.modality_mask
         else:  # a fusion output: any modality the members hold
             present = torch.stack([getattr(first, f"{m}_mask") for m in self.members[0].modalities]).any(dim=0)
-        loss = None
-        if labels is not None and bool(present.any()):
-            loss = regression_loss(self._loss_type(), averaged["intensities"][present],
-                                   labels.to(averaged["intensities"].dtype)[present])
+        loss = None if labels is None else clip_loss(self._loss_type(), averaged["intensities"], labels, present)
         dropped = {*averaged, "loss", "hidden_states"}  # averaged, recomputed, or per member (not kept)
         kept = {name: value for name, value in first.items() if name not in dropped}
         output = type(first)(loss=loss, **averaged, **kept)

@@ -25,7 +25,7 @@ from transformers.utils import ModelOutput
 from .configuration_emi import FUSION_MODALITIES, EmiFusionConfig
 from .modeling_base_emi import EmiPreTrainedModel, EmiRegressionOutput
 from .modeling_emi import EmiAudioModel, EmiTextModel, EmiVisualModel
-from .temporal_emi import _masked_loss
+from .temporal_emi import clip_loss
 
 MODEL_CLASSES = {"visual": EmiVisualModel, "audio": EmiAudioModel, "text": EmiTextModel}
 # Each sub-model's forward arguments, as the fusion model takes them (their union).
@@ -231,9 +231,9 @@ class EmiFusionModel(EmiPreTrainedModel):
         return torch.where(present.any(dim=1)[:, None], intensities, torch.full_like(intensities, float("nan")))
 
     def _loss(self, outputs: dict, intensities: torch.Tensor, present: torch.Tensor, labels: torch.Tensor):
-        loss = _masked_loss(self.config.loss_type, intensities, labels, present)
+        loss = clip_loss(self.config.loss_type, intensities, labels, present)
         if self.config.fusion_type == "feature" and self.config.unimodal_loss_weight > 0:
-            own = [_masked_loss(self.config.loss_type, out.intensities, labels, out.modality_mask)
+            own = [clip_loss(self.config.loss_type, out.intensities, labels, out.modality_mask)
                    for out in outputs.values()]
             loss = loss + self.config.unimodal_loss_weight * torch.stack(own).mean()
         return loss

@@ -118,9 +118,9 @@ def extract_features(records: dict, features_dir: Path, face_detector: str, fps:
 
 
 def _training_arguments(features_dir: Path, epochs: int, seed: int, batch_size: int, **run):
-    from .training import TrainingArguments
+    from .training import EmiTrainingArguments
 
-    return TrainingArguments(features=str(features_dir), epochs=epochs, seed=seed, report_to="none",
+    return EmiTrainingArguments(features=str(features_dir), epochs=epochs, seed=seed, report_to="none",
                              batch_size=batch_size, **run)
 
 

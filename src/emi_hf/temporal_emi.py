@@ -10,7 +10,11 @@ transformers.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -53,12 +57,99 @@ def regression_loss(loss_type: str, predictions: torch.Tensor, labels: torch.Ten
     return REGRESSION_LOSSES[loss_type](predictions, labels)
 
 
-def _masked_loss(loss_type, intensities, labels, clip_mask):
-    labels = labels.to(intensities.dtype)
-    if not bool(clip_mask.any()):
-        # No clip of the batch has this modality: a zero loss that still belongs to the graph.
-        return intensities.nan_to_num(0.0).sum() * 0.0
-    return regression_loss(loss_type, intensities[clip_mask], labels[clip_mask])
+def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Column means of `[B, L]` values with per-row weights `[B]` (summing to 1)."""
+    return (weights[:, None] * values).sum(0)
+
+
+def weighted_regression_loss(loss_type: str, predictions: torch.Tensor, labels: torch.Tensor,
+                             weights: torch.Tensor | None, eps: float = 1e-8) -> torch.Tensor:
+    """`regression_loss(loss_type, predictions, labels)` with each clip (row) weighted by `weights` `[B]` (MSE,
+    1 - CCC, 1 - Pearson r with weighted moments): with equal weights it is that loss, with integer weights that loss
+    on the batch with each clip repeated as many times. None weights: the unweighted loss."""
+    if weights is None:
+        return regression_loss(loss_type, predictions, labels)
+    w = weights.to(predictions.dtype)
+    w = w / w.sum().clamp_min(eps)
+    labels = labels.to(predictions.dtype)
+    if loss_type == "mse":
+        return _weighted_mean((predictions - labels) ** 2, w).mean()
+    pred_centred = predictions - _weighted_mean(predictions, w)
+    label_centred = labels - _weighted_mean(labels, w)
+    covariance = _weighted_mean(pred_centred * label_centred, w)
+    pred_var, label_var = _weighted_mean(pred_centred ** 2, w), _weighted_mean(label_centred ** 2, w)
+    if loss_type == "pearson":
+        return (1 - covariance / (pred_var.sqrt() * label_var.sqrt() + eps)).mean()
+    if loss_type == "ccc":
+        bias = (_weighted_mean(predictions, w) - _weighted_mean(labels, w)) ** 2
+        return (1 - 2 * covariance / (pred_var + label_var + bias + eps)).mean()
+    return regression_loss(loss_type, predictions, labels)  # raises the unknown-loss error
+
+
+@dataclass(frozen=True)
+class LossReduction:
+    """
+    How the models' `labels` loss (`clip_loss`) reduces over clips; set for a block of code with `loss_reduction`.
+
+    Args:
+        weights: per-clip loss weights `[B]` of the clips of the forward call (None: equal).
+        gather: with several processes each holding a slice of one global batch, a function that concatenates a
+            tensor `[b, ...]` of every process along dim 0 in process order (`accelerate.Accelerator.gather`; every
+            process's slice must have the same size `b`). The loss is then that of the whole global batch: the same
+            value on every process, differentiable in this process's slice; backpropagate `loss * num_processes`
+            so that DDP's gradient averaging yields the gradient of the global loss. None: the clips of this call.
+        process_index: this process's place in the gathered tensors.
+    """
+
+    weights: torch.Tensor | None = None
+    gather: Callable[[torch.Tensor], torch.Tensor] | None = None
+    process_index: int = 0
+
+
+_LOSS_REDUCTION: contextvars.ContextVar[LossReduction | None] = contextvars.ContextVar("emi_loss_reduction",
+                                                                                         default=None)
+
+
+@contextlib.contextmanager
+def loss_reduction(weights: torch.Tensor | None = None, gather: Callable | None = None, process_index: int = 0):
+    """Within the block, the `labels` loss of every emi-hf model forward reduces as `LossReduction(weights, gather,
+    process_index)` says (per-clip weights, the global batch of several processes). The training loop runs each
+    step in one; outside one, a model's loss is the plain loss over the clips of its call."""
+    token = _LOSS_REDUCTION.set(LossReduction(weights, gather, process_index))
+    try:
+        yield
+    finally:
+        _LOSS_REDUCTION.reset(token)
+
+
+def clip_loss(loss_type: str, intensities: torch.Tensor, labels: torch.Tensor, clip_mask: torch.Tensor) -> torch.Tensor:
+    """
+    The models' `labels` loss: `loss_type` between clip intensities `[B, L]` and labels `[B, L]`, over the clips that
+    have the modality (`clip_mask` `[B]`) and finite labels (an unlabeled clip is left out), in float32, reduced as
+    the enclosing `loss_reduction` says (default: over these clips, unweighted). No clip to learn from: a zero that
+    keeps every parameter in the graph.
+    """
+    reduction = _LOSS_REDUCTION.get() or LossReduction()
+    intensities = intensities.float()
+    labels = labels.to(intensities.device).float()
+    valid = clip_mask.bool() & torch.isfinite(labels).all(dim=1)
+    predictions = torch.where(valid[:, None], intensities, torch.zeros_like(intensities))
+    labels = torch.where(valid[:, None], labels, torch.zeros_like(labels))
+    weights = reduction.weights
+    if reduction.gather is not None:
+        rank, size = reduction.process_index, predictions.shape[0]
+        gathered = reduction.gather(predictions.detach())
+        predictions = torch.cat([gathered[: rank * size], predictions, gathered[(rank + 1) * size :]])
+        labels = reduction.gather(labels)
+        valid = reduction.gather(valid.to(torch.uint8)).bool()  # uint8: gloo gathers no bool tensors
+        weights = None if weights is None else reduction.gather(weights)
+    if not bool(valid.any()):
+        return predictions.nan_to_num(0.0).sum() * 0.0
+    return weighted_regression_loss(loss_type, predictions[valid], labels[valid],
+                                    None if weights is None else weights[valid])
+
+
+_masked_loss = clip_loss  # the name of earlier versions
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -1,6 +1,10 @@
 """Training arguments: one dataclass, the defaults, and the command line parsed from it (`train.py`, `emi-hf train`).
 
-`build_parser()` is a `transformers.HfArgumentParser` over [`TrainingArguments`]: every field is a flag of the same
+The dataclass is [`EmiTrainingArguments`]; `TrainingArguments`, its name before, still imports (with a
+`DeprecationWarning`) and is the same class: it will be removed in a later version. It was renamed so that it does not
+shadow `transformers.TrainingArguments` (a different class) in code that imports both.
+
+`build_parser()` is a `transformers.HfArgumentParser` over [`EmiTrainingArguments`]: every field is a flag of the same
 name, spelled `--max_frames` or `--max-frames`, with the field's default and help. The model-size fields carry the
 names of the config fields they set (`--num_hidden_layers`); the spellings of earlier versions stay as aliases
 (`--num-layers`, `--num-heads`, `--tcn-dilations 1,2,4` with commas).
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
@@ -34,13 +39,28 @@ def _help(text: str, **argparse_options) -> dict:
 
 
 @dataclass
-class TrainingArguments:
+class EmiTrainingArguments:
     """
-    Everything a training run needs; `train(TrainingArguments(features="features/", modality="visual"))`.
+    Everything a training run needs; `train(EmiTrainingArguments(features="features/", modality="visual"))`. The
+    data is the cached features of `features`, or with `raw_data` the raw clips of a Hume-Vidmimic2 folder (end-to-end
+    fine-tuning); both go through the same loop (`training.loop`).
 
     Batch sizes are *global*: a batch of `batch_size` clips is split across the processes (accelerate's
-    `split_batches=True`), so 1 or N processes see the same batches and reach the same weights (up to floating point
-    summation order). `batch_size` must be a multiple of the number of processes.
+    `split_batches=True`); the data order, the random windows and the learning-rate schedule depend on the seed and
+    the epoch only, and the loss of a step is that of the whole global batch. `batch_size` must be a multiple of the
+    number of processes. Validation is gathered from every process, so the best epoch is chosen on all of the
+    evaluation split.
+
+    What is tested about 1 vs N processes (CPU, gloo): a visual model on cached features, 2 epochs, dropout 0 and
+    channel dropout 0, Pearson loss, trained with 1 process (`accelerate launch`) and with 2 (`torchrun`), has the
+    same training loss and validation mean Pearson at every epoch within 1e-5
+    (`tests/test_training.py::test_two_processes_give_the_same_metric_as_one`); a 2-process end-to-end audio run
+    records, at every epoch, the mean Pearson of all validation clips (equal within 1e-5 to a 1-process evaluation of
+    that epoch's checkpoint) and keeps the epoch best on all of them
+    (`tests/test_end_to_end.py::test_two_process_end_to_end_run_chooses_its_epoch_on_all_of_validation`). The
+    weights themselves are not compared, and nothing is claimed with dropout > 0 (the masks are drawn per process,
+    so 1 and N processes then train differently) or for the order of floating point sums (N processes sum in
+    another order: results agree to rounding, not bit for bit).
     """
 
     features: str = field(metadata=_help("features folder written by `emi-hf extract` (emi_features.json + "
@@ -137,15 +157,21 @@ class TrainingArguments:
     annotator_weights: bool = field(default=False, metadata=_help(
         "weight each training clip's loss by its annotator count, inferred from its k/N labels "
         "(emi_hf.training.weighting); off by default"))
-    # end-to-end fine-tuning from raw inputs (training.end_to_end)
+    # end-to-end fine-tuning from raw inputs (training.end_to_end): the same loop on another dataset
     raw_data: str | None = field(default=None, metadata=_help(
         "visual/audio: train end to end from the raw clips of this Hume-Vidmimic2 folder (face crops / waveforms "
-        "through the backbone) instead of the cached features; --features still gives the base model and processor"))
+        "through the backbone, decoded each epoch) instead of the cached features; --features still gives the base "
+        "model, the processor and the label names"))
     trainable_backbone_layers: int = field(default=0, metadata=_help(
-        "with --raw-data: fine-tune the last N backbone blocks (0: frozen)"))
+        "with --raw-data: fine-tune the last N blocks of the backbone (ResNet blocks, speech encoder layers), "
+        "the rest frozen (0: all frozen)"))
     gradient_checkpointing: bool = field(default=False, metadata=_help(
         "with --raw-data: recompute layers in the backward pass to save memory (transformers / timm backbones and "
         "the temporal model)"))
+    raw_clip_cache: bool = field(default=False, metadata=_help(
+        "with --raw-data, visual: keep each processed clip in the clip cache (emi_hf.media.cache, under its size "
+        "cap) so that later epochs skip decoding and face detection; default off: every epoch decodes again and "
+        "nothing is written to disk"))
 
     def __post_init__(self):
         for name, allowed in (("modality", MODALITIES), ("loss", LOSS_TYPES), ("mixed_precision", MIXED_PRECISION),
@@ -163,10 +189,12 @@ class TrainingArguments:
             raise ValueError("train_splits must name at least one split.")
         if self.tcn_dilations is not None:  # numbers, or command-line words such as "1,2,4" or "1" "2" "4"
             self.tcn_dilations = [int(d) for d in " ".join(map(str, self.tcn_dilations)).replace(",", " ").split()]
+        if self.trainable_backbone_layers < 0:
+            raise ValueError(f"trainable_backbone_layers must be >= 0, got {self.trainable_backbone_layers}.")
 
     @classmethod
-    def from_any(cls, args) -> TrainingArguments:
-        """From a `TrainingArguments`, an `argparse.Namespace` or a dict (unknown keys are an error)."""
+    def from_any(cls, args) -> EmiTrainingArguments:
+        """From an `EmiTrainingArguments`, an `argparse.Namespace` or a dict (unknown keys are an error)."""
         if isinstance(args, cls):
             return args
         values = dict(vars(args)) if isinstance(args, argparse.Namespace) else dict(args)
@@ -183,11 +211,12 @@ class TrainingArguments:
 
 
 def build_parser(*extra_dataclasses, description: str | None = None) -> HfArgumentParser:
-    """The `train.py` / `emi-hf train` command line: one flag per [`TrainingArguments`] field (and per field of
+    """The `train.py` / `emi-hf train` command line: one flag per [`EmiTrainingArguments`] field (and per field of
     `extra_dataclasses`, for commands that add options, such as `emi-hf cv`)."""
     parser = HfArgumentParser(
-        [TrainingArguments, *extra_dataclasses],
-        description=description or "Train an emi-hf model on cached features. Run with `accelerate launch train.py "
+        [EmiTrainingArguments, *extra_dataclasses],
+        description=description or "Train an emi-hf model on cached features (or, with --raw-data, end to end on "
+        "the raw clips). Run with `accelerate launch train.py "
         "...` (any number of processes, --mixed_precision, CPU or GPU), or plainly with python for one process.",
     )
     # Each word after --tcn_dilations may hold several numbers ("1,2,4"); __post_init__ splits them.
@@ -197,9 +226,9 @@ def build_parser(*extra_dataclasses, description: str | None = None) -> HfArgume
     return parser
 
 
-def parse_args(argv: list[str] | None = None) -> TrainingArguments:
-    """`TrainingArguments` from command-line words (default: `sys.argv[1:]`; an unknown flag is a usage error)."""
-    return TrainingArguments.from_any(build_parser().parse_args(argv))
+def parse_args(argv: list[str] | None = None) -> EmiTrainingArguments:
+    """`EmiTrainingArguments` from command-line words (default: `sys.argv[1:]`; an unknown flag is a usage error)."""
+    return EmiTrainingArguments.from_any(build_parser().parse_args(argv))
 
 
 def sequence_caps(max_frames: int | None, max_audio_frames: int | None, visual_run=None,
@@ -214,3 +243,22 @@ def sequence_caps(max_frames: int | None, max_audio_frames: int | None, visual_r
     if max_audio_frames is None:
         max_audio_frames = trained_settings(audio_run).get("max_audio_frames", DEFAULT_MAX_AUDIO_FRAMES)
     return max_frames or None, max_audio_frames or None
+
+
+DEPRECATED_NAMES = {"TrainingArguments": "EmiTrainingArguments"}
+"""Names of earlier versions that still import (with a DeprecationWarning), and what replaces them."""
+
+
+def deprecated_name(module: str, name: str):
+    """The object a deprecated `name` of `module` stands for, after a DeprecationWarning (for a module `__getattr__`);
+    AttributeError for any other name."""
+    if name not in DEPRECATED_NAMES:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    new = DEPRECATED_NAMES[name]
+    warnings.warn(f"{module}.{name} is deprecated and will be removed in a later version: use {new} (the same "
+                  f"class, renamed so that it does not shadow transformers.{name}).", DeprecationWarning, stacklevel=3)
+    return globals()[new]
+
+
+def __getattr__(name: str):
+    return deprecated_name(__name__, name)

@@ -37,7 +37,7 @@ def time_epoch(
 
     from ..data.random_features import make_feature_dataset
     from ..data.store import load_feature_splits
-    from .arguments import DEFAULT_MAX_AUDIO_FRAMES, DEFAULT_MAX_FRAMES, TrainingArguments
+    from .arguments import DEFAULT_MAX_AUDIO_FRAMES, DEFAULT_MAX_FRAMES, EmiTrainingArguments
     from .evaluation import build_loader
     from .loop import train
 
@@ -59,7 +59,7 @@ def time_epoch(
         num_batches = sum(1 for _ in loader)
         data_s = time.perf_counter() - began
 
-        results = train(TrainingArguments(
+        results = train(EmiTrainingArguments(
             features=str(folder / "features"), modality=modality, output_dir=str(folder / "run"), epochs=1,
             batch_size=batch_size, report_to="none", patience=0, mixed_precision=mixed_precision,
             no_base_model=True,  # random features: no backbone made them

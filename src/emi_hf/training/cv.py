@@ -33,7 +33,7 @@ import numpy as np
 from ..configuration_emi import FUSION_MODALITIES
 from ..data.store import load_feature_splits
 from ..results import json_ready, trained_settings
-from .arguments import TrainingArguments, sequence_caps
+from .arguments import EmiTrainingArguments, sequence_caps
 from .evaluation import predict_split, score_predictions
 
 logger = logging.getLogger("emi_hf.training")
@@ -108,7 +108,7 @@ def _quiet_progress_bars() -> list:
     return restore
 
 
-def _train_round(args: TrainingArguments, splits: dict, folder: Path) -> dict[str, Path]:
+def _train_round(args: EmiTrainingArguments, splits: dict, folder: Path) -> dict[str, Path]:
     """Trains round's model(s) into `folder`; returns {"visual"|"audio"|"text"|"fusion": run folder} of what to
     score (late fusion: of visual, audio, and text when the features have it)."""
     from .loop import train
@@ -130,7 +130,7 @@ def _train_round(args: TrainingArguments, splits: dict, folder: Path) -> dict[st
     return {**runs, "fusion": folder / "fusion"}
 
 
-def _score(run_dir: Path, test, args: TrainingArguments, label_names) -> dict:
+def _score(run_dir: Path, test, args: EmiTrainingArguments, label_names) -> dict:
     from transformers import AutoModel
 
     import emi_hf  # noqa: F401  (registers the Auto classes)
@@ -165,7 +165,7 @@ def summarise(folds: list[dict], label_names) -> dict:
     return summary
 
 
-def run_cv(args: TrainingArguments, cv: CVArguments) -> dict:
+def run_cv(args: EmiTrainingArguments, cv: CVArguments) -> dict:
     """K rounds of training and scoring (module docstring); writes and returns cv_results.json's content."""
     started = time.perf_counter()
     datasets, metadata, _ = load_feature_splits(args.features)

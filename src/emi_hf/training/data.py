@@ -280,7 +280,12 @@ def make_loader(dataset: ClipBatchDataset, sampler: EpochBatchSampler) -> torch.
     return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=identity_collate, num_workers=0)
 
 
+RAW_INPUTS = {"visual": ("pixel_values", "au_features", "frame_mask"), "audio": ("input_values", "attention_mask")}
+"""The forward kwargs of a batch of raw clips (`training.end_to_end`), per modality."""
+
+
 def model_inputs(batch: dict, modality: str) -> dict:
-    """The forward kwargs of the `modality` model from a batch (fusion: the modality columns the batch holds)."""
-    columns = MODALITY_COLUMNS[modality] + (TEXT_COLUMNS if modality == "fusion" else ())
-    return {key: batch[key] for key in columns if key in batch}
+    """The forward kwargs of the `modality` model from a batch of cached features (fusion: the modality columns the
+    batch holds) or of raw clips (`RAW_INPUTS`)."""
+    columns = MODALITY_COLUMNS[modality] + (TEXT_COLUMNS if modality == "fusion" else ()) + RAW_INPUTS.get(modality, ())
+    return {key: batch[key] for key in dict.fromkeys(columns) if key in batch}

@@ -1,14 +1,19 @@
-"""The training loop, in the shape of accelerate's `examples/complete_nlp_example.py`, for the three emi-hf models.
+"""The training loop, in the shape of accelerate's `examples/complete_nlp_example.py`, for the emi-hf models: the one
+loop, for cached features and for raw clips (end-to-end fine-tuning, `training.end_to_end`) alike.
 
 Read top to bottom, `train()`:
 
 1. `Accelerator` (mixed precision, gradient accumulation, `split_batches=True`, tracker) and `set_seed`.
 2. `prepare_run`: the features (`load_feature_splits`), the model (`build_model`: backbone kept from a base
-   checkpoint, temporal part new), the processor copied next to where the best model will go.
-3. `train_model`: the loaders, AdamW (no weight decay on biases and norms) with linear warm-up then cosine decay,
+   checkpoint, temporal part new), the processor copied next to where the best model will go. With `raw_data`, the
+   splits are the raw clips of that folder instead (`end_to_end.setup_end_to_end`: the backbone's last blocks made
+   trainable); everything below is the same for both.
+3. `train_model`: the loaders, AdamW (no weight decay on biases and norms; a trained backbone at
+   `end_to_end.BACKBONE_LR_SCALE` x lr) with linear warm-up then cosine decay,
    `accelerator.prepare`; `resume`: `accelerator.load_state` of an epoch checkpoint (model, optimizer, scheduler,
    RNG, and our `TrainingState`: epoch, best metric, patience counter, history).
-4. Per epoch: `train_one_epoch` with gradient clipping; `evaluate` with `gather_for_metrics`; `keep_if_best` saves
+4. Per epoch: `train_one_epoch` (the model's own loss, `training_loss`) with gradient clipping; `evaluate` with
+   `gather_for_metrics` (every process's share of the evaluation split); `keep_if_best` saves
    the best model (validation mean Pearson) with `save_pretrained`; `save_checkpoint` to `checkpoints/epoch_N`
    (`checkpoint_every_epoch`, the last 2 kept); early stopping after `patience` epochs without improvement.
 5. `write_run_results`: `results.json` (`emi_hf.results`) and the returned results dict.
@@ -32,7 +37,10 @@ computed on the whole global batch (predictions are gathered, the local slice ke
 by the number of processes to undo DDP's gradient averaging), which matters for the batch-statistic losses
 (CCC, Pearson) and for clips without the modality. The learning-rate schedule and random crops do not depend on the
 process count either. What remains is floating point summation order (and dropout masks, which are drawn per
-process): with dropout 0 the 1- and 2-process runs agree to about 1e-6 in the metric. On CPUs, start N processes
+process): with dropout 0 the 1- and 2-process runs agree to about 1e-6 in the metric (what is tested: the docstring
+of `EmiTrainingArguments`). The loss is the model's `labels` loss (`temporal_emi.clip_loss`) computed inside
+`temporal_emi.loss_reduction(gather=accelerator.gather)`, which makes it the loss of the global batch: one loss for
+one process and for N, for training and for `model(**inputs, labels=labels).loss`. On CPUs, start N processes
 with `torchrun --nproc_per_node N train.py --cpu ...` (gloo); `accelerate launch --cpu` starts a single process
 unless an accelerate config file sets up multi-CPU training.
 
@@ -56,24 +64,26 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, set_seed
 from transformers import get_cosine_schedule_with_warmup
 from transformers.utils import logging as transformers_logging
 
 from ..data.store import load_feature_splits
 from ..hub import CODE_FILES
-from ..configuration_emi import FUSION_MODALITIES, output_modalities
+from ..configuration_emi import FUSION_MODALITIES
 from ..modeling_fusion_emi import EmiFusionModel
 from ..results import RESULTS_FILE, json_ready, write_results
-from .arguments import TrainingArguments, parse_args, sequence_caps
+from ..temporal_emi import loss_reduction
+from .arguments import EmiTrainingArguments, parse_args, sequence_caps
 from .data import model_inputs
-from .end_to_end import train_end_to_end
+from .end_to_end import (BACKBONE_LR_SCALE, RawClipSource, check_end_to_end_args, end_to_end_record,
+                         setup_end_to_end)
 from .ensemble import train_seed_ensemble
-from .evaluation import build_loader, predict, present_mask, score_predictions
+from .evaluation import build_loader, predict, score_predictions
 from .fusion import fit_fusion
 from .models import build_model, model_summary
 from .selection import held_out, kept_fusion_weights, place_scores, selection_record, training_splits
-from .weighting import annotator_weights, weighted_regression_loss
+from .weighting import annotator_weights
 
 logger = logging.getLogger("emi_hf.training")
 
@@ -108,17 +118,19 @@ class TrainingState:
 
 @dataclass
 class Run:
-    """What every run holds before its first step: arguments, accelerator, features, the model and its origin."""
+    """What every run holds before its first step: arguments, accelerator, the splits (cached features, or raw
+    clips with `raw_clips`), the model and its origin."""
 
-    args: TrainingArguments
+    args: EmiTrainingArguments
     accelerator: Accelerator
-    datasets: dict
+    datasets: dict  # split -> `datasets.Dataset` of features, or list of `ClipRecord`s (raw clips)
     metadata: dict
     root: Path
     model: torch.nn.Module
     note: str  # where the model's weights come from (results.json `model_source`)
     started: float  # time.perf_counter() at the start of train()
     weighting: dict | None = None  # --annotator-weights: what was inferred (results.json)
+    raw_clips: RawClipSource | None = None  # --raw-data: the loaders of raw clips (end to end)
 
     @property
     def output_dir(self) -> Path:
@@ -129,59 +141,35 @@ class Run:
         return list(self.metadata["label_names"])
 
     def loader(self, split: str, batch_size: int, training: bool = False):
-        """A (not yet prepared) loader of `split`: shuffled random windows for training, else the centre windows."""
-        args, weights = self.args, None
+        """A (not yet prepared) loader of `split`: shuffled random windows for training, else the centre windows;
+        of cached features or of raw clips, batches of the same form (model inputs, `labels`, `index`, `weights`)."""
+        args, weights, data = self.args, None, self.datasets[split]
         if training and args.annotator_weights:
-            labels = np.asarray(self.datasets[split]["labels"], dtype=np.float64)
+            labels = self.raw_clips.labels(data) if self.raw_clips else np.asarray(data["labels"], dtype=np.float64)
             weights, self.weighting = annotator_weights(labels)
-        return build_loader(self.datasets[split], args.modality, len(self.label_names), batch_size, args.max_frames,
+        if self.raw_clips is not None:
+            return self.raw_clips.loader(data, batch_size, training, clip_weights=weights)
+        return build_loader(data, args.modality, len(self.label_names), batch_size, args.max_frames,
                             args.max_audio_frames, shuffle_seed=args.seed if training else None, clip_weights=weights)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Loss over the global batch
+# Loss: the model's, over the global batch
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def global_batch_loss(accelerator, outputs, batch: dict, modality: str, loss_type: str,
-                      unimodal_loss_weight: float = 0.0) -> torch.Tensor:
+def training_loss(accelerator, model, batch: dict, modality: str) -> torch.Tensor:
     """
-    The loss of the whole global batch (all processes' slices), differentiable in this process's slice.
-
-    Clips without the modality (NaN intensities) or without labels are left out; a batch with `weights` (per-clip
-    loss weights, `--annotator-weights`) gives the weighted loss (`weighting.weighted_regression_loss`). Each process
-    computes the same value; backpropagate `loss * num_processes` so that DDP's averaging yields the gradient of the
-    global loss. `unimodal_loss_weight` (feature-level fusion, `config.unimodal_loss_weight`) adds that times the
-    mean of the fused models' own losses, so that their heads train too.
+    The loss of a training step: the model's own `labels` loss (`model(**inputs, labels=...).loss`, i.e.
+    `temporal_emi.clip_loss`; feature-level fusion adds its models' own losses), reduced over the whole global batch
+    (all processes' slices) and weighted per clip by the batch's `weights` (`--annotator-weights`) through
+    `temporal_emi.loss_reduction`. Each process gets the same value, differentiable in its own slice: backpropagate
+    `loss * num_processes` so that DDP's averaging yields the gradient of the global loss. With one process and no
+    weights it is exactly `model(**inputs, labels=batch["labels"]).loss`.
     """
-    loss = _global_loss(accelerator, outputs.intensities, present_mask(outputs), batch, loss_type)
-    if modality == "fusion" and unimodal_loss_weight > 0:
-        own = [_global_loss(accelerator, getattr(outputs, f"{m}_intensities"), getattr(outputs, f"{m}_mask"), batch,
-                            loss_type)
-               for m in output_modalities(outputs)]
-        loss = loss + unimodal_loss_weight * torch.stack(own).mean()
-    return loss
-
-
-def _global_loss(accelerator, intensities, present, batch: dict, loss_type: str) -> torch.Tensor:
-    """`global_batch_loss` of one prediction `[B, L]` over the clips `present` `[B]` has."""
-    intensities = intensities.float()
-    labels = batch["labels"].float()
-    valid = present & torch.isfinite(labels).all(dim=1)
-    predictions = torch.where(valid[:, None], intensities, torch.zeros_like(intensities))
-    labels = torch.where(valid[:, None], labels, torch.zeros_like(labels))
-    weights = batch.get("weights")
-    if accelerator.num_processes > 1:
-        rank, size = accelerator.process_index, predictions.shape[0]
-        gathered = accelerator.gather(predictions.detach())
-        predictions = torch.cat([gathered[: rank * size], predictions, gathered[(rank + 1) * size :]])
-        labels = accelerator.gather(labels)
-        valid = accelerator.gather(valid.to(torch.uint8)).bool()
-        weights = None if weights is None else accelerator.gather(weights)
-    if not bool(valid.any()):
-        return predictions.sum() * 0.0  # nothing to learn from; keeps every parameter in the graph for DDP
-    return weighted_regression_loss(loss_type, predictions[valid], labels[valid],
-                                    None if weights is None else weights[valid])
+    gather = accelerator.gather if accelerator.num_processes > 1 else None
+    with loss_reduction(weights=batch.get("weights"), gather=gather, process_index=accelerator.process_index):
+        return model(**model_inputs(batch, modality), labels=batch["labels"]).loss
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -268,15 +256,15 @@ def train(args, on_epoch_end: Callable[[int, TrainingState], None] | None = None
     Trains (or, for late fusion, fits) a model on cached features and saves the best one to `args.output_dir`
     (`save_pretrained`, safetensors, with the processor and `results.json`). Returns the results dict.
 
-    `args`: a [`TrainingArguments`], an `argparse.Namespace` from [`build_parser`], or a dict of the same fields.
+    `args`: a [`EmiTrainingArguments`], an `argparse.Namespace` from [`build_parser`], or a dict of the same fields.
     `on_epoch_end(epochs_completed, state)` is called on every process after each epoch's checkpoint (tests use it
     to interrupt a run). Callable several times in one process (see the module docstring). `datasets`: splits to use
     instead of those of `args.features` (k-fold CV passes each fold's; the metadata still comes from the features).
-    `args.seeds` > 1: the members and their ensemble (`training.ensemble`).
+    `args.seeds` > 1: the members and their ensemble (`training.ensemble`). `args.raw_data`: the same loop on the raw
+    clips of that folder, the backbone's last blocks fine-tuned (`training.end_to_end`).
     """
-    args = resolve_sequence_caps(TrainingArguments.from_any(args))
-    if args.raw_data:
-        return train_end_to_end(args)
+    args = resolve_sequence_caps(EmiTrainingArguments.from_any(args))
+    check_end_to_end_args(args, datasets)
     if args.seeds > 1:
         loaded, metadata, _ = load_feature_splits(args.features)
         datasets = loaded if datasets is None else datasets
@@ -290,6 +278,9 @@ def train(args, on_epoch_end: Callable[[int, TrainingState], None] | None = None
         log_with=None if args.report_to == "none" else args.report_to,
         project_dir=str(args.output_dir),
         dataloader_config=DataLoaderConfiguration(split_batches=True),
+        # visual end to end: a process whose slice has no face runs no backbone block (DDP must expect that)
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=bool(args.raw_data)
+                                                       and args.modality == "visual")],
     )
     bars = transformers_logging.is_progress_bar_enabled()
     transformers_logging.disable_progress_bar()  # no "Writing model shards" bar at every best epoch
@@ -304,7 +295,7 @@ def train(args, on_epoch_end: Callable[[int, TrainingState], None] | None = None
         accelerator.end_training()  # closes the trackers (and the process group of a distributed run)
 
 
-def resolve_sequence_caps(args: TrainingArguments) -> TrainingArguments:
+def resolve_sequence_caps(args: EmiTrainingArguments) -> EmiTrainingArguments:
     """Fills `max_frames` / `max_audio_frames` left at None: a fusion run evaluates the unimodal models with the caps
     they were trained with (their results.json), other runs get the defaults. 0 means no cap."""
     fusion = args.modality == "fusion"
@@ -314,25 +305,30 @@ def resolve_sequence_caps(args: TrainingArguments) -> TrainingArguments:
     return replace(args, max_frames=max_frames, max_audio_frames=max_audio_frames)
 
 
-def prepare_run(args: TrainingArguments, accelerator, started: float, datasets: dict | None = None) -> Run:
+def prepare_run(args: EmiTrainingArguments, accelerator, started: float, datasets: dict | None = None) -> Run:
     """Seeds, checks the batch size and splits, loads the features, builds the model and saves the processor."""
     set_seed(args.seed)
     if args.batch_size % accelerator.num_processes:
         raise ValueError(f"--batch-size ({args.batch_size}) is the global batch size and must be a multiple of the "
                          f"number of processes ({accelerator.num_processes}).")
     loaded, metadata, root = load_feature_splits(args.features)
-    datasets = training_splits(loaded if datasets is None else datasets, args, args.features)
+    if not args.raw_data:
+        datasets = training_splits(loaded if datasets is None else datasets, args, args.features)
     output_dir = Path(args.output_dir)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
     model, note = build_model(args, metadata, root)
+    raw_clips = None
+    if args.raw_data:
+        datasets, raw_clips, fine_tuning = setup_end_to_end(args, metadata, root, model)
+        note = f"{note}; {fine_tuning}"
     _log(accelerator, note)
     if accelerator.is_main_process:
         processor_note = save_processor(metadata, root, output_dir, fallback_dirs=(args.visual_model, args.audio_model))
         _log(accelerator, processor_note or "processor: none named by the features (emi_features.json processor_path)")
         save_text_tokenizer(model, metadata, root, output_dir, args.text_model)
-    return Run(args, accelerator, datasets, metadata, root, model, note, started)
+    return Run(args, accelerator, datasets, metadata, root, model, note, started, raw_clips=raw_clips)
 
 
 def save_text_tokenizer(model, metadata: dict, root: Path, output_dir: Path, text_model=None) -> None:
@@ -372,15 +368,22 @@ def fit_late_fusion(run: Run) -> dict:
     return write_run_results(run, run.model, state, fusion=fusion)
 
 
-def build_optimizer(model, args: TrainingArguments, batches_per_epoch: int):
-    """AdamW (no weight decay on biases and norms) and a linear warm-up then cosine decay over all the steps."""
-    decay, no_decay = [], []
-    for parameter in model.parameters():
-        if parameter.requires_grad:
-            (decay if parameter.ndim >= 2 else no_decay).append(parameter)
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr
-    )
+def build_optimizer(model, args: EmiTrainingArguments, batches_per_epoch: int):
+    """AdamW (no weight decay on biases and norms; the trained blocks of a backbone, end to end, at
+    `BACKBONE_LR_SCALE` x lr) and a linear warm-up then cosine decay over all the steps."""
+    backbone = getattr(model, "backbone", None)
+    in_backbone = {id(p) for p in backbone.parameters()} if backbone is not None else set()
+    groups = []
+    for scale, of_backbone in ((1.0, False), (BACKBONE_LR_SCALE, True)):
+        decay, no_decay = [], []
+        for parameter in model.parameters():
+            if parameter.requires_grad and (id(parameter) in in_backbone) == of_backbone:
+                (decay if parameter.ndim >= 2 else no_decay).append(parameter)
+        if of_backbone and not decay + no_decay:
+            break  # a frozen backbone: the two groups of the temporal part only
+        groups += [{"params": decay, "weight_decay": args.weight_decay, "lr": args.lr * scale},
+                   {"params": no_decay, "weight_decay": 0.0, "lr": args.lr * scale}]
+    optimizer = torch.optim.AdamW(groups, lr=args.lr)
     total_steps = math.ceil(batches_per_epoch / args.grad_accum) * args.epochs
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(args.warmup_ratio * total_steps), total_steps)
     return optimizer, scheduler
@@ -450,7 +453,7 @@ def train_model(run: Run, on_epoch_end=None) -> dict:
     return write_run_results(run, trained, state, fusion=fusion)
 
 
-def resume(accelerator, args: TrainingArguments, output_dir: Path, state: TrainingState) -> None:
+def resume(accelerator, args: EmiTrainingArguments, output_dir: Path, state: TrainingState) -> None:
     """`args.resume`: loads the checkpoint it names (or the latest, "auto") into the prepared objects and `state`."""
     resume_from = resolve_resume(args.resume, output_dir)
     if resume_from is not None:
@@ -460,16 +463,13 @@ def resume(accelerator, args: TrainingArguments, output_dir: Path, state: Traini
         _log(accelerator, f"--resume {args.resume}: no checkpoint under {output_dir / CHECKPOINTS_DIR}, starting anew")
 
 
-def train_one_epoch(accelerator, model, loader, optimizer, scheduler, args: TrainingArguments) -> float:
+def train_one_epoch(accelerator, model, loader, optimizer, scheduler, args: EmiTrainingArguments) -> float:
     """One pass over the training batches, with gradient accumulation and clipping; returns the mean loss."""
     model.train()
     loss_sum, num_batches = 0.0, 0
-    config = accelerator.unwrap_model(model).config
-    unimodal_weight = config.unimodal_loss_weight if getattr(config, "fusion_type", None) == "feature" else 0.0
     for batch in loader:
         with accelerator.accumulate(model):
-            outputs = model(**model_inputs(batch, args.modality))
-            loss = global_batch_loss(accelerator, outputs, batch, args.modality, args.loss, unimodal_weight)
+            loss = training_loss(accelerator, model, batch, args.modality)
             accelerator.backward(loss * accelerator.num_processes)
             if accelerator.sync_gradients and args.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
@@ -506,7 +506,7 @@ def keep_if_best(run: Run, model, state: TrainingState, validation: dict) -> boo
     return True
 
 
-def log_epoch(accelerator, args: TrainingArguments, record: dict, validation: dict, improved: bool) -> None:
+def log_epoch(accelerator, args: EmiTrainingArguments, record: dict, validation: dict, improved: bool) -> None:
     """The epoch's numbers to the tracker and one line to the log."""
     metric = record["validation_mean_pearson"]
     if args.report_to != "none":
@@ -531,7 +531,7 @@ def _tracker_config(hyperparameters: dict) -> dict:
     return {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in hyperparameters.items()}
 
 
-def _dataset_name(args: TrainingArguments, metadata: dict) -> str:
+def _dataset_name(args: EmiTrainingArguments, metadata: dict) -> str:
     return args.dataset_name or metadata.get("dataset") or Path(args.features).resolve().name
 
 
@@ -552,6 +552,7 @@ def write_run_results(run: Run, model, state: TrainingState, fusion: dict | None
         "num_processes": accelerator.num_processes,
         "wall_time_s": round(state.wall_time_s, 2),
         "model_source": run.note,
+        **end_to_end_record(args),
         **selection_record(args),
         **({"annotator_weighting": run.weighting} if run.weighting else {}),
     }

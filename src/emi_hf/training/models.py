@@ -20,7 +20,7 @@ from ..configuration_emi import FUSION_MODALITIES, EmiAudioConfig, EmiTextConfig
 from ..encoder_setup import check_input_dims
 from ..modeling_fusion_emi import MODEL_CLASSES, EmiFusionModel
 from ..provenance import BACKBONE_NAMES, base_record, describe, no_backbone_record
-from .arguments import MODEL_SIZE_FIELDS, TrainingArguments
+from .arguments import MODEL_SIZE_FIELDS, EmiTrainingArguments
 
 # Config fields that describe the inputs and the frozen backbone: taken from the base checkpoint.
 BACKBONE_FIELDS = {
@@ -34,7 +34,7 @@ BACKBONE_FIELDS = {
 CONFIG_CLASSES = {modality: model_class.config_class for modality, model_class in MODEL_CLASSES.items()}
 
 
-def temporal_overrides(args: TrainingArguments, modality: str) -> dict:
+def temporal_overrides(args: EmiTrainingArguments, modality: str) -> dict:
     """Config fields of the temporal model set in `args` (others keep the config's defaults), and the loss."""
     overrides = {name: getattr(args, name) for name in MODEL_SIZE_FIELDS if getattr(args, name) is not None}
     if modality != "visual":
@@ -81,7 +81,7 @@ def _check_model_fits_features(config, metadata: dict, modality: str, source: st
                          f"{list(metadata['label_names'])}.")
 
 
-def build_unimodal_model(modality: str, args: TrainingArguments, metadata: dict, root: Path,
+def build_unimodal_model(modality: str, args: EmiTrainingArguments, metadata: dict, root: Path,
                          base_model: str | os.PathLike | None = None) -> tuple[torch.nn.Module, str]:
     """
     A new visual, audio or text model for training: temporal part from the size arguments (random init), inputs
@@ -177,13 +177,13 @@ def _on_base_backbone(modality: str, base_dir, metadata: dict, overrides: dict,
     return model, f"{modality} backbone: weights kept from {base_dir} ({describe(record, modality)})"
 
 
-def _fusion_sources(args: TrainingArguments) -> dict:
+def _fusion_sources(args: EmiTrainingArguments) -> dict:
     """{modality: trained checkpoint folder} of the fusion's `--visual-model` / `--audio-model` / `--text-model`."""
     given = {"visual": args.visual_model, "audio": args.audio_model, "text": args.text_model}
     return {m: path for m, path in given.items() if path}
 
 
-def build_fusion_model(args: TrainingArguments, metadata: dict, root: Path) -> tuple[EmiFusionModel, str]:
+def build_fusion_model(args: EmiTrainingArguments, metadata: dict, root: Path) -> tuple[EmiFusionModel, str]:
     """The fusion model of a run: of the trained checkpoints given (late: at least one; any set of modalities), or,
     for joint / feature fusion without them, of new models of `--fusion-modalities` (default: visual, audio, and
     text when the features have it)."""
@@ -210,7 +210,7 @@ def build_fusion_model(args: TrainingArguments, metadata: dict, root: Path) -> t
     return model, note
 
 
-def build_model(args: TrainingArguments, metadata: dict, root: Path):
+def build_model(args: EmiTrainingArguments, metadata: dict, root: Path):
     if args.modality == "fusion":
         return build_fusion_model(args, metadata, root)
     return build_unimodal_model(args.modality, args, metadata, root)

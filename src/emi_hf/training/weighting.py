@@ -14,17 +14,18 @@ labels no n up to `max_annotators` explains (continuous labels, such as the synt
 and the median of the inferred counts of the split (1 when none is inferred). A clip's weight is its count divided by
 the split's mean count, so the weights average 1 and the learning rate keeps its meaning.
 
-`weighted_regression_loss` is the weighted form of each loss of `modeling_emi.regression_loss` (MSE, 1 - CCC,
-1 - Pearson r with weighted moments); with equal weights it is that loss, and with integer weights it is that loss on
-the batch with each clip repeated as many times.
+The weights reach the loss through the model: the training loop runs each step's forward inside
+`temporal_emi.loss_reduction(weights=...)`, and the model's `labels` loss (`temporal_emi.clip_loss`) is then the
+weighted form of its loss (`weighted_regression_loss`: MSE, 1 - CCC, 1 - Pearson r with weighted moments); with equal
+weights it is that loss, and with integer weights it is that loss on the batch with each clip repeated as many
+times.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from ..modeling_emi import regression_loss
+from ..temporal_emi import weighted_regression_loss  # noqa: F401  (its home before; the models' loss now)
 
 MAX_ANNOTATORS = 30
 TOLERANCE = 1e-3
@@ -64,31 +65,3 @@ def annotator_weights(labels, max_annotators: int = MAX_ANNOTATORS, tolerance: f
         "tolerance": tolerance,
     }
     return weights, summary
-
-
-def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Column means of `[B, L]` values with per-row weights `[B]` (summing to 1)."""
-    return (weights[:, None] * values).sum(0)
-
-
-def weighted_regression_loss(loss_type: str, predictions: torch.Tensor, labels: torch.Tensor,
-                             weights: torch.Tensor | None, eps: float = 1e-8) -> torch.Tensor:
-    """`regression_loss(loss_type, predictions, labels)` with each clip (row) weighted by `weights` `[B]`; None
-    weights: the unweighted loss."""
-    if weights is None:
-        return regression_loss(loss_type, predictions, labels)
-    w = weights.to(predictions.dtype)
-    w = w / w.sum().clamp_min(eps)
-    labels = labels.to(predictions.dtype)
-    if loss_type == "mse":
-        return _weighted_mean((predictions - labels) ** 2, w).mean()
-    pred_centred = predictions - _weighted_mean(predictions, w)
-    label_centred = labels - _weighted_mean(labels, w)
-    covariance = _weighted_mean(pred_centred * label_centred, w)
-    pred_var, label_var = _weighted_mean(pred_centred ** 2, w), _weighted_mean(label_centred ** 2, w)
-    if loss_type == "pearson":
-        return (1 - covariance / (pred_var.sqrt() * label_var.sqrt() + eps)).mean()
-    if loss_type == "ccc":
-        bias = (_weighted_mean(predictions, w) - _weighted_mean(labels, w)) ** 2
-        return (1 - 2 * covariance / (pred_var + label_var + bias + eps)).mean()
-    return regression_loss(loss_type, predictions, labels)  # raises the unknown-loss error
