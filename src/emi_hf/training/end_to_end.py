@@ -25,6 +25,7 @@ import torch
 from ..data.layout import load_hume_vidmimic2
 from ..data.store import load_feature_splits
 from ..encoders_emi import enable_backbone_checkpointing, enable_model_checkpointing
+from ..errors import EmiUsageError
 from ..results import write_results
 from .evaluation import metric_block
 from .models import build_model, model_summary
@@ -140,14 +141,14 @@ def train_end_to_end(args) -> dict:
     from ..processing_emi import EmiProcessor
 
     if args.modality not in ("visual", "audio"):
-        raise ValueError("End-to-end training (--raw-data) trains one modality: train the visual and the audio model "
-                         "this way, then fuse them with --modality fusion --fusion-mode late.")
+        raise EmiUsageError("End-to-end training (--raw-data) trains one modality: train the visual and the audio "
+                            "model this way, then fuse them with --modality fusion --fusion-mode late.")
     started = time.perf_counter()
     torch.manual_seed(args.seed)
     _, metadata, root = load_feature_splits(args.features)
     if not metadata.get("processor_path"):
-        raise ValueError(f"{args.features} has no processor folder: end-to-end training needs the features folder "
-                         "of an `emi-hf extract` run (its processor and base models).")
+        raise EmiUsageError(f"{args.features} has no processor folder: end-to-end training needs the features folder "
+                            "of an `emi-hf extract` run (its processor and base models).")
     processor = EmiProcessor.from_pretrained(root / metadata["processor_path"])
     model, note = build_model(args, metadata, root)
     backbone_parameters = prepare_fine_tuning(model, args)

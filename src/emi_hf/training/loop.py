@@ -58,15 +58,16 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from transformers import get_cosine_schedule_with_warmup
-from transformers.utils import logging as transformers_logging
 
 from ..data.store import load_feature_splits
+from ..errors import EmiNotFoundError, EmiUsageError
 from ..hub import CODE_FILES
+from ..media.logs import progress_bars_hidden
 from ..configuration_emi import FUSION_MODALITIES, output_modalities
 from ..modeling_fusion_emi import EmiFusionModel
-from ..results import RESULTS_FILE, json_ready, write_results
+from ..results import RESULTS_FILE, TRAINING_LABEL_MEAN, json_ready, write_results
 from .arguments import TrainingArguments, parse_args, sequence_caps
-from .data import model_inputs
+from .data import check_batch_size, label_mean, model_inputs
 from .end_to_end import train_end_to_end
 from .ensemble import train_seed_ensemble
 from .evaluation import build_loader, predict, present_mask, score_predictions
@@ -206,7 +207,7 @@ def resolve_resume(resume: str | None, output_dir: Path) -> Path | None:
     if resume != "auto":
         path = Path(resume)
         if not _is_complete_checkpoint(path):
-            raise FileNotFoundError(f"--resume {resume}: not a complete checkpoint folder (no training_state.json).")
+            raise EmiNotFoundError(f"--resume {resume}: not a complete checkpoint folder (no training_state.json).")
         return path
     complete = [p for p in list_checkpoints(output_dir) if _is_complete_checkpoint(p)]
     return complete[-1] if complete else None
@@ -291,16 +292,13 @@ def train(args, on_epoch_end: Callable[[int, TrainingState], None] | None = None
         project_dir=str(args.output_dir),
         dataloader_config=DataLoaderConfiguration(split_batches=True),
     )
-    bars = transformers_logging.is_progress_bar_enabled()
-    transformers_logging.disable_progress_bar()  # no "Writing model shards" bar at every best epoch
     try:
-        run = prepare_run(args, accelerator, started, datasets)
-        if args.modality == "fusion" and args.fusion_mode == "late":
-            return fit_late_fusion(run)
-        return train_model(run, on_epoch_end)
+        with progress_bars_hidden():  # no "Writing model shards" bar at every best epoch; the settings as found after
+            run = prepare_run(args, accelerator, started, datasets)
+            if args.modality == "fusion" and args.fusion_mode == "late":
+                return fit_late_fusion(run)
+            return train_model(run, on_epoch_end)
     finally:
-        if bars:
-            transformers_logging.enable_progress_bar()
         accelerator.end_training()  # closes the trackers (and the process group of a distributed run)
 
 
@@ -318,8 +316,8 @@ def prepare_run(args: TrainingArguments, accelerator, started: float, datasets: 
     """Seeds, checks the batch size and splits, loads the features, builds the model and saves the processor."""
     set_seed(args.seed)
     if args.batch_size % accelerator.num_processes:
-        raise ValueError(f"--batch-size ({args.batch_size}) is the global batch size and must be a multiple of the "
-                         f"number of processes ({accelerator.num_processes}).")
+        raise EmiUsageError(f"--batch-size ({args.batch_size}) is the global batch size and must be a multiple of the "
+                            f"number of processes ({accelerator.num_processes}).")
     loaded, metadata, root = load_feature_splits(args.features)
     datasets = training_splits(loaded if datasets is None else datasets, args, args.features)
     output_dir = Path(args.output_dir)
@@ -328,6 +326,8 @@ def prepare_run(args: TrainingArguments, accelerator, started: float, datasets: 
     accelerator.wait_for_everyone()
     model, note = build_model(args, metadata, root)
     _log(accelerator, note)
+    if (mean := label_mean(datasets["train"])) is not None:  # the checkpoint knows it: `emi-hf submit`'s fallback row
+        setattr(model.config, TRAINING_LABEL_MEAN, mean)
     if accelerator.is_main_process:
         processor_note = save_processor(metadata, root, output_dir, fallback_dirs=(args.visual_model, args.audio_model))
         _log(accelerator, processor_note or "processor: none named by the features (emi_features.json processor_path)")
@@ -391,9 +391,7 @@ def train_model(run: Run, on_epoch_end=None) -> dict:
     args, accelerator, output_dir = run.args, run.accelerator, run.output_dir
     eval_loader = _eval_loader(run)
     train_loader = run.loader("train", args.batch_size, training=True)
-    if len(train_loader.dataset) < args.batch_size:
-        raise ValueError(f"The train split has {len(train_loader.dataset)} clips, fewer than --batch-size "
-                         f"{args.batch_size}.")
+    check_batch_size(len(train_loader.dataset), args.batch_size, accelerator.num_processes)
     epoch_parts = (train_loader.batch_sampler, train_loader.dataset)  # data order and crops: set_epoch each epoch
     optimizer, scheduler = build_optimizer(run.model, args, len(train_loader.batch_sampler))
     model, optimizer, train_loader, eval_loader, scheduler = accelerator.prepare(
@@ -552,6 +550,7 @@ def write_run_results(run: Run, model, state: TrainingState, fusion: dict | None
         "num_processes": accelerator.num_processes,
         "wall_time_s": round(state.wall_time_s, 2),
         "model_source": run.note,
+        TRAINING_LABEL_MEAN: getattr(model.config, TRAINING_LABEL_MEAN, None),
         **selection_record(args),
         **({"annotator_weighting": run.weighting} if run.weighting else {}),
     }
