@@ -154,7 +154,8 @@ def test_import_organiser_features_and_train_without_aus(hume, tmp_path, capsys)
     vit, w2v, visual, acoustic = _organiser_pickles(tmp_path)
     features = tmp_path / "features"
     assert cli(["import-features", "--data-dir", str(hume), "--visual", str(vit), "--audio", str(w2v),
-                "--output", str(features)]) == 0
+                "--output", str(features)]) == 3  # 00003 has no file: some clips failed (ExitCode.PARTIAL)
+    assert "1 no visual and no audio features file for this clip" in capsys.readouterr().err.replace("  ", " ")
     datasets, metadata, _ = load_feature_splits(features)
     assert metadata["au_names"] == [] and metadata["visual_feature_dim"] == 384
     assert metadata["splits"]["validation"] == {"requested": 2, "extracted": 1, "failed": 1}
@@ -179,8 +180,12 @@ def test_import_organiser_features_and_train_without_aus(hume, tmp_path, capsys)
     assert EmiVisualModel.from_pretrained(runs / "visual").config.num_aus == 0
 
     submission = tmp_path / "submission.csv"
+    with pytest.raises(SystemExit):  # a clip without a prediction: refused unless --allow-fill
+        cli(["submit", "--model", str(runs / "visual"), "--features", str(features), "--output", str(submission),
+             "--data-dir", str(hume)])
+    assert "--allow-fill" in capsys.readouterr().err and not submission.exists()
     assert cli(["submit", "--model", str(runs / "visual"), "--features", str(features), "--output", str(submission),
-                "--data-dir", str(hume)]) == 0
+                "--data-dir", str(hume), "--allow-fill"]) == 0
     assert verify_submission(submission, hume) == []
     import json
 

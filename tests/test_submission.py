@@ -13,6 +13,7 @@ import pytest
 
 from emi_hf.cli import main as cli
 from emi_hf.configuration_emi import EMOTION_NAMES
+from emi_hf.errors import ExitCode
 from emi_hf.submission import (
     SUBMISSION_HEADER,
     format_clip_id,
@@ -70,15 +71,18 @@ def test_round_trip_through_verify_submission(data_dir, tmp_path, capsys):
 
 
 def test_missing_extra_and_duplicated_ids_are_rejected(data_dir, tmp_path, capsys):
-    row = ["0.5"] * 6
-    bad = _write(tmp_path / "bad.csv", [["12660", *row], ["12661", *row], ["12661", *row], ["99999", *row]])
+    def row(v):
+        return [f"{v + 0.01 * k:.2f}" for k in range(6)]
+
+    bad = _write(tmp_path / "bad.csv", [["12660", *row(0.1)], ["12661", *row(0.2)], ["12661", *row(0.3)],
+                                        ["99999", *row(0.4)]])
     problems = verify_submission(bad, data_dir)
     text = "\n".join(problems)
     assert "1 duplicated id(s): 12661 (lines 3 and 4)" in text
     assert "2 missing id(s): 12662, 12663" in text
     assert "1 extra (not a test clip) id(s): 99999" in text
     assert all(p.startswith(str(bad)) for p in problems)
-    assert cli(["verify-submission", str(bad), "--data-dir", str(data_dir)]) == 1
+    assert cli(["verify-submission", str(bad), "--data-dir", str(data_dir)]) == ExitCode.INVALID == 5
     out = capsys.readouterr().out
     assert "duplicated" in out and "missing" in out and "extra" in out and "3 problem(s)" in out
 
@@ -135,7 +139,7 @@ def test_submit_fills_failed_clips_with_the_training_mean(tmp_path):
     datasets, metadata, _ = load_feature_splits(features)
     EmiVisualModel(tiny_visual_config(au_names=metadata["au_names"])).save_pretrained(tmp_path / "model")
     output = tmp_path / "submission.csv"
-    report = submission_from_features(tmp_path / "model", features, output)
+    report = submission_from_features(tmp_path / "model", features, output, allow_fill=True)
     test_ids = sorted(format_clip_id(i) for i in datasets["test"]["clip_id"])  # 5 digits at least
     assert [r[0] for r in _rows(output)[1:]] == sorted([*test_ids, "99990"])
     assert report["filled"] == [{"clip_id": "99990", "reason": "features failed: EmiInputError: broken"}]

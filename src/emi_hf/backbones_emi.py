@@ -25,6 +25,9 @@ import torch
 from torch import nn
 
 from .encoders_emi import (
+    BackboneError,
+    BackboneFileNotFoundError,
+    BackboneUnavailableError,
     TIMM_PREFIX,
     TORCHVISION_PREFIX,
     TransformersVisionTrunk,
@@ -125,7 +128,7 @@ def load_resnet18_imagenet_state_dict(weights: str | os.PathLike | None = None) 
     if weights is not None:
         path = os.fspath(weights)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"ResNet18 weights file {path!r} does not exist.")
+            raise BackboneFileNotFoundError(f"ResNet18 weights file {path!r} does not exist.")
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     else:
         state_dict = _cached_or_downloaded_imagenet_weights()
@@ -139,7 +142,7 @@ def _cached_or_downloaded_imagenet_weights() -> dict:
     cached = os.path.join(get_dir(), "checkpoints", os.path.basename(RESNET18_IMAGENET_URL))
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or os.environ.get("EMI_HF_OFFLINE")
     if offline and not os.path.isfile(cached):
-        raise FileNotFoundError(
+        raise BackboneFileNotFoundError(
             f"ImageNet ResNet18 weights are not in the torchvision cache ({cached}) and downloads are off "
             f"(HF_HUB_OFFLINE/EMI_HF_OFFLINE). Download {RESNET18_IMAGENET_URL} on a connected machine and place "
             "it there, or pass the file's path."
@@ -147,7 +150,7 @@ def _cached_or_downloaded_imagenet_weights() -> dict:
     try:
         return load_state_dict_from_url(RESNET18_IMAGENET_URL, map_location="cpu", progress=False)
     except Exception as error:  # urllib raises many kinds when offline
-        raise OSError(
+        raise BackboneUnavailableError(
             f"Could not download the ImageNet ResNet18 weights from {RESNET18_IMAGENET_URL} ({error}). Place the "
             f"file at {cached} or pass its local path."
         ) from error
@@ -166,7 +169,7 @@ def build_face_backbone(config) -> nn.Module:
         trunk = TransformersVisionTrunk(config.backbone_config, config.backbone_pooling)
         width = int(trunk.model.config.hidden_size)
     if width != config.visual_feature_dim:
-        raise ValueError(
+        raise BackboneError(
             f"The face backbone {config.backbone!r} gives {width}-d embeddings but visual_feature_dim is "
             f"{config.visual_feature_dim}: build the model with EmiVisualModel.from_backbone({config.backbone!r}), "
             "which takes the sizes from the backbone."
@@ -183,8 +186,8 @@ def pretrained_face_backbone_state(config, weights: str | None = None) -> dict:
     if weights is not None and os.path.isfile(os.fspath(weights)):
         return fit_state_dict(trunk, read_state_dict(weights), os.fspath(weights))
     if weights not in (None, "imagenet", "pretrained"):
-        raise FileNotFoundError(f"Backbone weights {weights!r}: no such file (give a .pth or .safetensors path, or "
-                                "leave it out for the backbone's published weights).")
+        raise BackboneFileNotFoundError(f"Backbone weights {weights!r}: no such file (give a .pth or .safetensors "
+                                        "path, or leave it out for the backbone's published weights).")
     if family == "resnet18":
         return load_resnet18_imagenet_state_dict(None)
     if family == "torchvision":

@@ -1,20 +1,30 @@
 """`emi-hf` command line: extract, import-features, train, cv, evaluate, submit, verify-submission, predict, stream,
-transcribe, push, pull, synth, quickstart (thin: parse, call, render)."""
+transcribe, push, pull, synth, quickstart (thin: parse, call, render).
+
+Errors (every command, `emi_hf.errors`): a known error (bad input, option, data folder, missing file, Hub) is one line
+``emi-hf: error: ...`` and exit code 2; anything else keeps its traceback (exit code 1). The exit codes are listed in
+``emi-hf --help``."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
 
 from .configuration_emi import EMOTION_NAMES
+from .errors import ExitCode, exit_code_table, extraction_exit_code, is_known_error, loading
 
 
-def _fail(message: str) -> None:
-    print(f"emi-hf: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+def _fail(error: BaseException) -> None:
+    """A known error: one line on stderr (its traceback too with EMI_HF_TRACEBACK=1), exit code 2."""
+    if os.environ.get("EMI_HF_TRACEBACK", "").lower() not in ("", "0", "false", "no"):
+        traceback.print_exception(error)
+    print(f"emi-hf: error: {error}", file=sys.stderr)
+    raise SystemExit(ExitCode.USAGE) from None
 
 
 def _add_processor_args(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +39,8 @@ def _make_processor(args):
     from .processing_emi import EmiProcessor
 
     if args.processor:
-        return EmiProcessor.from_pretrained(args.processor)
+        with loading(args.processor, "processor"):
+            return EmiProcessor.from_pretrained(args.processor)
     detector = None if str(args.face_detector).lower() == "none" else args.face_detector
     return EmiProcessor(face_detector=detector, au_backend=args.au_backend, target_fps=args.fps)
 
@@ -63,11 +74,28 @@ def cmd_extract(args) -> int:
     report = run_extraction(records, args.output, processor, visual, audio, progress=not args.no_progress,
                             face_source=args.face_source, face_image_fps=args.face_image_fps,
                             threads=args.threads, timeout_s=args.peer_timeout, text_stage=_text_stage(args, device))
-    if report:
-        print(json.dumps(report["splits"], indent=2))
-        if report["failures"]:
-            print(f"[emi-hf extract] {len(report['failures'])} clip(s) failed: see {args.output}/failures.rank*.jsonl")
-    return 0
+    if not report:  # another process of a sharded run: the main process reports (and its exit code counts)
+        return ExitCode.OK
+    print(json.dumps(report["splits"], indent=2))
+    return _failures_summary("extract", report, f"{args.output}/failures.rank*.jsonl")
+
+
+def _failures_summary(command: str, report: dict, where: str) -> int:
+    """The exit code of an extraction / import report, and on stderr how many clips failed, per reason."""
+    from .data.failures import reason_counts
+
+    code = extraction_exit_code(report["splits"])
+    failed = sum(counts["requested"] - counts["extracted"] for counts in report["splits"].values())
+    if code != ExitCode.OK:
+        requested = sum(counts["requested"] for counts in report["splits"].values())
+        reasons = report.get("failure_reasons") or reason_counts(report["failures"])
+        lines = [f"[emi-hf {command}] {failed} of {requested} clip(s) failed "
+                 f"({'none' if code == ExitCode.ALL_FAILED else 'the others'} extracted; exit code {int(code)}); "
+                 f"by reason:"]
+        lines += [f"  {count:>6}  {reason}" for reason, count in reasons.items()]
+        lines.append(f"[emi-hf {command}] each clip and its error: {where}")
+        print("\n".join(lines), file=sys.stderr)
+    return code
 
 
 def _text_stage(args, device):
@@ -85,23 +113,14 @@ def _text_stage(args, device):
 
 def cmd_train(argv: list[str]) -> int:
     from .training import main as training_main
-    from .training.models import MissingBaseModelError
 
-    try:
-        return training_main(argv) or 0
-    except MissingBaseModelError as error:  # a choice to make (--base-model / --no-base-model): one line
-        _fail(str(error))
-    return 1
+    return training_main(argv) or 0
 
 
 def cmd_cv(argv: list[str]) -> int:
     from .training.cv import main as cv_main
 
-    try:
-        return cv_main(argv)
-    except (FileNotFoundError, ValueError, OSError) as error:
-        _fail(str(error))
-    return 1
+    return cv_main(argv)
 
 
 def _add_cv_parser(sub) -> None:
@@ -244,17 +263,15 @@ def cmd_import_features(args) -> int:
     report = import_organiser_features(args.data_dir, args.output, args.visual, args.audio, args.splits,
                                        test_dir=args.test_dir, visual_fps=args.visual_fps)  # fmt: skip
     print(json.dumps(report["splits"], indent=2))
-    if report["failures"]:
-        print(f"[emi-hf import-features] {len(report['failures'])} clip(s) without features: see "
-              f"{args.output}/failures.rank0.jsonl")  # fmt: skip
     print(f"[emi-hf import-features] wrote {args.output} in {report['wall_time_s']:.1f} s; no backbone made these "
           "features, so train on them with --no-base-model (features-only models: they score cached features, and "
           "predict refuses raw video with them)")
-    return 0
+    return _failures_summary("import-features", report, f"{args.output}/failures.rank0.jsonl")
 
 
 def _add_import_features_parser(sub) -> None:
-    p = sub.add_parser("import-features", help="the organisers' vit/ and wav2vec2/ pickles -> a features folder")
+    p = sub.add_parser("import-features", help="the organisers' vit/ and wav2vec2/ pickles -> a features folder",
+                       epilog=_EXTRACTION_CODES)
     p.add_argument("--data-dir", required=True, help="the Hume-Vidmimic2 folder (split CSVs, test folder)")
     p.add_argument("--visual", help="folder of per-clip visual pickles (e.g. DATA/vit)")
     p.add_argument("--audio", help="folder of per-clip audio pickles (e.g. DATA/wav2vec2)")
@@ -267,43 +284,68 @@ def _add_import_features_parser(sub) -> None:
 
 
 def cmd_submit(args) -> int:
-    from .submission import report_path, submission_from_features, verify_submission
+    from .data.failures import reasons_line
+    from .submission import check_submission, report_path, submission_from_features
 
     report = submission_from_features(args.model, args.features, args.output, args.split, data_dir=args.data_dir,
-                                      test_dir=args.test_dir, device=args.device)  # fmt: skip
+                                      test_dir=args.test_dir, device=args.device, allow_fill=args.allow_fill)
     print(f"[emi-hf submit] wrote {args.output}: {report['num_clips']} clips, {report['num_predicted']} predicted, "
           f"{report['num_filled_with_fallback']} filled with the training mean (listed in "
           f"{report_path(args.output)})")  # fmt: skip
-    problems = verify_submission(args.output, args.data_dir, test_dir=args.test_dir) if args.data_dir else []
-    for problem in problems:
-        print(f"[emi-hf submit] {problem}", file=sys.stderr)
-    return 1 if problems else 0
+    if report["num_filled_with_fallback"]:
+        from collections import Counter
+
+        reasons = Counter(entry["reason"] for entry in report["filled"])
+        print(f"[emi-hf submit] warning: --allow-fill: {report['num_filled_with_fallback']} of {report['num_clips']} "
+              f"rows hold the {report['fallback_source']}, not a prediction ({reasons_line(dict(reasons))})",
+              file=sys.stderr)
+    check = check_submission(args.output, args.data_dir, test_dir=args.test_dir)  # without --data-dir: no id list
+    for line in check.problems:
+        print(f"[emi-hf submit] {line}", file=sys.stderr)
+    for line in check.warnings:
+        print(f"[emi-hf submit] warning: {line}", file=sys.stderr)
+    return ExitCode.INVALID if check.problems else ExitCode.OK
 
 
 def _add_submit_parser(sub) -> None:
-    p = sub.add_parser("submit", help="write the challenge submission.csv from a model and cached features")
+    p = sub.add_parser("submit", help="write the challenge submission.csv from a model and cached features",
+                       epilog="exit codes: 0 written and valid; 2 not written (e.g. clips without a prediction and no "
+                              "--allow-fill); 5 written but invalid (verify-submission's errors, e.g. every row the "
+                              "same)")
     p.add_argument("--model", required=True)
     p.add_argument("--features", required=True)
     p.add_argument("--split", default="test")
     p.add_argument("--output", default="submission.csv")
-    p.add_argument("--data-dir", help="the data folder: the test ids every row must cover (and it is verified)")
+    p.add_argument("--data-dir", help="the data folder: the test ids every row must cover (and it is verified); "
+                                      "not needed for the fallback row when the model's run recorded its training mean")
     p.add_argument("--test-dir", help="the test videos' folder when there is no test_split.csv")
+    p.add_argument("--allow-fill", action="store_true",
+                   help="write the training-set label mean in the rows of clips without a prediction (failed "
+                        "extraction, no usable input) instead of refusing; said on stderr and in the report")
     p.add_argument("--device", help="cpu | cuda | cuda:N")
     p.set_defaults(func=cmd_submit)
 
 
 def cmd_verify_submission(args) -> int:
-    from .submission import verify_submission
+    from .submission import check_submission
 
-    problems = verify_submission(args.file, args.data_dir, test_dir=args.test_dir)
-    for problem in problems:
+    check = check_submission(args.file, args.data_dir, test_dir=args.test_dir)
+    for problem in check.problems:
         print(problem)
-    print(f"[emi-hf verify-submission] {args.file}: " + (f"{len(problems)} problem(s)" if problems else "valid"))
-    return 1 if problems else 0
+    for warning in check.warnings:
+        print(f"warning: {warning}")
+    counts = f"{len(check.problems)} problem(s)" if check.problems else "valid"
+    if check.warnings:
+        counts += f", {len(check.warnings)} warning(s)"
+    print(f"[emi-hf verify-submission] {args.file}: {counts}")
+    return ExitCode.INVALID if check.problems else ExitCode.OK
 
 
 def _add_verify_submission_parser(sub) -> None:
-    p = sub.add_parser("verify-submission", help="check a submission file (header, ids, ranges, NaN)")
+    p = sub.add_parser("verify-submission", help="check a submission file (header, ids, ranges, NaN, constant rows)",
+                       epilog="errors (exit code 5): header, field count, non-numbers, NaN, values outside [0, 1], "
+                              "ids missing / extra / duplicated / malformed, no rows, every row the same. Warnings "
+                              "(exit code 0): rows repeating another row's values, an emotion constant over the rows.")
     p.add_argument("file")
     p.add_argument("--data-dir", required=True, help="the data folder whose test ids the file must hold")
     p.add_argument("--test-dir", help="the test videos' folder when there is no test_split.csv")
@@ -361,8 +403,14 @@ def _add_challenge_data_args(p) -> None:
                    help="frame rate of the face-image numbering (frame n at n/rate s; default 30)")
 
 
+_EXTRACTION_CODES = ("exit codes: 0 every clip extracted; 3 some clips failed (the others extracted and merged; the "
+                     "failures are counted per reason on stderr and in the report); 4 every clip failed; 2 a known "
+                     "error stopped the run (one line); 1 an unexpected error (traceback). Under torchrun only the "
+                     "main process's code counts.")
+
+
 def _add_extract_parser(sub) -> None:
-    p = sub.add_parser("extract", help="cached, resumable, sharded feature extraction")
+    p = sub.add_parser("extract", help="cached, resumable, sharded feature extraction", epilog=_EXTRACTION_CODES)
     p.add_argument("--data-dir", required=True, help="a Hume-Vidmimic2 folder (videos + *_split.csv)")
     p.add_argument("--labels-csv", help="generic layout: one CSV of labels for the videos in --data-dir")
     _add_challenge_data_args(p)
@@ -416,7 +464,8 @@ def _add_text_args(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="emi-hf", description=__doc__)
+    parser = argparse.ArgumentParser(prog="emi-hf", description=__doc__, epilog=exit_code_table(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     _add_extract_parser(sub)
@@ -485,23 +534,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs one command; returns its exit code (`emi_hf.errors.ExitCode`). A known error (`emi_hf.errors.
+    is_known_error`) raises SystemExit(2) after one line on stderr, as argparse does; any other exception propagates
+    with its traceback."""
     from .media.logs import quiet_third_party_logs
 
     quiet_third_party_logs()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "train":
-        return cmd_train(argv[1:])
-    if argv and argv[0] == "cv":
-        return cmd_cv(argv[1:])
-    args = build_parser().parse_args(argv)
-    from .hub import EmiHubError
-
     try:
         with _backbone_warnings_on_stderr():
-            return args.func(args)
-    except (EmiHubError, FileNotFoundError, ValueError, OSError) as error:
-        _fail(str(error))
-    return 1
+            if argv and argv[0] == "train":
+                return int(cmd_train(argv[1:]))
+            if argv and argv[0] == "cv":
+                return int(cmd_cv(argv[1:]))
+            args = build_parser().parse_args(argv)
+            return int(args.func(args))
+    except Exception as error:
+        if not is_known_error(error):
+            raise
+        _fail(error)
+    return ExitCode.UNEXPECTED
 
 
 @contextlib.contextmanager

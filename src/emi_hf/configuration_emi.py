@@ -39,11 +39,19 @@ BACKBONE_PRECISIONS = ("float32", "bfloat16")
 """`backbone_precision` choices."""
 
 
+class EmiConfigError(ValueError):
+    """A model setting that cannot work; the message names it. `emi-hf` prints it as one line like the known errors
+    of `emi_hf.errors` (`emi_known_error`): this file is also the remote code of saved models, so it imports nothing
+    of emi_hf."""
+
+    emi_known_error = True
+
+
 def default_label_names(num_labels: int) -> list[str]:
     """The label names of a head of `num_labels` outputs set by count alone: the six emotions for 6, else
     `LABEL_0`, `LABEL_1`, ... (transformers' names)."""
     if int(num_labels) < 1:
-        raise ValueError(f"num_labels must be at least 1, got {num_labels}.")
+        raise EmiConfigError(f"num_labels must be at least 1, got {num_labels}.")
     return list(EMOTION_NAMES) if int(num_labels) == len(EMOTION_NAMES) else [f"LABEL_{i}" for i in range(num_labels)]
 
 
@@ -51,7 +59,7 @@ def _names_from_mapping(mapping: dict, field: str) -> list[str]:
     """`id2label` ({index: name}) or `label2id` ({name: index}) -> names in index order (indices 0..n-1)."""
     pairs = {int(k): v for k, v in mapping.items()} if field == "id2label" else {int(v): k for k, v in mapping.items()}
     if len(pairs) != len(mapping) or sorted(pairs) != list(range(len(pairs))):
-        raise ValueError(f"{field} must map the indices 0..{len(mapping) - 1} one to one, got {mapping}.")
+        raise EmiConfigError(f"{field} must map the indices 0..{len(mapping) - 1} one to one, got {mapping}.")
     return [str(pairs[i]) for i in range(len(pairs))]
 
 
@@ -68,7 +76,7 @@ def resolve_label_names(label_names=None, id2label=None, label2id=None, num_labe
         if mapping is not None:
             given[field] = _names_from_mapping(mapping, field)
     if len({tuple(names) for names in given.values()}) > 1:
-        raise ValueError(f"The label fields disagree: {given}; pass one of them (the others follow).")
+        raise EmiConfigError(f"The label fields disagree: {given}; pass one of them (the others follow).")
     names = next(iter(given.values()), None)
     if num_labels is not None and (names is None or len(names) != int(num_labels)):
         if names is not None:
@@ -77,7 +85,7 @@ def resolve_label_names(label_names=None, id2label=None, label2id=None, num_labe
     if names is None:
         return None if default is None else list(default)
     if not names or len(set(names)) != len(names):
-        raise ValueError(f"Label names must be distinct and at least one, got {names}.")
+        raise EmiConfigError(f"Label names must be distinct and at least one, got {names}.")
     return names
 
 
@@ -185,22 +193,22 @@ class EmiTemporalConfig(EmiLabelsMixin, PreTrainedConfig):
 
     def _validate_temporal(self) -> None:
         if int(self.trainable_backbone_layers) < 0:
-            raise ValueError(f"trainable_backbone_layers must be >= 0, got {self.trainable_backbone_layers}.")
+            raise EmiConfigError(f"trainable_backbone_layers must be >= 0, got {self.trainable_backbone_layers}.")
         if self.backbone_precision not in BACKBONE_PRECISIONS:
-            raise ValueError(
+            raise EmiConfigError(
                 f"backbone_precision must be one of {BACKBONE_PRECISIONS}, got {self.backbone_precision!r}."
             )
         if self.hidden_size % self.num_attention_heads != 0:
-            raise ValueError(
+            raise EmiConfigError(
                 f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
                 f"({self.num_attention_heads})."
             )
         if self.tcn_kernel_size % 2 != 1:
-            raise ValueError(f"tcn_kernel_size must be odd to keep frames aligned, got {self.tcn_kernel_size}.")
+            raise EmiConfigError(f"tcn_kernel_size must be odd to keep frames aligned, got {self.tcn_kernel_size}.")
         if self.loss_type not in LOSS_TYPES:
-            raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}.")
+            raise EmiConfigError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}.")
         if self.pooling not in POOLING_TYPES:
-            raise ValueError(f"pooling must be one of {POOLING_TYPES}, got {self.pooling!r}.")
+            raise EmiConfigError(f"pooling must be one of {POOLING_TYPES}, got {self.pooling!r}.")
 
 
 class EmiVisualConfig(EmiTemporalConfig):
@@ -248,13 +256,13 @@ class EmiVisualConfig(EmiTemporalConfig):
             self.backbone_config = self.backbone_config.to_dict()
         named = self.backbone == "resnet18" or self.backbone.split(":", 1)[0] in ("torchvision", "timm")
         if not named and not self.backbone_config:
-            raise ValueError(
+            raise EmiConfigError(
                 f"Face backbone {self.backbone!r}: a transformers model needs its backbone_config; build the config "
                 f"with EmiVisualModel.from_backbone({self.backbone!r}) (or use 'resnet18', 'torchvision:NAME', "
                 "'timm:NAME')."
             )
         if self.backbone_pooling not in (None, "pooler", "cls", "mean"):
-            raise ValueError(f"backbone_pooling must be 'pooler', 'cls' or 'mean', got {self.backbone_pooling!r}.")
+            raise EmiConfigError(f"backbone_pooling must be 'pooler', 'cls' or 'mean', got {self.backbone_pooling!r}.")
 
     @property
     def num_aus(self) -> int:
@@ -307,24 +315,24 @@ class EmiAudioConfig(EmiTemporalConfig):
         self._validate_speech_options()
         encoder_width = getattr(self.speech_encoder_config, "hidden_size", None)
         if encoder_width is not None and encoder_width != self.audio_feature_dim:
-            raise ValueError(
+            raise EmiConfigError(
                 f"audio_feature_dim ({self.audio_feature_dim}) must equal the speech encoder's hidden_size "
                 f"({encoder_width})."
             )
 
     def _validate_speech_options(self) -> None:
         if self.cache_dtype not in ("float32", "float16"):
-            raise ValueError(f"cache_dtype must be 'float32' or 'float16', got {self.cache_dtype!r}.")
+            raise EmiConfigError(f"cache_dtype must be 'float32' or 'float16', got {self.cache_dtype!r}.")
         if self.max_audio_s is not None and not float(self.max_audio_s) > 0:
-            raise ValueError(f"max_audio_s must be a positive number of seconds or None, got {self.max_audio_s}.")
+            raise EmiConfigError(f"max_audio_s must be a positive number of seconds or None, got {self.max_audio_s}.")
         if self.speech_layers is None:
             return
         encoder = self.speech_encoder_config
         depth = getattr(encoder, "encoder_layers", None) or getattr(encoder, "num_hidden_layers", None)
         layers = [int(i) for i in self.speech_layers]
         if not layers or (depth is not None and any(not -depth - 1 <= i <= depth for i in layers)):
-            raise ValueError(f"speech_layers {list(self.speech_layers)} must be hidden-state indices in "
-                             f"[0, {depth}] (or negative from the end) of the speech encoder.")
+            raise EmiConfigError(f"speech_layers {list(self.speech_layers)} must be hidden-state indices in "
+                                 f"[0, {depth}] (or negative from the end) of the speech encoder.")
         self.speech_layers = [i % (depth + 1) if depth is not None else i for i in layers]
 
     @property
@@ -367,10 +375,10 @@ class EmiTextConfig(EmiTemporalConfig):
         super().__post_init__(**kwargs)
         width = getattr(self.text_encoder_config, "hidden_size", None)
         if width is not None and width != self.text_feature_dim:
-            raise ValueError(f"text_feature_dim ({self.text_feature_dim}) must equal the text encoder's hidden_size "
-                             f"({width}).")
+            raise EmiConfigError(f"text_feature_dim ({self.text_feature_dim}) must equal the text encoder's "
+                                 f"hidden_size ({width}).")
         if int(self.max_text_tokens) < 1:
-            raise ValueError(f"max_text_tokens must be >= 1, got {self.max_text_tokens}.")
+            raise EmiConfigError(f"max_text_tokens must be >= 1, got {self.max_text_tokens}.")
 
 
 FUSION_MODALITIES = ("visual", "audio", "text")
@@ -397,14 +405,15 @@ def _simplex_columns(weights: dict, modalities, num_labels: int) -> dict[str, li
     """`{modality: [num_labels] weights}` checked: every modality present, weights >= 0, each emotion's summing to 1
     (within 1e-6; renormalised exactly)."""
     if sorted(weights) != sorted(modalities):
-        raise ValueError(f"modality_weights must have one entry per modality {list(modalities)}, got "
-                         f"{sorted(weights)}.")
+        raise EmiConfigError(f"modality_weights must have one entry per modality {list(modalities)}, got "
+                             f"{sorted(weights)}.")
     rows = {m: [float(w) for w in weights[m]] for m in modalities}
     if any(len(row) != num_labels or any(not w >= 0.0 for w in row) for row in rows.values()):
-        raise ValueError(f"modality_weights must hold {num_labels} non-negative numbers per modality, got {weights}.")
+        raise EmiConfigError(f"modality_weights must hold {num_labels} non-negative numbers per modality, got "
+                             f"{weights}.")
     totals = [sum(rows[m][i] for m in modalities) for i in range(num_labels)]
     if any(abs(total - 1.0) > 1e-6 for total in totals):
-        raise ValueError(f"each emotion's modality_weights must sum to 1 (the simplex), got sums {totals}.")
+        raise EmiConfigError(f"each emotion's modality_weights must sum to 1 (the simplex), got sums {totals}.")
     return {m: [w / total for w, total in zip(rows[m], totals)] for m in modalities}
 
 
@@ -461,14 +470,14 @@ class EmiFusionConfig(EmiLabelsMixin, PreTrainedConfig):
         super().__post_init__(**kwargs)
         labels = self._agreed_labels(given)
         if self.fusion_type not in FUSION_TYPES:
-            raise ValueError(f"fusion_type must be one of {FUSION_TYPES}, got {self.fusion_type!r}.")
+            raise EmiConfigError(f"fusion_type must be one of {FUSION_TYPES}, got {self.fusion_type!r}.")
         if not 0.0 <= float(self.modality_dropout) < 1.0:
-            raise ValueError(f"modality_dropout must be in [0, 1), got {self.modality_dropout}.")
+            raise EmiConfigError(f"modality_dropout must be in [0, 1), got {self.modality_dropout}.")
         if self.modality_weights is None and visual_share is not None:  # an earlier version's form (visual + audio)
             if len(visual_share) == len(labels):
                 self.fusion_weights = visual_share
             elif given is None:
-                raise ValueError(f"fusion_weights must be {len(labels)} numbers in [0, 1], got {visual_share}.")
+                raise EmiConfigError(f"fusion_weights must be {len(labels)} numbers in [0, 1], got {visual_share}.")
         weights = self.modality_weights
         if weights is None or (given is not None and len(next(iter(weights.values()))) != len(labels)):
             self.modality_weights = self.equal_weights(len(labels))  # default, or labels set anew
@@ -485,8 +494,8 @@ class EmiFusionConfig(EmiLabelsMixin, PreTrainedConfig):
             return given
         for modality, config in configs.items():
             if list(config.label_names) != labels:
-                raise ValueError(f"The {', '.join(configs)} models regress different labels: {labels} vs "
-                                 f"{list(config.label_names)} ({modality}).")
+                raise EmiConfigError(f"The {', '.join(configs)} models regress different labels: {labels} vs "
+                                     f"{list(config.label_names)} ({modality}).")
         return labels
 
     @property
@@ -514,11 +523,11 @@ class EmiFusionConfig(EmiLabelsMixin, PreTrainedConfig):
     @fusion_weights.setter
     def fusion_weights(self, weights) -> None:
         if self.modalities != ["visual", "audio"]:
-            raise ValueError(f"fusion_weights (the visual share) is for a visual + audio fusion; this one has "
-                             f"{self.modalities}: set modality_weights instead.")
+            raise EmiConfigError(f"fusion_weights (the visual share) is for a visual + audio fusion; this one has "
+                                 f"{self.modalities}: set modality_weights instead.")
         weights = [float(w) for w in weights]
         if not all(0.0 <= w <= 1.0 for w in weights):
-            raise ValueError(f"fusion_weights must be numbers in [0, 1], got {weights}.")
+            raise EmiConfigError(f"fusion_weights must be numbers in [0, 1], got {weights}.")
         self.modality_weights = {"visual": weights, "audio": [1.0 - w for w in weights]}
 
     def to_dict(self) -> dict:

@@ -15,6 +15,7 @@ import hashlib
 import os
 
 from .encoders_emi import backbone_family
+from .errors import EmiUsageError
 from .provenance import backbone_fingerprint, update_with_weights  # noqa: F401  (re-exported: their earlier home)
 
 LEGACY_RESNET18_CHOICES = ("imagenet", "random")
@@ -73,7 +74,7 @@ def processor_for_face_backbone(processor, visual_config, fixed: bool = False):
             [round(float(v), 6) for v in video.image_std] == [round(v, 6) for v in visual_config.image_std]:
         return processor
     if fixed:
-        raise ValueError(
+        raise EmiUsageError(
             f"The processor makes {processor.face_size} px crops normalised with mean {list(video.image_mean)} / std "
             f"{list(video.image_std)}, but the face backbone {visual_config.backbone!r} takes {visual_config.face_size}"
             f" px with {visual_config.image_mean} / {visual_config.image_std}: leave --processor out (one that fits is "
@@ -205,7 +206,7 @@ def check_input_dims(config, metadata: dict, modality: str, source: str) -> None
         return
     hint = ("" if metadata.get("encoders") else " (features without an encoder record, e.g. the organisers' ViT "
             "features: train without --base-model, from the features' metadata)")
-    raise ValueError(
+    raise EmiUsageError(
         f"{source} expects {wanted}-d {what} but the features are {stored}-d; they were made by "
         f"`{describe_extraction(metadata)}`{hint}. Train from that extraction's base_{modality} model (the default "
         "when training on its folder), or re-extract with this model's encoders."

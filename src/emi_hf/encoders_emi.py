@@ -43,6 +43,26 @@ VISION_TOWERS = ("clip", "siglip", "siglip2", "chinese_clip", "altclip")
 """Composite model types whose `vision_config` is the face backbone."""
 
 
+class BackboneError(ValueError):
+    """A face backbone choice or weights file that cannot be used; the message says what to pass instead. `emi-hf`
+    prints it (and its subclasses) as one line like the known errors of `emi_hf.errors` (`emi_known_error`): this file
+    is also the remote code of saved models, so it imports nothing of emi_hf."""
+
+    emi_known_error = True
+
+
+class BackboneFileNotFoundError(BackboneError, FileNotFoundError):
+    """A backbone weights file that is not there."""
+
+
+class BackboneUnavailableError(BackboneError, OSError):
+    """Backbone weights or files that cannot be had here (offline, not in the cache, no image processor)."""
+
+
+class BackboneDependencyError(BackboneError, ImportError):
+    """The backbone's library is not installed."""
+
+
 def backbone_family(spec: str) -> str:
     """`"resnet18"`, `"torchvision"`, `"timm"` or `"transformers"` (any other spec: a transformers id or folder)."""
     if spec == "resnet18":
@@ -58,7 +78,8 @@ def _import_timm():
     try:
         import timm
     except ImportError as error:
-        raise ImportError("This face backbone is a timm model: `pip install timm` to load or build it.") from error
+        raise BackboneDependencyError("This face backbone is a timm model: `pip install timm` to load or build "
+                                      "it.") from error
     return timm
 
 
@@ -81,8 +102,8 @@ def _strip_torchvision_classifier(model: nn.Module, name: str) -> int:
                 width = head[linears[-1]].in_features
                 head[linears[-1]] = nn.Identity()
                 return width
-    raise ValueError(f"torchvision:{name} has no Linear classifier (fc/classifier/heads/head) to remove; use a "
-                     "classification model such as torchvision:resnet50 or torchvision:mobilenet_v2.")
+    raise BackboneError(f"torchvision:{name} has no Linear classifier (fc/classifier/heads/head) to remove; use a "
+                        "classification model such as torchvision:resnet50 or torchvision:mobilenet_v2.")
 
 
 def torchvision_trunk(name: str) -> tuple[nn.Module, int]:
@@ -90,7 +111,7 @@ def torchvision_trunk(name: str) -> tuple[nn.Module, int]:
     from torchvision.models import get_model, list_models
 
     if name not in list_models():
-        raise ValueError(f"torchvision has no model {name!r} (torchvision.models.list_models() lists them).")
+        raise BackboneError(f"torchvision has no model {name!r} (torchvision.models.list_models() lists them).")
     model = get_model(name, weights=None)
     return model, _strip_torchvision_classifier(model, name)
 
@@ -146,8 +167,8 @@ def _image_processor_geometry(name_or_path: str, revision: str | None = None) ->
     try:
         processor = AutoImageProcessor.from_pretrained(name_or_path, revision=revision)
     except OSError as error:
-        raise OSError(f"{name_or_path} has no image processor (preprocessor_config.json), which gives the backbone's "
-                      f"input size and normalisation ({error}).") from error
+        raise BackboneUnavailableError(f"{name_or_path} has no image processor (preprocessor_config.json), which "
+                                       f"gives the backbone's input size and normalisation ({error}).") from error
     size = processor.crop_size if getattr(processor, "do_center_crop", False) else processor.size
     size = dict(size) if size is not None else {}
     side = size.get("height") or size.get("shortest_edge")
@@ -194,7 +215,7 @@ def read_state_dict(path: str | os.PathLike) -> dict:
     training checkpoint)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"Backbone weights file {path!r} does not exist.")
+        raise BackboneFileNotFoundError(f"Backbone weights file {path!r} does not exist.")
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
 
@@ -204,7 +225,7 @@ def read_state_dict(path: str | os.PathLike) -> dict:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state dict (got {type(state).__name__}).")
+        raise BackboneError(f"{path} does not hold a state dict (got {type(state).__name__}).")
     return state
 
 
@@ -222,8 +243,8 @@ def fit_state_dict(trunk: nn.Module, state: dict, source: str) -> dict:
             best, best_missing = {k: v for k, v in renamed.items() if k in wanted}, missing
     if best_missing:
         shown = sorted(best_missing)[:5]
-        raise ValueError(f"The weights in {source} do not fit the face backbone: {len(best_missing)} of its tensors "
-                         f"are missing (e.g. {shown}). Is it a checkpoint of the same architecture?")
+        raise BackboneError(f"The weights in {source} do not fit the face backbone: {len(best_missing)} of its tensors "
+                            f"are missing (e.g. {shown}). Is it a checkpoint of the same architecture?")
     return best
 
 

@@ -66,6 +66,7 @@ from huggingface_hub.errors import (
 )
 
 from .configuration_emi import EMOTION_NAMES
+from .errors import EmiError, EmiUsageError
 from .results import RESULTS_FILE, read_results
 from .text.encoder import TEXT_TOKENIZER_DIR
 
@@ -119,7 +120,7 @@ def code_files(config: dict) -> list[str]:
     return [*CODE_FILES, *sorted(named - set(CODE_FILES))]
 
 
-class EmiHubError(RuntimeError):
+class EmiHubError(EmiError, RuntimeError):
     """A Hub operation failed for a reason the user can fix; the message says how."""
 
 
@@ -238,7 +239,7 @@ def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from error
+        raise EmiUsageError(f"{path} is not valid JSON: {error}") from error
 
 
 def _label_names(config: Mapping[str, Any]) -> list[str]:
@@ -268,11 +269,11 @@ def _read_model_config(folder: Path) -> tuple[dict, str]:
     """(config.json of a saved emi model folder, its model_type); ValueError when it is not one."""
     config_path = folder / "config.json"
     if not config_path.is_file():
-        raise ValueError(f"{folder} has no config.json: is it a folder written by `model.save_pretrained(...)`?")
+        raise EmiUsageError(f"{folder} has no config.json: is it a folder written by `model.save_pretrained(...)`?")
     config = _read_json(config_path)
     model_type = config.get("model_type")
     if model_type not in MODEL_TYPES:
-        raise ValueError(
+        raise EmiUsageError(
             f"{config_path} has model_type {model_type!r}; emi-hf model cards exist for {sorted(MODEL_TYPES)}."
         )
     return config, model_type
@@ -337,7 +338,7 @@ def render_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> 
     label_names = _label_names(config)
     results = read_results(folder, label_names) or {}
     if results.get("modality") not in (None, modality):
-        raise ValueError(
+        raise EmiUsageError(
             f"{folder}/{RESULTS_FILE} says modality {results['modality']!r} but config.json is a {model_type} model: "
             "is this the results file of another run?"
         )
@@ -391,7 +392,7 @@ def _model_files(folder: Path) -> list[Path]:
         files += sorted(path for path in tokenizer.iterdir() if path.is_file())
     names = {path.name for path in files}
     if not any(name.endswith(".safetensors") for name in names):
-        raise ValueError(
+        raise EmiUsageError(
             f"{folder} has no .safetensors weights: save the model with `model.save_pretrained(folder)` "
             "(safetensors is the default) before pushing."
         )
@@ -433,7 +434,7 @@ def push_model(
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise ValueError(f"Model folder {folder} does not exist.")
+        raise EmiUsageError(f"Model folder {folder} does not exist.")
     files = _model_files(folder)
     card = model_card if model_card is not None else render_model_card(folder, repo_id)
     config = _read_json(folder / "config.json")
@@ -543,7 +544,7 @@ def push_features(
         if isinstance(dataset_dict_path_or_obj, (str, os.PathLike)):
             folder = Path(dataset_dict_path_or_obj)
             if not ((folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file()):
-                raise ValueError(
+                raise EmiUsageError(
                     f"{folder} is not a folder written by `DatasetDict.save_to_disk` / `Dataset.save_to_disk` "
                     "(no dataset_dict.json or state.json)."
                 )

@@ -16,6 +16,7 @@ import torch
 
 from .configuration_emi import FUSION_MODALITIES, output_modalities
 from .devices import default_device
+from .errors import EmiNotFoundError, EmiUsageError, loading
 
 MODALITIES = ("visual", "audio", "text", "fused")  # keys of ClipPrediction.modality_intensities, in display order
 _MODEL_MODALITIES = {"emi_visual": ("visual",), "emi_audio": ("audio",), "emi_text": ("text",)}
@@ -56,7 +57,7 @@ class TextSide:
             self.tokenizer = AutoTokenizer.from_pretrained(os.path.join(source, TEXT_TOKENIZER_DIR)) \
                 if os.path.isdir(source) else AutoTokenizer.from_pretrained(source, subfolder=TEXT_TOKENIZER_DIR)
         except (OSError, ValueError) as error:
-            raise FileNotFoundError(f"{source} has a text model but no loadable {TEXT_TOKENIZER_DIR}/ folder (its "
+            raise EmiNotFoundError(f"{source} has a text model but no loadable {TEXT_TOKENIZER_DIR}/ folder (its "
                                     f"text encoder's tokenizer; train.py saves it there): {error}") from error
         self.max_length = int(config.max_text_tokens)
         self.table = None if transcripts is None else read_transcripts(transcripts)
@@ -85,9 +86,9 @@ class TextSide:
                 return found.text
         try:
             if self.transcriber is None:
-                raise ValueError(f"{path}: no transcript for it{' in the transcripts given' if self.table else ''}, "
-                                 "and the model's transcripts were read from a file: pass --transcripts FILE with a "
-                                 "row for it, or --asr-model ID to transcribe it.")
+                raise EmiUsageError(f"{path}: no transcript for it{' in the transcripts given' if self.table else ''}, "
+                                    "and the model's transcripts were read from a file: pass --transcripts FILE with a "
+                                    "row for it, or --asr-model ID to transcribe it.")
             return self.transcriber.transcribe(path).text
         except (ValueError, TranscriptionError, OSError) as error:
             if not self.missing_ok:
@@ -116,11 +117,15 @@ def load_for_inference(model_name_or_path: str | os.PathLike, processor=None, re
     from .processing_emi import EmiProcessor
     from .provenance import check_raw_input_backbones
 
-    model = AutoModel.from_pretrained(model_name_or_path, revision=revision)
+    with loading(model_name_or_path):
+        model = AutoModel.from_pretrained(model_name_or_path, revision=revision)
     check_raw_input_backbones(model, allow_random_backbones, source=model_name_or_path)
     model = model.to(default_device(device)).eval()
     if processor is None or isinstance(processor, (str, os.PathLike)):
-        processor = EmiProcessor.from_pretrained(processor or model_name_or_path, revision=revision)
+        with loading(processor or model_name_or_path, "processor", "A model folder holds its processor "
+                     "(processor_config.json) when trained on features that name one; else pass --processor FOLDER "
+                     "(e.g. the features folder's processor/)."):
+            processor = EmiProcessor.from_pretrained(processor or model_name_or_path, revision=revision)
     processor.check_model_compatibility(model)  # the AUs it was trained on, in the same order
     return model, processor
 

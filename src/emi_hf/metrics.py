@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from .configuration_emi import EMOTION_NAMES
+from .errors import EmiUsageError
 
 
 __all__ = [
@@ -100,7 +101,7 @@ def _validated_pair(predictions: Any, references: Any, label_names: Sequence[str
             f"{list(references.shape)}."
         )
     if predictions.shape[0] < 2:
-        raise ValueError(
+        raise EmiUsageError(
             f"Correlation metrics need at least 2 samples, got {predictions.shape[0]}. Evaluate on more clips."
         )
     return predictions, references

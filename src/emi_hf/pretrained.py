@@ -21,6 +21,7 @@ import os
 
 from .configuration_emi import DEFAULT_AU_NAMES, EmiAudioConfig, EmiVisualConfig
 from .encoder_setup import build_visual_model, split_visual_choice
+from .errors import EmiUnavailableError
 from .modeling_emi import EmiAudioModel, EmiVisualModel
 from .provenance import random_record, stamp, weights_record
 
@@ -100,7 +101,7 @@ def build_audio_base(
         model = EmiAudioModel.from_speech_encoder(speech_encoder, **config_kwargs)
     except OSError as error:
         if not allow_random:
-            raise OSError(
+            raise EmiUnavailableError(
                 f"Could not load the speech encoder {speech_encoder!r} ({error}). Pass a local folder saved with "
                 "save_pretrained, a Hub id reachable from here, or 'random'."
             ) from error

@@ -36,6 +36,7 @@ from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.processing_utils import ProcessorMixin, Unpack
 from transformers.video_processing_utils import BaseVideoProcessor
 
+from .errors import EmiUsageError
 from .media.au import check_au_names
 from .media.cache import ClipData
 from .media.decoding import rows_are_channels
@@ -214,8 +215,8 @@ class EmiProcessor(ProcessorMixin):
         super().__init__(video_processor, feature_extractor)
         size = self.video_processor.size
         if (size.height, size.width) != (self.face_size, self.face_size):
-            raise ValueError(f"face_size={self.face_size} but the video processor's size is "
-                             f"{size.height}x{size.width}; pass the same size to both.")
+            raise EmiUsageError(f"face_size={self.face_size} but the video processor's size is "
+                                f"{size.height}x{size.width}; pass the same size to both.")
         self._build_pipeline()  # validates the settings now rather than at the first call
 
     # -- settings -------------------------------------------------------------------------------------------

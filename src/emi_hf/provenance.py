@@ -48,6 +48,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import EmiError
+
 KINDS = ("pretrained", "file", "random", "none", "unknown")
 REFUSED_KINDS = ("random", "none")
 ALLOW_FLAG = "--allow-random-backbones"
@@ -58,7 +60,7 @@ FIELD = "backbone_provenance"  # the config field that holds the record
 _CHECK_ATTRIBUTE = "_emi_backbone_check"  # the passed check of a model object (not saved)
 
 
-class RandomBackboneError(ValueError):
+class RandomBackboneError(EmiError, ValueError):
     """A model with a random or missing backbone was asked to score raw inputs; the message says why and what to do.
     `problems`: {part: record} of the backbones refused."""
 

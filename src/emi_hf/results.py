@@ -33,8 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import EmiUsageError
+
 RESULTS_FILE = "results.json"
 MODALITIES = (None, "visual", "audio", "text", "fusion")
+TRAINING_LABEL_MEAN = "training_label_mean"
+"""The key under which training records the mean label vector of its training clips, in ``config.json`` (the
+checkpoint knows it) and in ``results.json``'s ``training`` block: `emi-hf submit`'s fallback row."""
 
 
 def json_ready(value):
@@ -79,34 +84,35 @@ def _parse(path: Path):
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from error
+        raise EmiUsageError(f"{path} is not valid JSON: {error}") from error
 
 
 def validate_results(results, source: str | os.PathLike, label_names: list[str] | None = None) -> None:
     """Raises a ValueError naming `source` and the field when `results` does not follow the format."""
     if not isinstance(results, dict):
-        raise ValueError(f"{source} must hold a JSON object, got {type(results).__name__}.")
+        raise EmiUsageError(f"{source} must hold a JSON object, got {type(results).__name__}.")
     if results.get("modality") not in MODALITIES:
-        raise ValueError(f"{source}: 'modality' must be 'visual', 'audio', 'text' or 'fusion', got "
-                         f"{results['modality']!r}.")
+        raise EmiUsageError(f"{source}: 'modality' must be 'visual', 'audio', 'text' or 'fusion', got "
+                            f"{results['modality']!r}.")
     for key in ("training", "versions"):
         if not isinstance(results.get(key, {}), dict):
-            raise ValueError(f"{source}: {key!r} must be an object of name -> value.")
+            raise EmiUsageError(f"{source}: {key!r} must be an object of name -> value.")
     validation = results.get("validation")
     if validation is None:
         return
     if not isinstance(validation, dict) or not isinstance(validation.get("mean_pearson"), (int, float)):
-        raise ValueError(f"{source}: 'validation' must be {{'mean_pearson': float, 'per_emotion': {{name: float}}}}.")
+        raise EmiUsageError(f"{source}: 'validation' must be "
+                            "{'mean_pearson': float, 'per_emotion': {name: float}}.")
     per_emotion = validation.get("per_emotion", {})
     if not isinstance(per_emotion, dict) or not all(isinstance(v, (int, float)) for v in per_emotion.values()):
-        raise ValueError(f"{source}: 'validation.per_emotion' must map emotion names to floats.")
+        raise EmiUsageError(f"{source}: 'validation.per_emotion' must map emotion names to floats.")
     if per_emotion and abs(sum(per_emotion.values()) / len(per_emotion) - validation["mean_pearson"]) > 1e-6:
-        raise ValueError(
+        raise EmiUsageError(
             f"{source}: 'validation.mean_pearson' ({validation['mean_pearson']}) is not the mean of "
             "'validation.per_emotion': write the output of emi_hf.metrics.mean_pearson unchanged."
         )
     if label_names is not None and per_emotion and set(per_emotion) != set(label_names):
-        raise ValueError(
+        raise EmiUsageError(
             f"{source}: 'validation.per_emotion' names {sorted(per_emotion)} do not match the model's labels "
             f"{sorted(label_names)}."
         )
@@ -122,7 +128,7 @@ def trained_settings(folder: str | os.PathLike | None) -> dict:
     results = _parse(path)
     training = results.get("training", {}) if isinstance(results, dict) else None
     if not isinstance(training, dict):
-        raise ValueError(f"{path}: 'training' must be an object of name -> value.")
+        raise EmiUsageError(f"{path}: 'training' must be an object of name -> value.")
     return training
 
 

@@ -34,8 +34,10 @@ from pathlib import Path
 import numpy as np
 
 from ..encoder_setup import backbone_fingerprint, encoder_record
+from ..errors import EmiUsageError
 from ..face_embedding import FaceEmbedder, clip_face_embeddings
 from ..media.images import DEFAULT_FACE_IMAGE_FPS, clip_side_inputs, process_clip_inputs
+from .failures import failure_reason, reason_counts
 from .sharding import (
     DEFAULT_TIMEOUT_S,
     ShardProgress,
@@ -200,6 +202,7 @@ def run_extraction(
         shards = wait_for_shards(output_dir, plan, timeout_s)
         report = merge_features(output_dir, records, processor, visual_model, audio_model, text_stage)
         report.update(run_figures(shards, time.time() - started, sum(len(shard) for shard in plan["shards"])))
+        report["failure_reasons"] = reason_counts(report["failures"])
         (output_dir / "extraction_report.json").write_text(json.dumps(report, indent=2))
         return report
     finally:
@@ -240,13 +243,13 @@ def _plan_run(output_dir: Path, records: dict, processor, visual_model, audio_mo
     for s, i in (plan["pending"][index] for index in plan["indexes"][processes.rank]):
         record = records[s][i] if s in records and i < len(records[s]) else None
         if record is None or record.clip_id != plan["shards"][processes.rank][len(mine)]:
-            raise ValueError(f"process {processes.rank} was given another clip list than process 0: start every "
-                             "process with the same --data-dir, --splits and --labels-csv.")
+            raise EmiUsageError(f"process {processes.rank} was given another clip list than process 0: start every "
+                                "process with the same --data-dir, --splits and --labels-csv.")
         mine.append((record, output_dir / "clips" / SPLIT_NAMES.get(s, s) / f"{record.clip_id}.npz"))
     if not processes.is_main:
         check_same_folder(output_dir, plan, processes.rank)
         if plan["backbones"] != [backbone_fingerprint(visual_model), backbone_fingerprint(audio_model)]:
-            raise ValueError(
+            raise EmiUsageError(
                 f"process {processes.rank} has other backbone weights than process 0, so their features would mix: "
                 "load the same pretrained weights in every process (random backbones are the same in every process "
                 "only when built with a seed, as `emi-hf extract` does; see emi_hf.pretrained)."
@@ -277,7 +280,8 @@ def _extract_shard(mine: list, extract: Callable, output_dir: Path, processes, p
                 except Exception as error:  # a bad clip is reported, never stops the run
                     failures.append(
                         {"clip_id": record.clip_id, "path": str(record.path), "split": record.split,
-                         "error": f"{type(error).__name__}: {error}", "trace": traceback.format_exc(limit=3)}
+                         "error": f"{type(error).__name__}: {error}", "reason": failure_reason(error, record.path),
+                         "trace": traceback.format_exc(limit=3)}
                     )
                     shard.clip_failed()
                     if len(failures) <= max_failures_shown:
@@ -308,7 +312,7 @@ def _check_same_backbones(output_dir: Path, visual_model, audio_model, text_stag
     if path.exists():
         saved = json.loads(path.read_text())
         if saved != current:
-            raise ValueError(
+            raise EmiUsageError(
                 f"{output_dir} holds features made with other backbone weights or text settings ({path}: "
                 f"{sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))} differ); "
                 "resuming would mix features. Use another --output folder, or delete this one to start again."
@@ -341,7 +345,7 @@ def _generate_rows(files: list[str], columns: tuple[str, ...]) -> Iterable[dict]
     for file in files:
         row = ClipFeatures.load(Path(file)).columns()
         if sorted(row) != sorted(columns):
-            raise ValueError(
+            raise EmiUsageError(
                 f"{file} holds the columns {sorted(row)} but this extraction writes {sorted(columns)} (a clip made "
                 "with other text settings?): delete it, or the folder's clips/, and rerun to extract it again."
             )

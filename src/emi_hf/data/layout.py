@@ -52,6 +52,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..configuration_emi import EMOTION_NAMES
+from ..errors import EmiError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")  # what a data-folder search finds
 # every container PyAV decodes (upload checks, example folders); VIDEO_EXTENSIONS stays the data-folder search list
@@ -77,7 +78,7 @@ __all__ = ["AUDIO_DIR", "AUDIO_EXTENSIONS", "ClipRecord", "DataLayoutError", "FA
            "normalize_clip_id"]  # fmt: skip
 
 
-class DataLayoutError(ValueError):
+class DataLayoutError(EmiError, ValueError):
     """A data folder or CSV file that cannot be read; the message says where (file, line) and what to fix."""
 
 

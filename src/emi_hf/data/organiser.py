@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from ..configuration_emi import EMOTION_NAMES
+from ..errors import EmiError, EmiUsageError
+from .failures import reason_counts
 from .layout import DataLayoutError, load_hume_vidmimic2, normalize_clip_id
 from .store import DATASET_DIR, feature_schema, write_features_metadata
 
@@ -45,7 +47,7 @@ _NUMPY_GLOBALS = {
 _TORCH_GLOBALS = {("torch._utils", "_rebuild_tensor_v2"), ("collections", "OrderedDict")}
 
 
-class OrganiserFeatureError(ValueError):
+class OrganiserFeatureError(EmiError, ValueError):
     """A features file that cannot be imported; the message names the file and says what to do."""
 
 
@@ -216,7 +218,7 @@ def import_organiser_features(
     from datasets import Dataset, DatasetDict
 
     if visual_dir is None and audio_dir is None:
-        raise ValueError("pass --visual and/or --audio: the folders of the organisers' per-clip pickles.")
+        raise EmiUsageError("pass --visual and/or --audio: the folders of the organisers' per-clip pickles.")
     started = time.time()
     records = load_hume_vidmimic2(data_dir, splits=splits, require_videos=False, test_dir=test_dir)
     visual_files = _index_files(None if visual_dir is None else Path(visual_dir), "visual")
@@ -250,7 +252,8 @@ def import_organiser_features(
                             audio_feature_dim=widths[1], splits=counts, fps=None,
                             source={"kind": "organiser baseline features", "visual": str(visual_dir),
                                     "audio": str(audio_dir), "visual_fps": visual_fps})  # fmt: skip
-    report = {"splits": counts, "failures": failures, "visual_files": len(visual_files),
+    report = {"splits": counts, "failures": failures, "failure_reasons": reason_counts(failures),
+              "visual_files": len(visual_files),
               "audio_files": len(audio_files), "widths": {"visual": widths[0], "audio": widths[1]},
               "wall_time_s": round(time.time() - started, 2)}  # fmt: skip
     (output / "import_report.json").write_text(json.dumps(report, indent=2))

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from ..errors import EmiError, EmiUsageError
+
 DEFAULT_TIMEOUT_S = 600.0
 MIN_SETUP_TIMEOUT_S = 300.0  # the group's own timeout (start, plan): the main process may be saving large models
 SHARDS_DIR = "shards"
@@ -53,7 +55,7 @@ _LAUNCHER_VARIABLES = (
 )
 
 
-class ShardsIncomplete(TimeoutError):
+class ShardsIncomplete(EmiError, TimeoutError):
     """Another process stopped (died, was killed, or cannot be reached); what is done is kept, a rerun finishes."""
 
 
@@ -130,7 +132,7 @@ def join_processes(timeout_s: float = DEFAULT_TIMEOUT_S) -> Processes:
         return processes
     for name in ("MASTER_ADDR", "MASTER_PORT"):
         if name not in os.environ:
-            raise ValueError(
+            raise EmiUsageError(
                 f"{world} extraction processes, but {name} is not set: export MASTER_ADDR (the main node's address) "
                 "and MASTER_PORT (a free port), or launch with torchrun / accelerate launch, which set them."
             )
@@ -150,7 +152,7 @@ def configure_threads(threads: int | None, processes_here: int) -> int:
             cores = os.cpu_count() or 1
         threads = max(1, cores // max(1, processes_here))
     if threads < 1:
-        raise ValueError(f"--threads must be at least 1 (got {threads})")
+        raise EmiUsageError(f"--threads must be at least 1 (got {threads})")
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[name] = str(threads)  # for native libraries that start their pools later
     torch.set_num_threads(threads)
@@ -214,7 +216,7 @@ def check_same_folder(output_dir: Path, plan: dict, rank: int) -> None:
     except (OSError, ValueError, KeyError):
         seen = None
     if seen != plan["run_id"]:
-        raise ValueError(
+        raise EmiUsageError(
             f"process {rank} on {socket.gethostname()} does not see the main process's {path}: --output must be a "
             "folder on a file system that every node mounts at the same path."
         )

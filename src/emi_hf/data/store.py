@@ -36,6 +36,7 @@ import os
 from pathlib import Path
 
 from ..configuration_emi import DEFAULT_AU_NAMES, EMOTION_NAMES
+from ..errors import EmiNotFoundError, EmiUsageError
 
 FEATURES_METADATA = "emi_features.json"
 DATASET_DIR = "dataset"
@@ -53,7 +54,7 @@ def feature_schema(num_aus: int, audio_dim: int, num_labels: int, visual_dim: in
     from datasets import Array2D, Features, Sequence, Value
 
     if int(visual_dim) <= 0 or int(audio_dim) <= 0 or int(num_aus) < 0:
-        raise ValueError(f"feature widths must be positive (visual {visual_dim}, audio {audio_dim}, AUs {num_aus}).")
+        raise EmiUsageError(f"feature widths must be positive (visual {visual_dim}, audio {audio_dim}, AUs {num_aus}).")
 
     columns = {}
     if text:
@@ -119,8 +120,8 @@ def load_features_metadata(features_dir: str | os.PathLike) -> dict:
     try:
         return json.loads(path.read_text())
     except ValueError as error:
-        raise ValueError(f"{path} is not valid JSON ({error}). Re-run `emi-hf extract` into that folder, or "
-                         f"restore the file.") from None  # fmt: skip
+        raise EmiUsageError(f"{path} is not valid JSON ({error}). Re-run `emi-hf extract` into that folder, or "
+                            f"restore the file.") from None  # fmt: skip
 
 
 def load_features(features_dir: str | os.PathLike):
@@ -130,7 +131,7 @@ def load_features(features_dir: str | os.PathLike):
     features_dir = Path(features_dir)
     dataset_dir = features_dir / DATASET_DIR if (features_dir / DATASET_DIR).is_dir() else features_dir
     if not dataset_dir.is_dir():
-        raise FileNotFoundError(
+        raise EmiNotFoundError(
             f"No features at {features_dir}: run `emi-hf extract --data-dir DATA --output {features_dir}` first."
         )
     return load_from_disk(str(dataset_dir))
@@ -165,7 +166,8 @@ def complete_metadata(metadata: dict, datasets) -> dict:
         if "au_names" not in metadata:
             metadata["au_names"] = default_au_names(num_aus)
         elif len(metadata["au_names"]) != num_aus:
-            raise ValueError(f"emi_features.json names {len(metadata['au_names'])} AUs but au_features have {num_aus}.")
+            raise EmiUsageError(f"emi_features.json names {len(metadata['au_names'])} AUs but au_features have "
+                                f"{num_aus}.")
     if "visual_features" in features:
         metadata.setdefault("visual_feature_dim", features["visual_features"].shape[1])
     if "audio_features" in features:

@@ -60,6 +60,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import EmiDependencyError, EmiUsageError
 from .errors import EmiInputError
 from .resampling import nearest_index
 
@@ -104,7 +105,7 @@ OPENFACE_AU_NAMES = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU
 def check_au_names(processor_au_names: Sequence[str], model_au_names: Sequence[str], where: str = "") -> None:
     """Raises ValueError when a processor's AU list differs (names or order) from a model config's."""
     if list(processor_au_names) != list(model_au_names):
-        raise ValueError(
+        raise EmiUsageError(
             f"AU mismatch{' (' + where + ')' if where else ''}: the processor gives {list(processor_au_names)} but "
             f"the model expects {list(model_au_names)}. Load the processor saved with this model, or create one "
             f"with `au_names={list(model_au_names)}`."
@@ -138,10 +139,10 @@ class AUBackend:
         au_names = tuple(au_names)
         unknown = [name for name in au_names if name not in self.supported_aus]
         if unknown:
-            raise ValueError(f"au_backend={self.name!r} cannot estimate {unknown}; it supports "
-                             f"{list(self.supported_aus)}. Choose au_names among those or another backend.")
+            raise EmiUsageError(f"au_backend={self.name!r} cannot estimate {unknown}; it supports "
+                                f"{list(self.supported_aus)}. Choose au_names among those or another backend.")
         if len(set(au_names)) != len(au_names):
-            raise ValueError(f"au_names has duplicates: {list(au_names)}")
+            raise EmiUsageError(f"au_names has duplicates: {list(au_names)}")
         self.au_names = au_names
 
 
@@ -303,7 +304,7 @@ def match_openface(table: OpenFaceTable, timestamps: np.ndarray, source_indices:
                 output[k] = table.values[row]
         return output
     if match != "timestamp":
-        raise ValueError(f"openface match must be 'timestamp' or 'frame', got {match!r}")
+        raise EmiUsageError(f"openface match must be 'timestamp' or 'frame', got {match!r}")
     order = np.argsort(table.timestamps, kind="stable")
     times = table.timestamps[order]
     if tolerance is None:
@@ -326,7 +327,7 @@ class OpenFaceAUBackend(AUBackend):
                  csv_dir: str | None = None):
         super().__init__(au_names)
         if match not in ("timestamp", "frame"):
-            raise ValueError(f"openface match must be 'timestamp' or 'frame', got {match!r}")
+            raise EmiUsageError(f"openface match must be 'timestamp' or 'frame', got {match!r}")
         self.match = match
         self.min_confidence = float(min_confidence)
         self.csv_dir = csv_dir
@@ -366,7 +367,7 @@ class PyFaceAUBackend(AUBackend):
         try:
             import pyfaceau
         except ImportError as error:
-            raise ImportError(
+            raise EmiDependencyError(
                 "au_backend='pyfaceau' needs the optional package pyfaceau: `pip install pyfaceau`, then download "
                 "its OpenFace model files once (`pyfaceau-download-models`, academic licence). Or use "
                 "au_backend='mediapipe' (no extra install) or 'openface' (OpenFace CSVs)."
@@ -399,7 +400,7 @@ def build_au_backend(name: str | None, au_names: Sequence[str], **options) -> AU
     if name is None:
         return None
     if name not in AU_BACKENDS:
-        raise ValueError(f"au_backend must be one of {sorted(AU_BACKENDS)} or None, got {name!r}")
+        raise EmiUsageError(f"au_backend must be one of {sorted(AU_BACKENDS)} or None, got {name!r}")
     backend_class = AU_BACKENDS[name]
     import inspect
 

@@ -37,6 +37,7 @@ from typing import Iterator
 
 import numpy as np
 
+from ..errors import EmiUsageError
 from .errors import EmiFileNotFoundError, EmiInputError, _HOW_TO_REENCODE
 from .resampling import nearest_frames
 
@@ -245,7 +246,7 @@ def iter_video_frames(path, target_fps: float | None = 30.0, max_frames: int | N
     """
     path = _check_path(path)
     if target_fps is not None and target_fps <= 0:
-        raise ValueError(f"target_fps must be positive or None, got {target_fps}")
+        raise EmiUsageError(f"target_fps must be positive or None, got {target_fps}")
     report = report if report is not None else _DecodeReport()
     out: queue.Queue = queue.Queue(maxsize=max(2, queue_size))
     stop = threading.Event()

@@ -23,10 +23,12 @@ a single frame                                  works (one frame, its timestamp)
 
 from __future__ import annotations
 
+from ..errors import EmiError
+
 _HOW_TO_REENCODE = "ffmpeg -i INPUT -c:v libx264 -pix_fmt yuv420p -c:a aac OUTPUT.mp4"
 
 
-class EmiInputError(ValueError):
+class EmiInputError(EmiError, ValueError):
     """A media input that cannot be processed. The message names the file and says what to do."""
 
     def __init__(self, path, problem: str, hint: str | None = None):

@@ -41,6 +41,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from ..errors import EmiDependencyError, EmiUsageError
 from .alignment import mesh_five_points
 from .logs import native_stderr_silenced, quiet_native_logs
 
@@ -163,8 +164,8 @@ class MTCNNDetector(FaceDetector):
         try:
             from facenet_pytorch import MTCNN
         except ImportError as error:  # pragma: no cover - a declared dependency
-            raise ImportError("face_detector='mtcnn' needs facenet-pytorch==2.5.3 (`pip install "
-                              "facenet-pytorch==2.5.3`), or use face_detector='mediapipe'.") from error
+            raise EmiDependencyError("face_detector='mtcnn' needs facenet-pytorch==2.5.3 (`pip install "
+                                     "facenet-pytorch==2.5.3`), or use face_detector='mediapipe'.") from error
         from ..devices import default_device
 
         self.batch_size = int(batch_size)
@@ -203,8 +204,8 @@ def _import_mediapipe():
         try:
             import mediapipe as mp
         except ImportError as error:  # pragma: no cover - a declared dependency
-            raise ImportError("The MediaPipe face detector / face mesh / AU backend needs mediapipe==0.10.14 "
-                              "(`pip install mediapipe==0.10.14`).") from error
+            raise EmiDependencyError("The MediaPipe face detector / face mesh / AU backend needs mediapipe==0.10.14 "
+                                     "(`pip install mediapipe==0.10.14`).") from error
     return mp
 
 
@@ -217,7 +218,7 @@ class MediaPipeDetector(FaceDetector):
     def __init__(self, max_side: int | None = 640, min_score: float | None = None, model: str = "full"):
         super().__init__(max_side=max_side, min_score=min_score)
         if model not in ("full", "short"):
-            raise ValueError(f"mediapipe detector model must be 'full' or 'short', got {model!r}")
+            raise EmiUsageError(f"mediapipe detector model must be 'full' or 'short', got {model!r}")
         mp = _import_mediapipe()
         with native_stderr_silenced():  # the graph opens its model (and logs) on the first frame
             # The graph filters by its own threshold; keep it a little lower than ours and filter in detect().
@@ -257,7 +258,7 @@ def build_face_detector(name: str | None, **options) -> FaceDetector | None:
     if name is None:
         return None
     if name not in FACE_DETECTORS:
-        raise ValueError(f"face_detector must be one of {sorted(FACE_DETECTORS)} or None, got {name!r}")
+        raise EmiUsageError(f"face_detector must be one of {sorted(FACE_DETECTORS)} or None, got {name!r}")
     options = {k: v for k, v in options.items() if v is not None}
     return FACE_DETECTORS[name](**options)
 

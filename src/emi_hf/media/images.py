@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import EmiUsageError
 from .errors import EmiInputError
 
 DEFAULT_FACE_IMAGE_FPS = 30.0  # rate of the face-image numbering (Hume-Vidmimic2 videos are about 30 fps)
@@ -94,7 +95,7 @@ def process_face_images(settings, folder, audio=None, face_image_fps: float = DE
     """One clip from its face images (and optional audio file) -> `ClipData`, with the media `settings` (a
     `ClipSettings`, e.g. ``processor.clip_settings()``) except detection."""
     if not face_image_fps or face_image_fps <= 0:
-        raise ValueError(f"face_image_fps must be > 0, got {face_image_fps!r}.")
+        raise EmiUsageError(f"face_image_fps must be > 0, got {face_image_fps!r}.")
     frames, _ = load_face_images(folder, settings.face_size)
     clip = _crop_pipeline(settings).process(frames, audio=None if audio is None else os.fspath(audio),
                                             video_fps=float(face_image_fps), use_cache=False,
@@ -114,7 +115,7 @@ def clip_side_inputs(record, face_source: str = "detect", face_image_fps: float 
     ``"images"``: a clip's face images replace detection whenever it has them.
     """
     if face_source not in FACE_SOURCES:
-        raise ValueError(f"face_source must be one of {FACE_SOURCES}, got {face_source!r}.")
+        raise EmiUsageError(f"face_source must be one of {FACE_SOURCES}, got {face_source!r}.")
     inputs = {}
     face_dir = getattr(record, "face_dir", None)
     if face_dir is not None and (face_source == "images" or record.path is None):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..configuration_emi import DEFAULT_AU_NAMES
+from ..errors import EmiUsageError
 from .faces import FACE_DETECTORS, SUBJECT_POLICIES
 
 __all__ = ["ClipSettings"]
@@ -96,18 +97,18 @@ class ClipSettings:
 
     def _validate(self) -> None:
         if self.face_detector is not None and self.face_detector not in FACE_DETECTORS:
-            raise ValueError(f"face_detector must be one of {sorted(FACE_DETECTORS)} or None, "
-                             f"got {self.face_detector!r}")
+            raise EmiUsageError(f"face_detector must be one of {sorted(FACE_DETECTORS)} or None, "
+                                f"got {self.face_detector!r}")
         if self.face_detector is not None and self.subject not in SUBJECT_POLICIES:
-            raise ValueError(f"subject must be one of {SUBJECT_POLICIES}, got {self.subject!r}")
+            raise EmiUsageError(f"subject must be one of {SUBJECT_POLICIES}, got {self.subject!r}")
         if self.detect_every < 1:
-            raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
+            raise EmiUsageError(f"detect_every must be >= 1, got {self.detect_every}")
         if self.chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+            raise EmiUsageError(f"chunk_size must be >= 1, got {self.chunk_size}")
         if self.max_frames is not None and self.max_frames < 1:
-            raise ValueError(f"max_frames must be >= 1 or None, got {self.max_frames}")
+            raise EmiUsageError(f"max_frames must be >= 1 or None, got {self.max_frames}")
         if self.max_duration is not None and self.max_duration <= 0:
-            raise ValueError(f"max_duration must be > 0 or None, got {self.max_duration}")
+            raise EmiUsageError(f"max_duration must be > 0 or None, got {self.max_duration}")
 
     @classmethod
     def saved_fields(cls) -> tuple[str, ...]:

@@ -41,6 +41,7 @@ import time
 import numpy as np
 import torch
 
+from ..errors import EmiUsageError
 from ..face_embedding import FaceEmbedder
 from ..media.alignment import align_face
 from ..media.au import OpenFaceAUBackend
@@ -76,15 +77,15 @@ class EmiStreamer:
                  audio_context_s: float | None = 1.0, max_pending_frames: int = 4, on_update=None,
                  allow_random_backbones: bool = False):
         if not 0 < hop_s <= window_s:
-            raise ValueError(f"need 0 < hop_s <= window_s, got hop_s={hop_s}, window_s={window_s}")
+            raise EmiUsageError(f"need 0 < hop_s <= window_s, got hop_s={hop_s}, window_s={window_s}")
         check_raw_input_backbones(model, allow_random_backbones, source=getattr(model, "name_or_path", None))
         model_type = model.config.model_type
         if model_type not in _MODALITIES:
-            raise ValueError(f"EmiStreamer takes an emi_visual, emi_audio or emi_fusion model, got {model_type}")
+            raise EmiUsageError(f"EmiStreamer takes an emi_visual, emi_audio or emi_fusion model, got {model_type}")
         if model_type == "emi_fusion" and model.config.modalities != ["visual", "audio"]:
-            raise ValueError(f"EmiStreamer runs a visual + audio fusion; this one fuses {model.config.modalities} "
-                             "(live transcription is not part of streaming): stream its visual or audio model, or a "
-                             "visual + audio fusion (EmiFusionModel.from_unimodal(visual=..., audio=...)).")
+            raise EmiUsageError(f"EmiStreamer runs a visual + audio fusion; this one fuses {model.config.modalities} "
+                                "(live transcription is not part of streaming): stream its visual or audio model, or a "
+                                "visual + audio fusion (EmiFusionModel.from_unimodal(visual=..., audio=...)).")
         self.model, self.processor = model, processor
         self.window_s, self.hop_s = float(window_s), float(hop_s)
         self.modalities = _MODALITIES[model_type]
@@ -92,8 +93,8 @@ class EmiStreamer:
         self.settings = processor.clip_settings()
         self.pipeline = ClipPipeline(self.settings)
         if "visual" in self.modalities and isinstance(self.pipeline.au_backend, OpenFaceAUBackend):
-            raise ValueError("au_backend='openface' reads AUs from OpenFace CSVs written after the fact; a live stream "
-                             "needs a processor with au_backend='mediapipe' (or 'pyfaceau' or None).")
+            raise EmiUsageError("au_backend='openface' reads AUs from OpenFace CSVs written after the fact; a live "
+                                "stream needs a processor with au_backend='mediapipe' (or 'pyfaceau' or None).")
         visual = getattr(model, "visual", model if "visual" in self.modalities else None)
         audio = getattr(model, "audio", model if "audio" in self.modalities else None)
         keep = self.window_s + self.hop_s + (audio_context_s or 0.0) + 1.0

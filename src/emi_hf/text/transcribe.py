@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..media.decoding import _check_path as check_media_path
 from ..media.decoding import decode_audio
 from .asr import AsrBackend, build_asr_backend
 from .cache import TranscriptCache, model_fingerprint
@@ -63,6 +64,7 @@ class Transcriber:
             found = self.table.lookup(path)
             if found is not None:
                 return found
+        check_media_path(path)  # a missing or empty file: the known error, before the cache reads it
         key = self.cache.key(path, self.settings()) if self.cache else None
         if key is not None:
             cached = self.cache.get(key)

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import EmiError
+
 __all__ = ["Segment", "Transcript", "clean_segments", "join_segments", "TranscriptionError"]
 
 
-class TranscriptionError(ValueError):
+class TranscriptionError(EmiError, ValueError):
     """Transcription cannot run or a transcript file cannot be used; the message says what to pass instead."""
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from transformers import HfArgumentParser
 
 from ..configuration_emi import LOSS_TYPES, POOLING_TYPES
+from ..errors import EmiUsageError
 from ..results import trained_settings
 
 MODALITIES = ("visual", "audio", "text", "fusion")
@@ -177,16 +178,16 @@ class EmiTrainingArguments:
         for name, allowed in (("modality", MODALITIES), ("loss", LOSS_TYPES), ("mixed_precision", MIXED_PRECISION),
                               ("fusion_mode", FUSION_MODES)):
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}.")
+                raise EmiUsageError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}.")
         if self.report_to not in TRACKERS:
-            raise ValueError(f"report_to {self.report_to!r} is not a tracker accelerate knows.")
+            raise EmiUsageError(f"report_to {self.report_to!r} is not a tracker accelerate knows.")
         if self.output_dir is None:
             self.output_dir = f"runs/{self.modality}"
         if self.grad_accum < 1 or self.epochs < 1 or self.batch_size < 1 or self.seeds < 1:
-            raise ValueError("epochs, batch_size, grad_accum and seeds must be >= 1.")
+            raise EmiUsageError("epochs, batch_size, grad_accum and seeds must be >= 1.")
         self.train_splits = [self.train_splits] if isinstance(self.train_splits, str) else list(self.train_splits)
         if not self.train_splits:
-            raise ValueError("train_splits must name at least one split.")
+            raise EmiUsageError("train_splits must name at least one split.")
         if self.tcn_dilations is not None:  # numbers, or command-line words such as "1,2,4" or "1" "2" "4"
             self.tcn_dilations = [int(d) for d in " ".join(map(str, self.tcn_dilations)).replace(",", " ").split()]
         if self.trainable_backbone_layers < 0:

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..configuration_emi import FUSION_MODALITIES
 from ..data.store import load_feature_splits
+from ..errors import EmiUsageError
 from ..results import json_ready, trained_settings
 from .arguments import EmiTrainingArguments, sequence_caps
 from .evaluation import predict_split, score_predictions
@@ -61,13 +62,14 @@ def assign_folds(clip_ids, num_folds: int, seed: int) -> np.ndarray:
     """
     clip_ids = list(clip_ids)
     if num_folds < 3:
-        raise ValueError(f"--folds must be >= 3 (a test fold, an inner validation fold and one to train on), got "
-                         f"{num_folds}.")
+        raise EmiUsageError(f"--folds must be >= 3 (a test fold, an inner validation fold and one to train on), got "
+                            f"{num_folds}.")
     if len(clip_ids) < num_folds:
-        raise ValueError(f"{len(clip_ids)} clips cannot fill {num_folds} folds.")
+        raise EmiUsageError(f"{len(clip_ids)} clips cannot fill {num_folds} folds.")
     if len(set(clip_ids)) != len(clip_ids):
         repeated = sorted({c for c in clip_ids if clip_ids.count(c) > 1})[:5]
-        raise ValueError(f"Clip ids repeat across the pooled splits (e.g. {repeated}): a clip would be in two folds.")
+        raise EmiUsageError(f"Clip ids repeat across the pooled splits (e.g. {repeated}): a clip would be in two "
+                            "folds.")
     order = np.random.default_rng([seed, FOLD_STREAM]).permutation(len(clip_ids))
     folds = np.empty(len(clip_ids), dtype=np.int64)
     folds[order] = np.arange(len(clip_ids)) % num_folds
@@ -90,22 +92,8 @@ def _pool(datasets, splits, source) -> object:
 
     missing = [s for s in splits if s not in datasets]
     if missing:
-        raise ValueError(f"The features at {source} have no split(s) {missing} (they have {sorted(datasets)}).")
+        raise EmiUsageError(f"The features at {source} have no split(s) {missing} (they have {sorted(datasets)}).")
     return concatenate_datasets([datasets[s] for s in splits]) if len(splits) > 1 else datasets[splits[0]]
-
-
-def _quiet_progress_bars() -> list:
-    """Turns off the datasets / transformers progress bars (one per fold split and model load); returns how to
-    turn them back on."""
-    from datasets.utils import logging as datasets_logging
-    from transformers.utils import logging as transformers_logging
-
-    restore = []
-    for module in (datasets_logging, transformers_logging):
-        if module.is_progress_bar_enabled():
-            module.disable_progress_bar()
-            restore.append(module.enable_progress_bar)
-    return restore
 
 
 def _train_round(args: EmiTrainingArguments, splits: dict, folder: Path) -> dict[str, Path]:
@@ -229,6 +217,7 @@ def format_cv_table(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `emi-hf cv`: the training flags plus `CVArguments`."""
+    from ..media.logs import progress_bars_hidden
     from .arguments import build_parser
     from .loop import show_training_log
 
@@ -238,12 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.output_dir == f"runs/{args.modality}":  # the training default: give CV its own folder
         args.output_dir = f"runs/cv_{args.modality}"
     show_training_log("[emi-hf cv]")
-    restore = _quiet_progress_bars()
-    try:
+    with progress_bars_hidden():  # one per fold split and model load
         results = run_cv(args, cv)
-    finally:
-        for enable in restore:
-            enable()
     print(format_cv_table(results))
     print(f"[emi-hf cv] wrote {Path(args.output_dir) / CV_RESULTS_FILE} ({results['wall_time_s']:.1f} s)")
     return 0

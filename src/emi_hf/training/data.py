@@ -26,6 +26,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..errors import EmiUsageError
+
 # Independent random streams (numpy SeedSequence entropy [seed, stream, epoch]): where each epoch's crops start,
 # and the order of the clips. The values are part of the seeded results; changing one changes every run.
 CROP_STREAM = 7
@@ -40,6 +42,20 @@ MODALITY_COLUMNS = {
     "text": TEXT_COLUMNS,
     "fusion": VISUAL_COLUMNS + AUDIO_COLUMNS,  # and TEXT_COLUMNS when the features have them (`split_columns`)
 }
+
+
+def label_mean(dataset) -> list[float] | None:
+    """The mean label vector of a split's labeled clips (rows with a NaN label left out); None without any. `dataset`:
+    a features split, or a list of raw clip records (end-to-end training)."""
+    if isinstance(dataset, list):  # ClipRecords
+        rows = [r.labels for r in dataset if r.labels is not None]
+        labels = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
+    elif "labels" not in dataset.column_names or not len(dataset):
+        return None
+    else:
+        labels = np.asarray(dataset.with_format("numpy")["labels"], dtype=np.float64)
+    labels = labels[np.isfinite(labels).all(axis=1)]
+    return [float(v) for v in labels.mean(axis=0)] if len(labels) else None
 
 
 def split_columns(dataset, modality: str) -> tuple[str, ...]:
@@ -73,7 +89,7 @@ def _frame_matrix(array) -> np.ndarray:
         return np.zeros((0, 0), np.float32)
     width = int(offsets[1] - offsets[0])
     if not np.all(np.diff(offsets) == width):
-        raise ValueError("A feature column has frames of different widths.")
+        raise EmiUsageError("A feature column has frames of different widths.")
     values = _to_numpy(array.values)
     if not width:
         return np.zeros((len(offsets) - 1, 0), values.dtype)
@@ -118,7 +134,7 @@ class FeatureTable:
         names = set(dataset.column_names)
         missing = [c for c in columns if c not in names]
         if missing:
-            raise ValueError(f"The features have no column(s) {missing}; they have {sorted(names)}.")
+            raise EmiUsageError(f"The features have no column(s) {missing}; they have {sorted(names)}.")
         self.columns = {name: _column_rows(dataset.data.column(name)) for name in columns}
         # Trailing shape of each column's frames ((512,) for visual_features, () for masks), from the schema.
         self.widths = {name: tuple(getattr(dataset.features[name], "shape", (None,))[1:]) for name in columns}
@@ -250,7 +266,7 @@ class EpochBatchSampler:
 
     def __init__(self, num_items: int, batch_size: int, shuffle: bool, drop_last: bool, seed: int = 0):
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+            raise EmiUsageError(f"batch_size must be >= 1, got {batch_size}.")
         self.num_items = num_items
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -273,6 +289,21 @@ class EpochBatchSampler:
             order = np.arange(self.num_items)
         for batch in range(len(self)):
             yield order[batch * self.batch_size : (batch + 1) * self.batch_size].tolist()
+
+
+def check_batch_size(num_clips: int, batch_size: int, num_processes: int = 1) -> None:
+    """Every training batch holds exactly `batch_size` clips (an incomplete last one is dropped), so a train split
+    of fewer clips trains nothing: the error says which --batch-size fits."""
+    if num_clips >= batch_size:
+        return
+    fits = num_clips // num_processes * num_processes  # the global batch is split evenly across the processes
+    if fits == 0:
+        raise EmiUsageError(f"The train split has {num_clips} clip(s), fewer than the {num_processes} processes that "
+                            "would share each batch: train with fewer processes, or on more clips.")
+    multiple = f" (a multiple of the {num_processes} processes)" if num_processes > 1 else ""
+    raise EmiUsageError(f"The train split has {num_clips} clip(s), fewer than --batch-size {batch_size}: every "
+                        "training batch holds exactly --batch-size clips, so not one batch would run. Pass "
+                        f"--batch-size {fits} or less{multiple}, or train on more clips (--train-splits).")
 
 
 def make_loader(dataset: ClipBatchDataset, sampler: EpochBatchSampler) -> torch.utils.data.DataLoader:

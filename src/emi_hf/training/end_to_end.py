@@ -44,6 +44,7 @@ import torch
 
 from ..data.layout import load_hume_vidmimic2
 from ..encoders_emi import enable_backbone_checkpointing, enable_model_checkpointing
+from ..errors import EmiUsageError
 from ..media.errors import EmiInputError
 from .data import CROP_STREAM, EpochBatchSampler, _window, make_loader
 
@@ -256,8 +257,8 @@ def setup_end_to_end(args, metadata: dict, root, model) -> tuple[dict, RawClipSo
     from ..processing_emi import EmiProcessor
 
     if not metadata.get("processor_path"):
-        raise ValueError(f"{args.features} has no processor folder: end-to-end training needs the features folder "
-                         "of an `emi-hf extract` run (its processor and base models).")
+        raise EmiUsageError(f"{args.features} has no processor folder: end-to-end training needs the features folder "
+                            "of an `emi-hf extract` run (its processor and base models).")
     processor = EmiProcessor.from_pretrained(root / metadata["processor_path"])
     processor.use_cache = bool(args.raw_clip_cache) and args.modality == "visual"
     label_names = list(metadata["label_names"])

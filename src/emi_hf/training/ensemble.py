@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from ..errors import EmiUsageError
 from ..modeling_ensemble_emi import EmiEnsembleModel
 from ..results import json_ready, write_results
 from .evaluation import predict_split, score_predictions
@@ -32,8 +33,8 @@ def train_seed_ensemble(args, train_one: Callable[..., dict], datasets: dict, me
     from accelerate import PartialState
 
     if args.modality == "fusion" and args.fusion_mode == "late":
-        raise ValueError("--seeds N trains N models; late fusion trains none (its weights are fitted, the same for "
-                         "every seed). Use --seeds for the visual and audio runs, or with --fusion-mode joint.")
+        raise EmiUsageError("--seeds N trains N models; late fusion trains none (its weights are fitted, the same for "
+                            "every seed). Use --seeds for the visual and audio runs, or with --fusion-mode joint.")
     started = time.perf_counter()
     members = []
     for folder, k in zip(member_dirs(args), range(args.seeds)):

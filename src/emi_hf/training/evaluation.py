@@ -17,6 +17,7 @@ import torch
 from ..configuration_emi import FUSION_MODALITIES, output_modalities
 from ..data.store import load_feature_splits
 from ..devices import default_device
+from ..errors import EmiUsageError, loading
 from ..metrics import BOOTSTRAP_RESAMPLES, bootstrap_mean_pearson, mean_pearson
 from ..results import trained_settings
 from .arguments import sequence_caps
@@ -168,14 +169,15 @@ def evaluate_model(
     import emi_hf  # noqa: F401  (registers the Auto classes)
 
     model_dir = Path(model_dir)
-    model = AutoModel.from_pretrained(model_dir)
+    with loading(model_dir):
+        model = AutoModel.from_pretrained(model_dir)
     modality = model_modality(model.config)
     if modality is None:
-        raise ValueError(f"{model_dir} holds a {model.config.model_type!r} model, not an emi-hf one.")
+        raise EmiUsageError(f"{model_dir} holds a {model.config.model_type!r} model, not an emi-hf one.")
     max_frames, max_audio_frames = sequence_caps(max_frames, max_audio_frames, model_dir, model_dir)
     datasets, metadata, _ = load_feature_splits(features_dir)
     if split not in datasets:
-        raise ValueError(f"{features_dir} has no split {split!r}; it has {sorted(datasets)}.")
+        raise EmiUsageError(f"{features_dir} has no split {split!r}; it has {sorted(datasets)}.")
     label_names = [model.config.id2label[i] for i in range(len(model.config.id2label))]
     arrays = predict_split(model, datasets[split], modality, batch_size, max_frames, max_audio_frames, device)
     results = {

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..configuration_emi import equal_modality_weights
+from ..errors import EmiUsageError
 from ..metrics import pearson_per_label
 from ..modeling_fusion_emi import EmiFusionModel, fuse_modalities
 from .evaluation import fused_modalities, metric_block, predict
@@ -60,7 +61,7 @@ def optimal_modality_weights(predictions: dict, labels, grid_size: int = FUSION_
     keep = ~(stacked.isnan().any(2).any(0) | labels.isnan().any(1))
     stacked, labels = stacked[:, keep], labels[keep]
     if stacked.shape[1] < 3:
-        raise ValueError(f"At least 3 clips with all of {names} are needed to fit fusion weights.")
+        raise EmiUsageError(f"At least 3 clips with all of {names} are needed to fit fusion weights.")
     grid = simplex_grid(len(names), grid_size)
     label_names = [str(i) for i in range(labels.shape[1])]
     r = np.stack([pearson_per_label(torch.einsum("m,mnl->nl", torch.from_numpy(w), stacked), labels, label_names)

@@ -66,16 +66,17 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, set_seed
 from transformers import get_cosine_schedule_with_warmup
-from transformers.utils import logging as transformers_logging
 
 from ..data.store import load_feature_splits
+from ..errors import EmiNotFoundError, EmiUsageError
 from ..hub import CODE_FILES
+from ..media.logs import progress_bars_hidden
 from ..configuration_emi import FUSION_MODALITIES
 from ..modeling_fusion_emi import EmiFusionModel
-from ..results import RESULTS_FILE, json_ready, write_results
+from ..results import RESULTS_FILE, TRAINING_LABEL_MEAN, json_ready, write_results
 from ..temporal_emi import loss_reduction
 from .arguments import EmiTrainingArguments, parse_args, sequence_caps
-from .data import model_inputs
+from .data import check_batch_size, label_mean, model_inputs
 from .end_to_end import (BACKBONE_LR_SCALE, RawClipSource, check_end_to_end_args, end_to_end_record,
                          setup_end_to_end)
 from .ensemble import train_seed_ensemble
@@ -194,7 +195,7 @@ def resolve_resume(resume: str | None, output_dir: Path) -> Path | None:
     if resume != "auto":
         path = Path(resume)
         if not _is_complete_checkpoint(path):
-            raise FileNotFoundError(f"--resume {resume}: not a complete checkpoint folder (no training_state.json).")
+            raise EmiNotFoundError(f"--resume {resume}: not a complete checkpoint folder (no training_state.json).")
         return path
     complete = [p for p in list_checkpoints(output_dir) if _is_complete_checkpoint(p)]
     return complete[-1] if complete else None
@@ -282,16 +283,13 @@ def train(args, on_epoch_end: Callable[[int, TrainingState], None] | None = None
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=bool(args.raw_data)
                                                        and args.modality == "visual")],
     )
-    bars = transformers_logging.is_progress_bar_enabled()
-    transformers_logging.disable_progress_bar()  # no "Writing model shards" bar at every best epoch
     try:
-        run = prepare_run(args, accelerator, started, datasets)
-        if args.modality == "fusion" and args.fusion_mode == "late":
-            return fit_late_fusion(run)
-        return train_model(run, on_epoch_end)
+        with progress_bars_hidden():  # no "Writing model shards" bar at every best epoch; the settings as found after
+            run = prepare_run(args, accelerator, started, datasets)
+            if args.modality == "fusion" and args.fusion_mode == "late":
+                return fit_late_fusion(run)
+            return train_model(run, on_epoch_end)
     finally:
-        if bars:
-            transformers_logging.enable_progress_bar()
         accelerator.end_training()  # closes the trackers (and the process group of a distributed run)
 
 
@@ -309,8 +307,8 @@ def prepare_run(args: EmiTrainingArguments, accelerator, started: float, dataset
     """Seeds, checks the batch size and splits, loads the features, builds the model and saves the processor."""
     set_seed(args.seed)
     if args.batch_size % accelerator.num_processes:
-        raise ValueError(f"--batch-size ({args.batch_size}) is the global batch size and must be a multiple of the "
-                         f"number of processes ({accelerator.num_processes}).")
+        raise EmiUsageError(f"--batch-size ({args.batch_size}) is the global batch size and must be a multiple of the "
+                            f"number of processes ({accelerator.num_processes}).")
     loaded, metadata, root = load_feature_splits(args.features)
     if not args.raw_data:
         datasets = training_splits(loaded if datasets is None else datasets, args, args.features)
@@ -324,6 +322,8 @@ def prepare_run(args: EmiTrainingArguments, accelerator, started: float, dataset
         datasets, raw_clips, fine_tuning = setup_end_to_end(args, metadata, root, model)
         note = f"{note}; {fine_tuning}"
     _log(accelerator, note)
+    if (mean := label_mean(datasets["train"])) is not None:  # the checkpoint knows it: `emi-hf submit`'s fallback row
+        setattr(model.config, TRAINING_LABEL_MEAN, mean)
     if accelerator.is_main_process:
         processor_note = save_processor(metadata, root, output_dir, fallback_dirs=(args.visual_model, args.audio_model))
         _log(accelerator, processor_note or "processor: none named by the features (emi_features.json processor_path)")
@@ -394,9 +394,7 @@ def train_model(run: Run, on_epoch_end=None) -> dict:
     args, accelerator, output_dir = run.args, run.accelerator, run.output_dir
     eval_loader = _eval_loader(run)
     train_loader = run.loader("train", args.batch_size, training=True)
-    if len(train_loader.dataset) < args.batch_size:
-        raise ValueError(f"The train split has {len(train_loader.dataset)} clips, fewer than --batch-size "
-                         f"{args.batch_size}.")
+    check_batch_size(len(train_loader.dataset), args.batch_size, accelerator.num_processes)
     epoch_parts = (train_loader.batch_sampler, train_loader.dataset)  # data order and crops: set_epoch each epoch
     optimizer, scheduler = build_optimizer(run.model, args, len(train_loader.batch_sampler))
     model, optimizer, train_loader, eval_loader, scheduler = accelerator.prepare(
@@ -553,6 +551,7 @@ def write_run_results(run: Run, model, state: TrainingState, fusion: dict | None
         "wall_time_s": round(state.wall_time_s, 2),
         "model_source": run.note,
         **end_to_end_record(args),
+        TRAINING_LABEL_MEAN: getattr(model.config, TRAINING_LABEL_MEAN, None),
         **selection_record(args),
         **({"annotator_weighting": run.weighting} if run.weighting else {}),
     }

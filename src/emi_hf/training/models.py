@@ -18,7 +18,9 @@ import torch
 
 from ..configuration_emi import FUSION_MODALITIES, EmiAudioConfig, EmiTextConfig, EmiVisualConfig
 from ..encoder_setup import check_input_dims
+from ..errors import EmiUsageError, loading
 from ..modeling_fusion_emi import MODEL_CLASSES, EmiFusionModel
+from ..errors import EmiError, EmiUsageError
 from ..provenance import BACKBONE_NAMES, base_record, describe, no_backbone_record
 from .arguments import MODEL_SIZE_FIELDS, EmiTrainingArguments
 
@@ -63,22 +65,22 @@ def _random_text_encoder_config(width: int) -> dict:
 
 def _require_text_features(metadata: dict, source: str) -> None:
     if not metadata.get("text_feature_dim"):
-        raise ValueError(f"{source}: a text model needs features with text_features; extract with "
-                         "`emi-hf extract --text-encoder ID --transcripts FILE` (or --asr-model ID).")
+        raise EmiUsageError(f"{source}: a text model needs features with text_features; extract with "
+                            "`emi-hf extract --text-encoder ID --transcripts FILE` (or --asr-model ID).")
 
 
 def _check_model_fits_features(config, metadata: dict, modality: str, source: str) -> None:
     if modality == "text":
         _require_text_features(metadata, source)
     if modality == "visual" and list(config.au_names) != list(metadata["au_names"]):
-        raise ValueError(
+        raise EmiUsageError(
             f"{source} expects the AUs {list(config.au_names)} but the features have {list(metadata['au_names'])}: "
             "use the base model saved with these features (extraction folder's base_visual) or re-extract."
         )
     check_input_dims(config, metadata, modality, source)
     if list(config.label_names) != list(metadata["label_names"]):
-        raise ValueError(f"{source} regresses {list(config.label_names)} but the features are labeled "
-                         f"{list(metadata['label_names'])}.")
+        raise EmiUsageError(f"{source} regresses {list(config.label_names)} but the features are labeled "
+                            f"{list(metadata['label_names'])}.")
 
 
 def build_unimodal_model(modality: str, args: EmiTrainingArguments, metadata: dict, root: Path,
@@ -93,13 +95,14 @@ def build_unimodal_model(modality: str, args: EmiTrainingArguments, metadata: di
     """
     model_class = MODEL_CLASSES[modality]
     if args.init_from:
-        model = model_class.from_pretrained(args.init_from)
+        with loading(args.init_from, f"{modality} model (--init-from)"):
+            model = model_class.from_pretrained(args.init_from)
         model.config.loss_type = args.loss
         _check_model_fits_features(model.config, metadata, modality, args.init_from)
         return model, f"{modality} model: initialised from the trained checkpoint {args.init_from} (size flags ignored)"
     base_dir = base_model or args.base_model
     if base_dir is not None and args.no_base_model:
-        raise ValueError("--base-model and --no-base-model ask for opposite things: pass one of them.")
+        raise EmiUsageError("--base-model and --no-base-model ask for opposite things: pass one of them.")
     overrides = temporal_overrides(args, modality)
     if base_dir is not None:
         return _on_base_backbone(modality, base_dir, metadata, overrides)
@@ -112,7 +115,7 @@ def build_unimodal_model(modality: str, args: EmiTrainingArguments, metadata: di
     return _on_base_backbone(modality, base_dir, metadata, overrides, root)
 
 
-class MissingBaseModelError(ValueError):
+class MissingBaseModelError(EmiError, ValueError):
     """Training found no base model for a modality and was not told to train a features-only model."""
 
 
@@ -163,7 +166,8 @@ def _on_base_backbone(modality: str, base_dir, metadata: dict, overrides: dict,
     saved in `base_dir` (`features_root`: the features folder it belongs to, for a base without a record)."""
     model_class = MODEL_CLASSES[modality]
     with torch.random.fork_rng():  # loading draws no numbers from the seeded stream the new model is built from
-        base = model_class.from_pretrained(base_dir)
+        with loading(base_dir, f"base {modality} model"):
+            base = model_class.from_pretrained(base_dir)
     kept = {}
     for name in BACKBONE_FIELDS[modality]:
         value = getattr(base.config, name)
@@ -191,16 +195,19 @@ def build_fusion_model(args: EmiTrainingArguments, metadata: dict, root: Path) -
     fusion_type = "feature" if args.fusion_mode == "feature" else "late"
     options = {"fusion_type": fusion_type, "modality_dropout": args.modality_dropout}
     if sources:
+        for modality, path in sources.items():  # a name that cannot be loaded: the known error naming the option
+            with loading(path, f"{modality} model (--{modality}-model)"):
+                MODEL_CLASSES[modality].config_class.from_pretrained(path)
         model = EmiFusionModel.from_unimodal(**{m: str(path) for m, path in sources.items()}, **options)
         note = "fusion of " + ", ".join(f"{m} {path}" for m, path in sources.items())
     elif args.fusion_mode == "late":
-        raise ValueError("--fusion-mode late needs trained checkpoints: --visual-model, --audio-model and/or "
-                         "--text-model.")
+        raise EmiUsageError("--fusion-mode late needs trained checkpoints: --visual-model, --audio-model and/or "
+                            "--text-model.")
     else:
         modalities = args.fusion_modalities or [m for m in FUSION_MODALITIES if m != "text" or metadata.get("text_feature_dim")]
         unknown = sorted(set(modalities) - set(FUSION_MODALITIES))
         if unknown:
-            raise ValueError(f"--fusion-modalities {unknown}: the modalities are {list(FUSION_MODALITIES)}.")
+            raise EmiUsageError(f"--fusion-modalities {unknown}: the modalities are {list(FUSION_MODALITIES)}.")
         built = {m: build_unimodal_model(m, args, metadata, root) for m in modalities}
         model = EmiFusionModel.from_unimodal(**{m: pair[0] for m, pair in built.items()}, **options)
         note = f"{args.fusion_mode} fusion from new models; " + "; ".join(pair[1] for pair in built.values())

@@ -13,6 +13,8 @@ model of a challenge entry trains on `train validation` for the number of epochs
 
 from __future__ import annotations
 
+from ..errors import EmiUsageError
+
 FINAL_EPOCH = "final epoch of --epochs (the evaluation split is trained on: no early stopping, no held-out score)"
 BEST_EPOCH = "best epoch on the held-out evaluation split (mean Pearson)"
 
@@ -30,12 +32,12 @@ def training_splits(datasets, args, source) -> dict:
     """
     missing = [split for split in (*args.train_splits, args.eval_split) if split not in datasets]
     if missing:
-        raise ValueError(f"The features at {source} have no split(s) {missing} (they have {sorted(datasets)}).")
+        raise EmiUsageError(f"The features at {source} have no split(s) {missing} (they have {sorted(datasets)}).")
     kept_weights = args.fusion_mode == "late" and args.fusion_weights_from
     if args.modality == "fusion" and not held_out(args) and not kept_weights:
-        raise ValueError(f"Fusion fits its weights on --eval-split {args.eval_split!r}, which --train-splits "
-                         f"{args.train_splits} trains on: fit them on a held-out split instead, or keep those of a "
-                         "held-out fusion run (--fusion-weights-from RUN, late fusion).")
+        raise EmiUsageError(f"Fusion fits its weights on --eval-split {args.eval_split!r}, which --train-splits "
+                            f"{args.train_splits} trains on: fit them on a held-out split instead, or keep those of a "
+                            "held-out fusion run (--fusion-weights-from RUN, late fusion).")
     splits = dict(datasets)
     parts = [datasets[split] for split in args.train_splits]
     if len(parts) > 1:
@@ -53,11 +55,11 @@ def kept_fusion_weights(run_dir, label_names, modalities) -> dict[str, list[floa
 
     config = EmiFusionConfig.from_pretrained(run_dir)
     if list(config.label_names) != list(label_names):
-        raise ValueError(f"--fusion-weights-from {run_dir}: its model regresses {list(config.label_names)}, these "
-                         f"features {list(label_names)}.")
+        raise EmiUsageError(f"--fusion-weights-from {run_dir}: its model regresses {list(config.label_names)}, these "
+                            f"features {list(label_names)}.")
     if list(config.modalities) != list(modalities):
-        raise ValueError(f"--fusion-weights-from {run_dir}: its model fuses {config.modalities}, this run "
-                         f"{list(modalities)}.")
+        raise EmiUsageError(f"--fusion-weights-from {run_dir}: its model fuses {config.modalities}, this run "
+                            f"{list(modalities)}.")
     return {m: list(w) for m, w in config.modality_weights.items()}
 
 

@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from ...configuration_emi import EMOTION_NAMES
+from ...errors import EmiUsageError
 from .face import FaceRenderer
 from .labels import (
     FACE_MAPPING,
@@ -67,7 +68,7 @@ def frame_size(size: int | Sequence[int]) -> tuple[int, int]:
     """``(width, height)`` of ``size`` (an int for square frames): even and at least 64 pixels (H.264, yuv420p)."""
     width, height = (size, size) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
     if width < 64 or height < 64 or width % 2 or height % 2:
-        raise ValueError(f"size must be even and at least 64 pixels per side (H.264, yuv420p), got {size!r}.")
+        raise EmiUsageError(f"size must be even and at least 64 pixels per side (H.264, yuv420p), got {size!r}.")
     return int(width), int(height)
 
 
@@ -91,7 +92,7 @@ def render_clip(
     """
     labels = _checked_labels(labels)
     if duration <= 0 or fps <= 0 or sample_rate < 8000:
-        raise ValueError("duration and fps must be positive and sample_rate at least 8000 Hz.")
+        raise EmiUsageError("duration and fps must be positive and sample_rate at least 8000 Hz.")
     width, height = frame_size(size)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     if subject is None:

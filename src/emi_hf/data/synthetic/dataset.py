@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from ...configuration_emi import EMOTION_NAMES
+from ...errors import EmiUsageError
 from ..layout import HUME_SPLIT_FILES
 from .clip import frame_size, render_clip, write_clip
 from .labels import (
@@ -127,11 +128,11 @@ def generate_synthetic_dataset(
 def _checked_counts(num_train, num_valid, num_test, layout: str) -> dict[str, int]:
     counts = {"train": int(num_train), "validation": int(num_valid), "test": int(num_test)}
     if min(counts.values()) < 0 or counts["train"] + counts["validation"] == 0:
-        raise ValueError(f"clip counts must be >= 0 with at least one train or validation clip, got {counts}.")
+        raise EmiUsageError(f"clip counts must be >= 0 with at least one train or validation clip, got {counts}.")
     if counts["train"] + counts["validation"] + counts["test"] > 100_000:
-        raise ValueError("at most 100000 clips: ids are 5 digits.")
+        raise EmiUsageError("at most 100000 clips: ids are 5 digits.")
     if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}.")
+        raise EmiUsageError(f"layout must be one of {LAYOUTS}, got {layout!r}.")
     return counts
 
 
