@@ -195,10 +195,14 @@ class StepSampler(threading.Thread):
             self.stop.wait(0.25)
 
 
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+
 def run_step(name: str, command: list[str], env: dict, folders: list[Path], data_folders: list[Path], log: Path,
              fraction: float) -> dict:
     """Runs one CLI command with the sampler on it; returns its figures."""
-    load_start = os.getloadavg()[0]
+    load_start, started = os.getloadavg()[0], _now()
     began = time.perf_counter()
     with log.open("w") as out:
         out.write(f"$ {' '.join(command)}\n")
@@ -216,7 +220,7 @@ def run_step(name: str, command: list[str], env: dict, folders: list[Path], data
     return {"name": name, "exit": code, "wall_s": wall, "peak_rss": sampler.peak_rss, "peak_anon": sampler.peak_anon,
             "disk_start": sampler.disk_start, "peak_disk": sampler.peak_disk, "disk_end": end,
             "disk_end_data": end_data, "peak_data": sampler.peak_data, "peak_full_scale": sampler.peak_full_scale,
-            "load": (load_start + os.getloadavg()[0]) / 2, "log": str(log),
+            "load": (load_start + os.getloadavg()[0]) / 2, "started": started, "log": str(log),
             "log_tail": log.read_text(errors="replace")[-600:] if code else ""}
 
 
@@ -339,6 +343,7 @@ def run(media: Path, work: Path, quick: bool, args=None) -> None:
     env = step_env(root, getattr(args, "threads", 2) or 2, getattr(args, "scale_package", None))
     version = package_version(env)
     print(f"[{SECTION}] package {version['package']} at commit {version['commit']}", flush=True)
+    inputs_made = {"load": os.getloadavg()[0], "started": _now()}
     inputs = build_inputs(root, fraction)
     steps = {}
     data_folders = [root / "features" / "clips", root / "features" / "dataset", root / "tmp", root / "datasets_cache"]
@@ -349,7 +354,7 @@ def run(media: Path, work: Path, quick: bool, args=None) -> None:
                                                                                    else [])
         steps[name] = run_step(name, command, env, folders, data_folders, root / "logs" / f"{name}.log", fraction)
     context = {"version": version, "fraction": fraction, "machine": device_name(), "epochs": epochs, "folds": folds,
-               "batch_size": batch_size, "root": root, "counts": counts}
+               "batch_size": batch_size, "root": root, "counts": counts, "inputs_made": inputs_made}
     recorded = record_rows(inputs["records"], steps, context)
     print_section_table(recorded)
     if not getattr(args, "scale_keep", False):
@@ -361,15 +366,14 @@ def run(media: Path, work: Path, quick: bool, args=None) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _stamp(context: dict, load: float) -> str:
-    return (f"commit {context['version']['commit']}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-            f"{context['machine']}, load average {load:.1f}, fraction {context['fraction']:g}")
-
-
-def _row(context: dict, load: float, what: str, value, unit: str, target=None, passed=None, note: str = "") -> dict:
-    row(SECTION, what, value, unit, target=target, passed=passed, note=f"{_stamp(context, load)}; {note}",
-        commit=context["version"]["commit"], machine=context["machine"], load_average=round(load, 2),
-        fraction=context["fraction"])
+def _row(context: dict, when: dict, what: str, value, unit: str, target=None, passed=None, note: str = "") -> dict:
+    """A row whose note starts with the commit, when the step started (`when["started"]`), the machine, the load
+    average over the step (`when["load"]`) and the fraction."""
+    stamp = (f"commit {context['version']['commit']}, {when['started']}, {context['machine']}, load average "
+             f"{when['load']:.1f}, fraction {context['fraction']:g}")
+    row(SECTION, what, value, unit, target=target, passed=passed, note=f"{stamp}; {note}",
+        commit=context["version"]["commit"], machine=context["machine"], load_average=round(when["load"], 2),
+        fraction=context["fraction"], started=when["started"])
     return {"what": what, "value": value, "unit": unit, "passed": passed}
 
 
@@ -378,8 +382,8 @@ def record_rows(records: list[dict], steps: dict, context: dict) -> list[dict]:
     feature_bytes = sum(r["array_bytes"] for r in records)
     seconds = sum(r["seconds"] for r in records)
     counts = {s: sum(r["split"] == s for r in records) for s in ("train", "validation", "test")}
-    load = os.getloadavg()[0]
-    out = [_row(context, load, "feature bytes (one copy of the feature arrays)", round(feature_bytes / GB, 3), "GB",
+    out = [_row(context, context["inputs_made"], "feature bytes (one copy of the feature arrays)",
+                round(feature_bytes / GB, 3), "GB",
                 note=f"{counts['train']} train + {counts['validation']} validation + {counts['test']} test clips, "
                      f"{seconds / 3600:.2f} h (mean {seconds / len(records):.1f} s, longest "
                      f"{max(r['seconds'] for r in records):.0f} s); full scale (/ fraction): "
@@ -391,11 +395,11 @@ def record_rows(records: list[dict], steps: dict, context: dict) -> list[dict]:
 
 
 def _step_rows(name: str, step: dict, feature_bytes: int, context: dict) -> list[dict]:
-    fraction, load = context["fraction"], step["load"]
+    fraction = context["fraction"]
     failed = f"exit {step['exit']} (log {step['log']}): {step['log_tail'][-300:]!r}; " if step["exit"] else ""
     full_ratio = step["peak_full_scale"] / (feature_bytes / fraction)
     peak, copies = step["peak_disk"], step["peak_data"] / feature_bytes
-    out = [_row(context, load, f"{name}: peak disk / feature bytes, full scale (extrapolated)", round(full_ratio, 2),
+    out = [_row(context, step, f"{name}: peak disk / feature bytes, full scale (extrapolated)", round(full_ratio, 2),
                 "x", target=f"<= {DISK_TARGET}x", passed=full_ratio <= DISK_TARGET and not step["exit"],
                 note=f"{failed}measured: peak {peak / GB:.2f} GB = {peak / feature_bytes:.2f}x the feature bytes "
                      f"(features folder, output folder, TMPDIR, datasets cache); feature data at its peak "
@@ -403,14 +407,14 @@ def _step_rows(name: str, step: dict, feature_bytes: int, context: dict) -> list
                      f"{step['disk_end'] / GB:.2f} GB after ({step['disk_end_data'] / feature_bytes:.2f} copies of "
                      "the data); full scale: data / fraction, the rest (models, checkpoints) as measured")]
     rss, anon = step["peak_rss"] / GB, step["peak_anon"] / GB
-    out.append(_row(context, load, f"{name}: peak RSS of the process tree", round(rss, 2), "GB",
+    out.append(_row(context, step, f"{name}: peak RSS of the process tree", round(rss, 2), "GB",
                     target=f"< {RSS_TARGET_GB:g} GB", passed=rss < RSS_TARGET_GB and not step["exit"],
                     note=f"{failed}measured at the fraction (not extrapolated); of which anonymous (not file pages) "
                          f"{anon:.2f} GB; wall {step['wall_s']:.0f} s"))
     if name == "merge":
         fixed = step["disk_end"] - step["disk_end_data"]
         copies = step["disk_end_data"] / feature_bytes
-        out.append(_row(context, load, "merge: copies of the feature data the features folder keeps", round(copies, 2),
+        out.append(_row(context, step, "merge: copies of the feature data the features folder keeps", round(copies, 2),
                         "copies", target="1", passed=copies <= 1.05 and not step["exit"],
                         note=f"{step['disk_end'] / GB:.2f} GB after the merge: feature data (clips/, dataset/) "
                              f"{step['disk_end_data'] / GB:.2f} GB, base models and the rest {fixed / GB:.2f} GB"))
@@ -425,7 +429,7 @@ def _time_rows(steps: dict, context: dict) -> list[dict]:
         shown = epoch if epoch is not None else train["wall_s"]
         source = "the epoch's training loop (results.json history)" if epoch is not None else "the whole command"
         clips = context["counts"]["train"]
-        out.append(_row(context, train["load"], f"one epoch (train step: feature fusion, {clips} clips, batch "
+        out.append(_row(context, train, f"one epoch (train step: feature fusion, {clips} clips, batch "
                                                 f"{context['batch_size']})", round(shown, 1), "s",
                         note=f"{source}, {clips / shown:.1f} clips/s; command wall {train['wall_s']:.0f} s; full "
                              f"scale (linear in the clips): {shown / fraction / 60:.0f} min"))
@@ -433,14 +437,14 @@ def _time_rows(steps: dict, context: dict) -> list[dict]:
     if cv and not cv["exit"]:
         rounds = _cv_round_seconds(root / "runs" / "cv" / "cv_results.json")
         inner = sum(rounds) if rounds else cv["wall_s"]
-        out.append(_row(context, cv["load"], f"{context['folds']}-fold cv ({context['epochs']} epoch(s) per round)",
+        out.append(_row(context, cv, f"{context['folds']}-fold cv ({context['epochs']} epoch(s) per round)",
                         round(cv["wall_s"], 1), "s",
                         note=f"command wall; rounds {', '.join(f'{s:.0f}' for s in rounds) or 'n/a'} s; full scale "
                              f"(rounds, linear in the clips): {inner / fraction / 3600:.1f} h"))
     submit = steps.get("submit")
     if submit:
         rows = _submission_rows(root / "runs" / "submit" / "submission.csv")
-        out.append(_row(context, submit["load"], "submission (emi-hf submit --data-dir: written and verified)",
+        out.append(_row(context, submit, "submission (emi-hf submit --data-dir: written and verified)",
                         round(submit["wall_s"], 1), "s", passed=False if submit["exit"] else None,
                         note=f"command wall; exit {submit['exit']}; {rows} rows for {context['counts']['test']} "
                              "test clips"))
