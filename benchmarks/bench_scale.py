@@ -4,6 +4,7 @@ user runs it, on random features shaped like Hume-Vidmimic2, measuring the disk,
     python benchmarks/run_benchmarks.py --sections scale                        # 5% of Hume-Vidmimic2 (default)
     python benchmarks/run_benchmarks.py --sections scale --scale-fraction 0.1   # 10%; 1.0 = full scale (~23 GB)
     python benchmarks/run_benchmarks.py --sections scale --scale-package OTHER/src   # measure another version
+    python benchmarks/run_benchmarks.py --sections scale --scale-steps merge train   # some of the steps
 
 The data: `emi_hf.data.random_features.write_clip_files` writes the per-clip files of an extraction folder
 (`features/clips/<split>/<id>.npz`) for `fraction` of the Hume-Vidmimic2 splits (8,072 train, 4,588 validation,
@@ -69,6 +70,7 @@ QUICK_FRACTION = 0.01
 GB = 1e9
 DATA_SUFFIXES = (".npz", ".npy", ".arrow", ".parquet")  # feature data: grows with the clips
 DISK_TARGET, RSS_TARGET_GB = 1.2, 8.0
+STEPS = ("merge", "train", "evaluate", "submit", "cv")
 
 
 def add_arguments(parser) -> None:
@@ -80,6 +82,9 @@ def add_arguments(parser) -> None:
     group.add_argument("--scale-folds", type=int, default=5, help="cv folds (default 5)")
     group.add_argument("--scale-batch-size", type=int, default=32,
                        help="batch size of the train and cv steps (default 32, the CLI's default)")
+    group.add_argument("--scale-steps", nargs="+", choices=STEPS, metavar="STEP",
+                       help=f"steps to run (default all: {' '.join(STEPS)}); merge is always needed, train by "
+                            "evaluate and submit")
     group.add_argument("--scale-keep", action="store_true", help="keep the section's folder afterwards")
     group.add_argument("--scale-package", metavar="SRC",
                        help="measure the emi_hf of this src folder (put first on the steps' PYTHONPATH; default: the "
@@ -330,6 +335,10 @@ def run(media: Path, work: Path, quick: bool, args=None) -> None:
         raise SystemExit(f"--scale-fraction must be in (0, 1], got {fraction}.")
     epochs, folds = getattr(args, "scale_epochs", 1), getattr(args, "scale_folds", 5)
     batch_size = getattr(args, "scale_batch_size", 32)
+    chosen = list(getattr(args, "scale_steps", None) or STEPS)
+    if "merge" not in chosen or ({"evaluate", "submit"} & set(chosen) and "train" not in chosen):
+        raise SystemExit(f"--scale-steps {' '.join(chosen)}: merge is needed by every step, train by evaluate and "
+                         "submit.")
     counts = split_counts(fraction)
     cv_train = (counts["train"] + counts["validation"]) * (folds - 2) // folds
     if min(counts["train"], cv_train) < batch_size:
@@ -348,8 +357,8 @@ def run(media: Path, work: Path, quick: bool, args=None) -> None:
     steps = {}
     data_folders = [root / "features" / "clips", root / "features" / "dataset", root / "tmp", root / "datasets_cache"]
     for name, command, output in commands(root, inputs, epochs, folds, batch_size):
-        if name in ("evaluate", "submit") and steps["train"]["exit"] != 0:
-            continue  # nothing to evaluate
+        if name not in chosen or (name in ("evaluate", "submit") and steps["train"]["exit"] != 0):
+            continue  # not asked for, or nothing to evaluate
         folders = [root / "features", root / "tmp", root / "datasets_cache"] + ([root / "runs" / output] if output
                                                                                    else [])
         steps[name] = run_step(name, command, env, folders, data_folders, root / "logs" / f"{name}.log", fraction)
