@@ -272,7 +272,8 @@ def write_table(path: Path, machine: str, threads: int, seconds: float, sections
         ROWS[:0] = kept
     lines = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine}, {threads} torch threads "
-        f"(benchmark wall time {seconds / 60:.1f} min).",
+        f"(sections {', '.join(sections)}; benchmark wall time {seconds / 60:.1f} min); the other rows are kept from "
+        "earlier runs (results.json: each row's date).",
         "",
         "| section | what | value | unit | target | result | note |",
         "|---|---|---|---|---|---|---|",
