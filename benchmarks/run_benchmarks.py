@@ -15,7 +15,9 @@ Sections (all on `--threads` CPU threads, default 2; on a CUDA machine the model
 - predict: `emi-hf predict` path on a 10 s clip with base-sized backbones: model load and compute separately.
 - memory: peak RSS of feature extraction on the 1-minute and the 5-minute clip, each in a fresh process.
 
-Opt-in (named in `--sections` only): disk, the set-up commands' disk use on a clean clone (bench_disk.py).
+Opt-in (named in `--sections` only): disk, the set-up commands' disk use on a clean clone (bench_disk.py);
+scale, a Hume-scale dry run of merge, train, cv, evaluate and submit on random features (bench_scale.py,
+`--scale-fraction`, default 5% of Hume-Vidmimic2), whose rows are appended to the earlier ones (before / after).
 
 Random backbone weights cost exactly what pretrained ones do; the figures are speed, not accuracy.
 """
@@ -50,7 +52,11 @@ SECTION_MODULES["extract_scaling"] = "bench_extract_scaling"  # emi-hf extract w
 SECTION_MODULES["encoders"] = "bench_encoders"  # face backbones (crops/s) and speech encoders (audio s/s)
 SECTION_MODULES["streaming"] = "bench_streaming"  # EmiStreamer: per-hop compute, latency, real-time factor, memory
 SECTION_MODULES["disk"] = "bench_disk"  # the set-up commands' disk use on a clean clone (opt-in, about 10 minutes)
-OPT_IN_SECTIONS = ["disk"]  # run only when named in --sections
+SECTION_MODULES["scale"] = "bench_scale"  # Hume-scale dry run: disk, memory, time of merge/train/cv/evaluate/submit
+OPT_IN_SECTIONS = ["disk", "scale"]  # run only when named in --sections
+APPEND_SECTIONS = ["scale"]  # their earlier rows are kept and the new ones appended (each row says its commit)
+OPTION_SECTIONS = ["scale"]  # modules with add_arguments(parser) and run(..., args=)
+MEDIA_FREE_SECTIONS = ["disk", "scale"]  # sections that need no shared media
 
 def source_frames(path: Path) -> tuple[int, float]:
     from emi_hf.media.decoding import probe_media
@@ -261,11 +267,13 @@ def write_table(path: Path, machine: str, threads: int, seconds: float, sections
     """Writes the table; rows of sections not run this time are kept from the previous results file."""
     previous = path.with_suffix(".json")
     if previous.exists():
-        kept = [r for r in json.loads(previous.read_text())["rows"] if r["section"] not in sections]
+        kept = [r for r in json.loads(previous.read_text())["rows"]
+                if r["section"] not in sections or r["section"] in APPEND_SECTIONS]
         ROWS[:0] = kept
     lines = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine}, {threads} torch threads "
-        f"(benchmark wall time {seconds / 60:.1f} min).",
+        f"(sections {', '.join(sections)}; benchmark wall time {seconds / 60:.1f} min); the other rows are kept from "
+        "earlier runs (results.json: each row's date).",
         "",
         "| section | what | value | unit | target | result | note |",
         "|---|---|---|---|---|---|---|",
@@ -288,6 +296,8 @@ def main() -> None:
     parser.add_argument("--sections", nargs="+", default=CORE_SECTIONS + [name for name in SECTION_MODULES if name not in OPT_IN_SECTIONS],
                         help="sections to run; the rows of the others are kept from the previous results file")
     parser.add_argument("--quick", action="store_true")
+    for section in OPTION_SECTIONS:
+        importlib.import_module(SECTION_MODULES[section]).add_arguments(parser)
     args = parser.parse_args()
 
     import torch
@@ -295,13 +305,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     media = Path(args.media_dir)
-    if not media.is_dir():
+    needs_media = [s for s in args.sections if s not in MEDIA_FREE_SECTIONS]
+    if needs_media and not media.is_dir():
         raise SystemExit(f"media folder {media} not found: pass --media-dir (the shared/media folder)")
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     began = time.time()
-    short_clip = build_long_clip(media, work / "long_1min.mp4", min_duration_s=60)
-    long_clip = None if args.quick else build_long_clip(media, work / "long_5min.mp4", min_duration_s=300)
+    short_clip = long_clip = None
+    if any(s in args.sections for s in CORE_SECTIONS):
+        short_clip = build_long_clip(media, work / "long_1min.mp4", min_duration_s=60)
+        long_clip = None if args.quick else build_long_clip(media, work / "long_5min.mp4", min_duration_s=300)
     machine = device_name()
     print(f"machine: {machine}; threads: {args.threads}")
     if "visual" in args.sections:
@@ -316,7 +329,8 @@ def main() -> None:
         bench_memory(media, short_clip, long_clip)
     for section, module_name in SECTION_MODULES.items():
         if section in args.sections:
-            importlib.import_module(module_name).run(media=media, work=work, quick=args.quick)
+            options = {"args": args} if section in OPTION_SECTIONS else {}
+            importlib.import_module(module_name).run(media=media, work=work, quick=args.quick, **options)
     write_table(Path(args.output), machine, args.threads, time.time() - began, args.sections)
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 ROWS: list[dict] = []
 
 
-def row(section, what, value, unit, target=None, passed=None, note=""):
+def row(section, what, value, unit, target=None, passed=None, note="", **fields):
+    """Records a row; `fields` (e.g. commit, machine, load_average) are kept in results.json beside the columns."""
     entry = dict(section=section, what=what, value=value, unit=unit, target=target, passed=passed, note=note,
-                 measured=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+                 measured=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **fields)
     ROWS.append(entry)
     status = "" if passed is None else ("PASS" if passed else "FAIL")
     print(f"[{section}] {what}: {value} {unit} {('(target ' + target + ')') if target else ''} {status} {note}",

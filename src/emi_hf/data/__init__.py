@@ -9,7 +9,7 @@ is imported on first use. Modules:
 ``store``                     the feature store: schema, ``emi_features.json`` (write, read, complete), loading
 ``extraction``                processor + frozen backbones once per clip -> the store (resumable, sharded)
 ``synthetic``                 synthetic audiovisual clips in the Hume-Vidmimic2 layout (labels, face, voice, ...)
-``random_features``           random cached features with learnable labels, in the store's schema (tests)
+``random_features``           random cached features with learnable labels (store schema; tests, benchmarks)
 ============================  =================================================================================
 """
 
