@@ -1,4 +1,5 @@
-"""Fixtures and hooks: the real media folder, seeding, the `media` mark, browser tests as failures when skipped on CI."""
+"""Fixtures and hooks: the real media folder, seeding, the `media` mark; on CI (CI=true, which .ci/run exports) a
+missing media folder and a skipped browser test are failures, so that neither kind of test can silently stop running."""
 
 from __future__ import annotations
 
@@ -14,10 +15,19 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 from helpers import MEDIA_DIR  # noqa: E402
 
 
+def on_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
 @pytest.fixture(scope="session")
 def media_dir() -> Path:
+    """The real media folder; a test that needs it is skipped where it is missing (a user's machine), and fails on
+    CI (CI=true), where the media tests must run."""
     if not MEDIA_DIR.is_dir():
-        pytest.skip(f"real test media not found at {MEDIA_DIR} (set EMI_HF_MEDIA_DIR to the shared/media folder)")
+        message = f"real test media not found at {MEDIA_DIR} (set EMI_HF_MEDIA_DIR to the shared/media folder)"
+        if on_ci():
+            pytest.fail(f"{message}; on CI (CI=true) the media tests must run", pytrace=False)
+        pytest.skip(message)
     return MEDIA_DIR
 
 
@@ -41,7 +51,7 @@ def pytest_runtest_makereport(item, call):
     """On CI (CI=true, as .ci/run runs) a skipped browser test is a failure: .ci/run installs Chromium for them."""
     outcome = yield
     report = outcome.get_result()
-    if report.skipped and os.environ.get("CI", "").lower() == "true" and item.get_closest_marker("browser"):
+    if report.skipped and on_ci() and item.get_closest_marker("browser"):
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"browser test skipped on CI (where it must run): {reason}"
