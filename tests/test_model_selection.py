@@ -79,6 +79,20 @@ def test_round_splits_never_share_a_clip(features):
     assert sorted(tested) == sorted(pooled["clip_id"])  # every clip is tested exactly once
 
 
+def assert_selection_never_meets_the_test_fold(results: dict, runs: set[str]) -> None:
+    """Each round's runs recorded (results.json `selection_clip_ids`) the clips they chose their epoch and fitted
+    their fusion weights on: exactly the round's inner validation fold, never a clip of its test fold."""
+    assignment = results["assignment"]
+    for fold in results["folds"]:
+        test = set(fold["clip_ids"]["test"])
+        assert test == {c for c, k in assignment.items() if k == fold["fold"]} and len(test) == fold["num_test"]
+        inner = {c for c, k in assignment.items() if k == fold["inner_validation_fold"]}
+        assert set(fold["clip_ids"]["selection"]) == runs
+        for name, chosen_on in fold["clip_ids"]["selection"].items():
+            assert not set(chosen_on) & test, (fold["fold"], name, sorted(set(chosen_on) & test)[:5])
+            assert sorted(chosen_on) == sorted(inner), (fold["fold"], name)
+
+
 def test_cv_is_reproducible_and_writes_its_table(features, tmp_path):
     runs = [run_cv(EmiTrainingArguments(features=str(features), modality="visual", output_dir=str(tmp_path / name),
                                      seed=5, **TINY), CVArguments(folds=3)) for name in ("a", "b")]
@@ -91,9 +105,12 @@ def test_cv_is_reproducible_and_writes_its_table(features, tmp_path):
     assert first["summary"]["visual"]["mean_pearson_std"] == pytest.approx(np.std(means, ddof=1))
     saved = json.loads((tmp_path / "a" / "cv_results.json").read_text())
     assert saved["summary"] == first["summary"]
-    # The round's run chose its epoch on the inner validation fold, not on the test fold.
-    assert first["folds"][0]["best_epochs"]["visual"] in (1, 2)  # chosen on the inner validation fold
-    chosen_on = read_results(tmp_path / "a" / "fold_0" / "visual")["validation"]
+    # The round's run chose its epoch on the inner validation fold, not on the test fold: the clip ids it recorded.
+    assert_selection_never_meets_the_test_fold(first, {"visual"})
+    run = read_results(tmp_path / "a" / "fold_0" / "visual")
+    history = [h["validation_mean_pearson"] for h in run["history"]]
+    assert first["folds"][0]["best_epochs"]["visual"] == 1 + int(np.argmax(history))
+    chosen_on = run["validation"]
     assert chosen_on["num_clips"] + chosen_on["num_missing_modality"] == first["folds"][0]["num_inner_validation"]
 
 
@@ -103,8 +120,9 @@ def test_fusion_cv_fits_weights_inside_each_round(features, tmp_path):
     fold = results["folds"][0]
     assert set(fold["scores"]) == {"visual", "audio", "fusion"}
     fusion_run = read_results(tmp_path / "fold_0" / "fusion")
-    # Weights fitted on the inner validation fold (its clip count), scored on the test fold.
-    assert fusion_run["validation"]["num_clips"] <= fold["num_inner_validation"]
+    # Weights fitted on the inner validation fold (the clip ids each run recorded), scored on the test fold.
+    assert_selection_never_meets_the_test_fold(results, {"visual", "audio", "fusion"})
+    assert fusion_run["fusion_weights_fitted"] and fusion_run["validation"]["num_clips"] <= fold["num_inner_validation"]
     assert fold["scores"]["fusion"]["num_clips"] <= fold["num_test"]
 
 

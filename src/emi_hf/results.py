@@ -20,7 +20,8 @@ print its validation blocks as a table. The format:
 Training adds `label_names`, `eval_split` and the per-epoch `history`; a fusion run also `fusion_weights`,
 `unimodal`, `validation_equal_weights` and `validation_crossfit` (metric blocks of the same layout, or None).
 A run whose evaluation split is trained on (`--train-splits train validation`) has `validation` None and its scores
-on that split as `training_fit`; a seed ensemble (`--seeds N`) adds `members`. `emi-hf evaluate` adds
+on that split as `training_fit`; a seed ensemble (`--seeds N`) adds `members`. `selection_clip_ids` lists the clips
+of the evaluation split (those the epoch was chosen and fusion weights fitted on, `training.selection`). `emi-hf evaluate` adds
 `confidence_intervals` (`emi_hf.metrics.bootstrap_mean_pearson`, or None); files without these keys stay valid.
 """
 

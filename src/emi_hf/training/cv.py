@@ -15,7 +15,9 @@ round's train / inner validation; the unimodal scores of the test fold are repor
 `emi-hf train` applies to each round (`--seeds N` gives each round a seed ensemble).
 
 `OUTPUT_DIR/cv_results.json`: per-fold scores (`folds[k]`: clip counts, the metric blocks of the test fold and the
-epoch each run chose on its inner validation fold, `best_epochs`, a guide to `--epochs` for the final model), the
+epoch each run chose on its inner validation fold, `best_epochs`, a guide to `--epochs` for the final model; the
+clip ids of the test fold and, as each run recorded them, those it chose its epoch and fitted its fusion weights on,
+`clip_ids`: `{"test": [...], "selection": {run: [...]}}`), the
 mean and standard deviation (ddof=1, over the K folds) of the mean Pearson and of each emotion, the fold of every
 clip (`assignment`), the settings. `OUTPUT_DIR/fold_k/` holds the round's run folders.
 """
@@ -134,6 +136,13 @@ def _score(run_dir: Path, test, args: EmiTrainingArguments, label_names) -> dict
     return {k: scores[k] for k in ("mean_pearson", "per_emotion", "num_clips", "num_missing_modality")}
 
 
+def _selection_clip_ids(run_dir: Path) -> list[str] | None:
+    """The clips the run in `run_dir` chose its epoch (and fitted fusion weights) on, from its results.json."""
+    from ..results import RESULTS_FILE
+
+    return json.loads((Path(run_dir) / RESULTS_FILE).read_text()).get("selection_clip_ids")
+
+
 def summarise(folds: list[dict], label_names) -> dict:
     """Mean and standard deviation (ddof=1) over the folds of each model's mean Pearson and per-emotion r."""
     summary = {}
@@ -175,6 +184,8 @@ def run_cv(args: EmiTrainingArguments, cv: CVArguments) -> dict:
             "num_train": len(splits["train"]), "num_inner_validation": len(splits["validation"]),
             "num_test": len(splits["test"]), "scores": scores,
             "best_epochs": {name: trained_settings(run).get("best_epoch") for name, run in runs.items()},
+            "clip_ids": {"test": list(splits["test"]["clip_id"]),
+                         "selection": {name: _selection_clip_ids(run) for name, run in runs.items()}},
             "wall_time_s": round(time.perf_counter() - round_started, 2),
         })
         shown = scores[args.modality]["mean_pearson"]

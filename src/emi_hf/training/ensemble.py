@@ -18,7 +18,7 @@ from ..errors import EmiUsageError
 from ..modeling_ensemble_emi import EmiEnsembleModel
 from ..results import json_ready, write_results
 from .evaluation import predict_split, score_predictions
-from .selection import place_scores, selection_record
+from .selection import place_scores, selection_record, with_selection_clips
 
 logger = logging.getLogger("emi_hf.training")
 
@@ -71,7 +71,7 @@ def save_ensemble(args, members: list[dict], datasets: dict, metadata: dict, wal
         "eval_split": args.eval_split,
         "members": [_member_record(folder, seed, result) for folder, seed, result in zip(folders, seeds, members)],
     }
-    results = json_ready(place_scores(results, args))
+    results = json_ready(with_selection_clips(place_scores(results, args), args, datasets))
     path = write_results(output_dir, results)
     shown = scores["mean_pearson"]
     logger.info(f"ensemble of {len(seeds)} seeds -> {output_dir} ({args.eval_split} mean Pearson "

@@ -83,7 +83,8 @@ from .ensemble import train_seed_ensemble
 from .evaluation import build_loader, predict, score_predictions
 from .fusion import fit_fusion
 from .models import build_model, model_summary
-from .selection import held_out, kept_fusion_weights, place_scores, selection_record, training_splits
+from .selection import (held_out, kept_fusion_weights, place_scores, selection_record, training_splits,
+                        with_selection_clips)
 from .weighting import annotator_weights
 
 logger = logging.getLogger("emi_hf.training")
@@ -570,7 +571,7 @@ def write_run_results(run: Run, model, state: TrainingState, fusion: dict | None
         if state.best_validation is not None:  # joint: what training saw, with the weights before fitting
             results["validation_before_fitting_weights"] = state.best_validation
         results.update({k: v for k, v in fusion.items() if k != "validation"})
-    results = json_ready(place_scores(results, args))
+    results = json_ready(with_selection_clips(place_scores(results, args), args, run.datasets))
     if accelerator.is_main_process:
         path = write_results(run.output_dir, results)
         best = results["validation"]["mean_pearson"] if results["validation"] else None

@@ -9,6 +9,10 @@ model of a challenge entry trains on `train validation` for the number of epochs
   None, `training.eval_split_held_out` false and `training.model_selection` saying how the model was chosen;
 - fusion, whose weights would be fitted on the clips they are then used on, is refused, unless late fusion keeps
   the weights of a held-out fusion run (`--fusion-weights-from RUN`): the final fusion model of two final models.
+
+Every run's results.json lists the clips of its evaluation split (`selection_clip_ids`): for a held-out split, the
+clips the saved epoch was chosen on and late-fusion weights fitted on (`emi-hf cv` checks them against each round's
+test fold).
 """
 
 from __future__ import annotations
@@ -72,4 +76,16 @@ def place_scores(results: dict, args) -> dict:
     """A trained-on evaluation split's scores move from `validation` to `training_fit` (see the module docstring)."""
     if not held_out(args):
         results["training_fit"], results["validation"] = results.get("validation"), None
+    return results
+
+
+def with_selection_clips(results: dict, args, datasets) -> dict:
+    """`results` with `selection_clip_ids`: the clip ids of the evaluation split `args.eval_split` of `datasets`
+    (cached features: its `clip_id` column, None without one; raw clips: the records' ids)."""
+    split = datasets[args.eval_split]
+    if hasattr(split, "column_names"):
+        ids = split["clip_id"] if "clip_id" in split.column_names else None
+    else:
+        ids = [record.clip_id for record in split]
+    results["selection_clip_ids"] = None if ids is None else [str(c) for c in ids]
     return results
