@@ -154,6 +154,16 @@ def old_checkpoint_inputs() -> dict:
             "attention_mask": (torch.arange(6400)[None] < torch.tensor([[6400], [3200], [6400]])).long()}
 
 
+def old_checkpoints():
+    """tests/fixtures/old_checkpoints.py as a module: the checkpoints of earlier versions kept as text."""
+    name = "emi_old_checkpoints"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "tests" / "fixtures" / "old_checkpoints.py")
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

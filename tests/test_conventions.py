@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import old_checkpoint_inputs, tiny_audio_config, tiny_fusion_config, tiny_visual_config
+from helpers import (old_checkpoint_inputs, old_checkpoints, tiny_audio_config, tiny_fusion_config,
+                     tiny_visual_config)
 from safetensors.torch import load_file, save_file
 
 from emi_hf import EmiAudioModel, EmiFusionConfig, EmiFusionModel, EmiVisualConfig, EmiVisualModel
@@ -309,23 +310,21 @@ def test_processor_routes_video_kwargs_to_the_video_processor(media_dir, tmp_pat
 
 
 def test_checkpoint_written_before_predicts_identically(tmp_path):
-    """A folder in the layout commit 148e3d8 wrote (its config.json and state-dict key names, kept as text in
-    tests/fixtures) loads, with weights drawn here, into a model that predicts exactly as the one they came from."""
+    """The config.json commit 148e3d8 wrote for a tiny visual + audio fusion, weights drawn by a fixed rule (face
+    backbone included), and the outputs the 148e3d8 code computed from them on cached features and on raw video
+    (face crops through the ResNet18), kept as hex floats (tests/fixtures/old_checkpoints.py wrote them with that
+    code): today's code loads the folder and gives the same outputs, bit for bit."""
+    fixtures = old_checkpoints()
     old = json.loads((FIXTURES / "fusion_checkpoint_148e3d8.json").read_text())
-    torch.manual_seed(0)
-    reference = EmiFusionModel(tiny_fusion_config(fusion_weights=old["config"]["fusion_weights"])).eval()
-    weights = reference.state_dict()
-    assert set(old["state_dict_keys"]) <= set(weights)  # every tensor written then has its place now
-    (tmp_path / "config.json").write_text(json.dumps(old["config"]))
-    save_file({key: weights[key].contiguous() for key in old["state_dict_keys"]}, tmp_path / "model.safetensors",
-              metadata={"format": "pt"})
-    model = EmiFusionModel.from_pretrained(tmp_path).eval()  # visual.backbone.* left out: cached features used
-    inputs = old_checkpoint_inputs()
-    with torch.no_grad():
-        out, expected = model(**inputs), reference(**inputs)
-    for name in ("intensities", "frame_intensities", "audio_frame_intensities", "visual_last_hidden_state",
-                 "audio_last_hidden_state"):
-        torch.testing.assert_close(getattr(out, name), getattr(expected, name), atol=0, rtol=0, equal_nan=True)
+    assert old["commit"] == "148e3d8" and any(k.startswith("visual.backbone.conv1") for k in old["backbone_shapes"])
+    model = EmiFusionModel.from_pretrained(fixtures.checkpoint_folder(old, tmp_path)).eval()
+    cached = old_checkpoint_inputs()
+    for inputs, expected in ((cached, old["expected"]), (fixtures.raw_video_inputs(cached), old["expected_raw_video"])):
+        with torch.no_grad():
+            out = model(**inputs)
+        for name, rows in expected.items():
+            torch.testing.assert_close(getattr(out, name), fixtures.from_hex(rows), atol=0, rtol=0, equal_nan=True,
+                                       msg=lambda m, name=name: f"{name}: {m}")
     assert model.config.fusion_weights == old["config"]["fusion_weights"]
     assert model.config.label_names == list(EMOTION_NAMES) == model.config.visual_config.label_names
     assert "label_names" in old["config"]["visual_config"] and "label_names" not in old["config"]  # the old layout

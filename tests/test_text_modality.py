@@ -14,11 +14,11 @@ import torch
 from helpers import (
     TINY_BERT,
     old_checkpoint_inputs,
+    old_checkpoints,
     tiny_audio_config,
     tiny_text_config,
     tiny_visual_config,
 )
-from safetensors.torch import save_file
 from transformers import AutoModel
 
 from emi_hf import EmiFusionConfig, EmiFusionModel, EmiTextConfig, EmiTextModel
@@ -213,22 +213,23 @@ def test_feature_fusion_handles_a_missing_modality_and_trains_jointly():
 
 def test_two_modality_checkpoint_of_the_previous_version_gives_its_outputs(tmp_path):
     """The config.json of a tiny visual + audio fusion saved by commit 57ef453 (the version before the text
-    modality), weights drawn from a fixed generator, and the outputs that version computed from them (kept as hex
-    floats in tests/fixtures): the new code loads the folder and gives the same outputs, bit for bit."""
+    modality), weights drawn by a fixed rule (face backbone included), and the outputs that version computed from
+    them on cached features and on raw video (kept as hex floats in tests/fixtures, written by
+    tests/fixtures/old_checkpoints.py with the 57ef453 code): the new code loads the folder and gives the same
+    outputs, bit for bit."""
+    fixtures = old_checkpoints()
     old = json.loads((FIXTURES / "fusion_checkpoint_57ef453.json").read_text())
-    generator = torch.Generator().manual_seed(123)
-    weights = {k: (torch.randn(shape, generator=generator) * 0.05 if shape else torch.randn((), generator=generator))
-               for k, shape in sorted(old["float_shapes"].items())}
-    (tmp_path / "config.json").write_text(json.dumps(old["config"]))
-    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
-    model = EmiFusionModel.from_pretrained(tmp_path).eval()
+    assert old["commit"] == "57ef453" and any(k.startswith("visual.backbone.conv1") for k in old["backbone_shapes"])
+    model = EmiFusionModel.from_pretrained(fixtures.checkpoint_folder(old, tmp_path)).eval()
     assert model.config.modalities == ["visual", "audio"] and model.config.text_config is None
     assert model.config.fusion_weights == old["config"]["fusion_weights"]
-    with torch.no_grad():
-        out = model(**old_checkpoint_inputs())
-    for name, rows in old["expected"].items():
-        expected = torch.tensor([[float.fromhex(x) for x in row] for row in rows])
-        torch.testing.assert_close(getattr(out, name), expected, atol=0, rtol=0, equal_nan=True)
+    cached = old_checkpoint_inputs()
+    for inputs, expected in ((cached, old["expected"]), (fixtures.raw_video_inputs(cached), old["expected_raw_video"])):
+        with torch.no_grad():
+            out = model(**inputs)
+        for name, rows in expected.items():
+            torch.testing.assert_close(getattr(out, name), fixtures.from_hex(rows), atol=0, rtol=0, equal_nan=True,
+                                       msg=lambda m, name=name: f"{name}: {m}")
     model.save_pretrained(tmp_path / "again")  # and it is written in a form that version reads (fusion_weights)
     again = json.loads((tmp_path / "again" / "config.json").read_text())
     assert again["fusion_weights"] == old["config"]["fusion_weights"] and "text_config" not in again
