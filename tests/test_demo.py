@@ -73,6 +73,33 @@ def check_result(result: dict) -> None:
     assert len(result["timeline"]["frame_intensities"]) == result["num_frames"]
 
 
+def check_values(result: dict, checkpoint: Path, clip: Path) -> None:
+    """The served numbers are the library's: `predict_clips` with the same checkpoint on the same clip gives the
+    demo's visual, audio and fused intensities and its face timeline; the fused ones are the checkpoint's
+    per-emotion weighting of the modalities the clip has."""
+    import numpy as np
+
+    from emi_hf.inference import load_for_inference, predict_clips
+
+    model, processor = load_for_inference(checkpoint)
+    (expected,) = predict_clips(model, processor, [str(clip)], use_cache=False)
+    for modality, values in expected.modality_intensities.items():
+        if result[modality] is None or any(v is None for v in result[modality].values()):
+            assert all(np.isnan(list(values.values()))), modality  # the clip had no such input
+            continue
+        np.testing.assert_allclose(list(result[modality].values()), list(values.values()), atol=1e-6,
+                                   err_msg=modality)
+    shown = [[np.nan if v is None else v for v in row] for row in result["timeline"]["frame_intensities"]]
+    np.testing.assert_allclose(shown, [[np.nan if v is None else v for v in row] for row in expected.frame_intensities],
+                               atol=1e-6)
+    weights = model.config.modality_weights
+    present = [m for m in ("visual", "audio") if result[m] is not None and None not in result[m].values()]
+    for i, name in enumerate(result["emotions"]):
+        total = sum(weights[m][i] for m in present)
+        fused = sum(weights[m][i] * result[m][name] for m in present) / total
+        assert result["fused"][name] == pytest.approx(fused, abs=1e-6), name
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Configuration (no server)
 # ----------------------------------------------------------------------------------------------------------------------
@@ -156,6 +183,7 @@ def test_predict_a_real_clip(served, media_dir):
                                                             api_name=API)
     print(f"single_face.mp4 in {time.perf_counter() - began:.1f} s: {result['timing_s']}")
     check_result(result)
+    check_values(result, served[2].emi_engine.model_id, media_dir / "single_face.mp4")
     assert result["intensities_from"] == "fused"
     assert result["audio_present"] is True
     assert result["face_fraction"] > 0.8  # one frontal face, MediaPipe finds it in (nearly) every frame
@@ -183,6 +211,7 @@ def test_two_requests_at_once_both_get_answers(served, media_dir):
     assert any("no audio" in note for note in result_no_audio["missing"])
 
     check_result(result_no_face)
+    check_values(result_no_face, served[2].emi_engine.model_id, media_dir / "no_face.mp4")
     assert result_no_face["face_fraction"] == 0.0 and result_no_face["audio_present"] is True
     assert all(v is None for v in result_no_face["visual"].values())
     assert all(v is not None for v in result_no_face["fused"].values())  # the fusion falls back to the audio
@@ -232,7 +261,14 @@ def test_a_model_with_text_shows_the_transcript_and_a_text_bar(app, media_dir, t
     analysis = engine.analyse(str(media_dir / "single_face.mp4"))
     result = analysis.to_json()
     assert result["transcript"] == "what a wonderful happy day"
-    assert all(0.0 <= v <= 1.0 for v in result["text"].values())
+    from emi_hf.inference import TextSide, load_for_inference, predict_clips
+
+    model, processor = load_for_inference(folder)
+    (expected,) = predict_clips(model, processor, [str(media_dir / "single_face.mp4")], use_cache=False,
+                                text_side=TextSide(model, transcripts=tmp_path / "transcripts.csv"))
+    for modality in ("text", "fused"):
+        assert list(result[modality].values()) == pytest.approx(list(expected.modality_intensities[modality].values()),
+                                                                abs=1e-6), modality
     summary = app.summary_markdown(analysis)
     assert "**Transcript:** what a wonderful happy day" in summary and "words (text)" in summary
     labels = [text.get_text() for text in app.bar_chart(analysis).axes[0].get_legend().get_texts()]

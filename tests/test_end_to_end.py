@@ -20,6 +20,7 @@ from emi_hf.data.extraction import run_extraction
 from emi_hf.data.layout import load_hume_vidmimic2
 from emi_hf.data.store import load_features
 from emi_hf.data.synthetic import generate_synthetic_dataset
+from emi_hf.training import evaluate_model
 
 TINY_FLAGS = ["--hidden-size", "32", "--num-heads", "2", "--num-layers", "1", "--tcn-dilations", "1,2",
               "--batch-size", "4", "--epochs", "2", "--report-to", "none", "--seed", "0"]
@@ -58,13 +59,21 @@ def test_extract_train_evaluate_predict(workspace, capsys):
     assert (runs / "fusion" / "evaluation_validation" / "scatter.png").stat().st_size > 10_000
     assert "mean Pearson" in capsys.readouterr().out
 
-    video = root / "data" / "videos" / f"{load_hume_vidmimic2(root / 'data')['validation'][0].clip_id}.mp4"
+    clip_id = load_hume_vidmimic2(root / "data")["validation"][0].clip_id
+    video = root / "data" / "videos" / f"{clip_id}.mp4"
     assert cli(["predict", str(video), "--model", str(runs / "fusion"), "--json"]) == 0
     prediction = json.loads(capsys.readouterr().out)[0]
-    assert set(prediction["intensities"]) == {"Admiration", "Amusement", "Determination", "Empathic Pain",
-                                              "Excitement", "Joy"}
-    assert all(0.0 <= v <= 1.0 for v in prediction["intensities"].values())
+    names = ["Admiration", "Amusement", "Determination", "Empathic Pain", "Excitement", "Joy"]
+    assert list(prediction["intensities"]) == names
     assert prediction["audio_present"] and prediction["face_fraction"] > 0.5
+    # The raw video scores as its cached features do (`evaluate`: same processor, same backbones) ...
+    _, evaluated, _ = evaluate_model(runs / "fusion", root / "features", "validation")
+    row = list(features["validation"]["clip_id"]).index(clip_id)
+    np.testing.assert_allclose(list(prediction["intensities"].values()), evaluated[row], atol=1e-6)  # measured: 0
+    # ... and the fused intensities are the checkpoint's per-emotion weighting of the visual and audio ones.
+    weights = json.loads((runs / "fusion" / "config.json").read_text())["fusion_weights"]
+    fused = [w * prediction["visual"][n] + (1 - w) * prediction["audio"][n] for w, n in zip(weights, names)]
+    np.testing.assert_allclose(list(prediction["intensities"].values()), fused, atol=1e-6)
 
 
 def test_predict_with_a_mismatched_processor_is_an_error(workspace, tmp_path):

@@ -146,3 +146,15 @@ def test_submit_fills_failed_clips_with_the_training_mean(tmp_path):
     mean = np.asarray(datasets["train"]["labels"]).mean(axis=0)
     assert np.allclose([float(v) for v in _rows(output)[-1][1:]], mean, atol=1e-6)
     assert verify_submission(output, expected_ids=[*test_ids, "99990"]) == []
+    # Every scored row is the model's own output on that clip's features (written with 6 decimals).
+    import torch
+
+    model = EmiVisualModel.from_pretrained(tmp_path / "model").eval()
+    written = {r[0]: [float(v) for v in r[1:]] for r in _rows(output)[1:]}
+    for row in datasets["test"].with_format("torch"):
+        assert len(row["frame_mask"]) <= 512  # under evaluation's default cap: the whole clip is scored
+        with torch.no_grad():
+            out = model(visual_features=row["visual_features"][None], au_features=row["au_features"][None],
+                        frame_mask=row["frame_mask"][None])
+        expected = out.intensities[0].numpy()
+        assert np.abs(np.array(written[format_clip_id(row["clip_id"])]) - expected).max() <= 5e-7 + 1e-7, row["clip_id"]

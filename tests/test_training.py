@@ -232,11 +232,25 @@ def test_crossfitted_predictions_never_use_their_own_labels():
 
 
 def test_joint_fusion_trains_both_models(features, tmp_path):
-    results = train(EmiTrainingArguments(features=str(features), modality="fusion", fusion_mode="joint",
-                                      output_dir=str(tmp_path / "joint"), epochs=2, seed=0, **TINY_KWARGS))
+    """Both temporal models learn (every one of their weights moves away from where the run started: the same run
+    at learning rate 0), the frozen face backbone does not, and the saved model scores what results.json says."""
+    from safetensors.torch import load_file
+
+    common = dict(features=str(features), modality="fusion", fusion_mode="joint", epochs=2, seed=0, **TINY_KWARGS)
+    results = train(EmiTrainingArguments(output_dir=str(tmp_path / "joint"), **common))
     assert results["training"]["epochs_run"] == 2 and results["fusion_mode"] == "joint"
     assert "validation_before_fitting_weights" in results and results["validation"]["mean_pearson"] is not None
     assert len(results["fusion_weights"]) == 6
+    train(EmiTrainingArguments(output_dir=str(tmp_path / "start"), **{**common, "lr": 0.0, "epochs": 1}))
+    trained, start = (load_file(tmp_path / name / "model.safetensors") for name in ("joint", "start"))
+    assert trained.keys() == start.keys()
+    for part in ("visual.encoder.", "visual.head.", "audio.encoder.", "audio.head.", "audio.audio_projection."):
+        names = [k for k in trained if k.startswith(part)]
+        unchanged = [k for k in names if torch.equal(trained[k], start[k])]
+        assert names and not unchanged, (part, unchanged)
+    assert all(torch.equal(trained[k], start[k]) for k in trained if k.startswith("visual.backbone."))
+    evaluated, _, _ = evaluate_model(tmp_path / "joint", features, "validation")
+    assert evaluated["mean_pearson"] == pytest.approx(results["validation"]["mean_pearson"], abs=1e-6)
 
 
 def test_kill_and_resume_ends_with_the_same_weights(features, tmp_path):
