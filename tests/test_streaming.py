@@ -125,18 +125,30 @@ def test_memory_stays_flat_over_a_long_stream(tiny):
 
 
 def test_frames_are_dropped_when_compute_falls_behind(tiny, clip):
+    """A slow model (each call takes 0.2 s more, about 20 frame pushes), whatever the machine's own speed: while it
+    runs, at most `max_pending_frames` frames wait and the rest are dropped and counted."""
     model, processor = tiny
     frames, waveform = clip
     from emi_hf.streaming import EmiStreamer
 
-    streamer = EmiStreamer(model, processor, window_s=1.0, hop_s=0.5, max_pending_frames=2)
-    kept = []
-    for i in range(150):  # 5 s of frames pushed in about 1.5 s: faster than the face path runs here
-        kept.append(streamer.push_frame(frames[i % len(frames)], i / FPS))
-        time.sleep(0.01)
-    updates = streamer.close()
+    calls = []
+
+    def slow_call(module, args):
+        calls.append(time.perf_counter())
+        time.sleep(0.2)
+
+    slow = model.register_forward_pre_hook(slow_call)
+    try:
+        streamer = EmiStreamer(model, processor, window_s=1.0, hop_s=0.5, max_pending_frames=2)
+        kept = []
+        for i in range(150):  # 5 s of frames, 10 ms apart
+            kept.append(streamer.push_frame(frames[i % len(frames)], i / FPS))
+            time.sleep(0.01)
+        updates = streamer.close()
+    finally:
+        slow.remove()
     dropped = kept.count(False)
-    assert dropped > 0 and streamer.dropped_frames == dropped
+    assert len(calls) == len(updates) >= 2 and dropped > 0 and streamer.dropped_frames == dropped
     assert sum(u.dropped_frames for u in updates) <= dropped and updates[-1].dropped_total <= dropped
     assert any(u.dropped_frames for u in updates)
     assert all(u.face for u in updates)  # the kept frames still give updates with the face
@@ -150,15 +162,32 @@ def test_audio_model_streams_speech(media_dir):
 
     model = EmiAudioModel(tiny_audio_config()).eval()
     waveform = load_audio(str(media_dir / "debate_5s_16k.wav"), RATE, peak_db=None)
-    with EmiStreamer(model, EmiProcessor(use_cache=False), window_s=2.0, hop_s=0.5) as streamer:
+    processor = EmiProcessor(use_cache=False)
+    calls = []  # the inputs of each model call the streamer makes
+    hook = model.register_forward_pre_hook(lambda module, args, kwargs: calls.append(dict(kwargs)), with_kwargs=True)
+    with EmiStreamer(model, processor, window_s=2.0, hop_s=0.5) as streamer:
         for start in range(0, len(waveform), 4000):  # 0.25 s chunks, times implied
             streamer.push_audio(waveform[start:start + 4000], RATE)
     updates = streamer.close()
-    assert [u.t for u in updates] == [0.5 * k for k in range(1, 11)]
-    for update in updates:
+    hook.remove()
+    assert [u.t for u in updates] == [0.5 * k for k in range(1, 11)] and len(calls) == len(updates)
+    noise = np.random.default_rng(0).normal(0, waveform.std(), waveform.shape).astype(np.float32)
+    for update, call in zip(updates, calls):
         assert list(update.per_modality) == ["audio"] and update.speech and not update.face
-        assert all(0.0 <= v <= 1.0 for v in update.intensities.values())
         assert update.audio_seconds == pytest.approx(min(update.t, 2.0))
+        with torch.inference_mode():  # the update reports the model's output on the features it was fed ...
+            again = model(**call).intensities[0].tolist()
+            window = slice(round(update.window_start * RATE), round(update.t * RATE))
+            offline = {}
+            for name, wave in (("speech", waveform), ("noise", noise)):
+                batch = processor(audio=[wave[window]])
+                offline[name] = model.embed_audio(batch["input_values"], batch["attention_mask"])[0][0]
+        assert list(update.intensities.values()) == pytest.approx(again, abs=1e-6)
+        # ... which are the window's speech frames up to the context margin (measured: relative difference at most
+        # 0.19), where noise in place of the speech differs by more than their size (measured: at least 1.26)
+        fed = call["audio_features"][0][call["audio_mask"][0].bool()]
+        margin = float((fed - offline["speech"]).norm() / offline["speech"].norm())
+        assert margin < 0.3 < 1.0 < float((offline["noise"] - offline["speech"]).norm() / offline["speech"].norm())
 
 
 def test_visual_model_reports_speech_but_uses_only_faces(tiny):
