@@ -3,10 +3,12 @@ organisers' feature pickles (and a malicious one), and the synthetic set in the 
 
 from __future__ import annotations
 
+import collections
 import csv
 import io
 import os
 import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -223,6 +225,118 @@ def test_a_malicious_pickle_is_refused_and_nothing_runs(hume, tmp_path):
     with pytest.raises(OrganiserFeatureError, match="evil.pt"):
         load_feature_pickle(tmp_path / "evil.pt")
     assert not target.exists()
+
+
+class _CallableFromReduce:
+    """A callable that pickles as a reduce (``builtins.eval("exec")``): the outer reduce's callable is built by an
+    inner one."""
+
+    def __call__(self, *args):
+        return exec(*args)
+
+    def __reduce__(self):
+        return (eval, ("exec",))
+
+
+class _Outer:
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (_CallableFromReduce(), (f"open({str(self.target)!r}, 'w').write('pwned')",))
+
+
+class _StorageHoldingPickle:
+    """Pickles as torch's storage rebuild (allowed) whose bytes are a torch.save file of code."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        buffer = io.BytesIO()
+        torch.save({"x": _Payload(self.target)}, buffer)
+        return (torch.storage._load_from_bytes, (buffer.getvalue(),))
+
+
+def _hostile_pickles(target) -> dict[str, bytes]:
+    """Pickles that run code (writing `target`) when loaded by pickle.load, each by another route."""
+    code = f"open({str(target)!r}, 'w').write('pwned')".encode()
+    payload = _Payload(target)
+    return {
+        "protocol 0, GLOBAL builtins.exec": b"cbuiltins\nexec\n(V" + code + b"\ntR.",
+        "protocol 0, Python 2 name __builtin__.eval": b"c__builtin__\neval\n(V" + code + b"\ntR.",
+        "protocol 0, INST opcode": b"(V" + code + b"\ni__builtin__\nexec\n.",
+        "protocol 0, pickle.dumps of a reduce": pickle.dumps({"features": payload}, protocol=0),
+        "object array": pickle.dumps(np.array([payload, 1.0], dtype=object), protocol=4),
+        "object array, protocol 0": pickle.dumps(np.array([1.0, payload], dtype=object), protocol=0),
+        "object array inside a float array's dict": pickle.dumps(
+            {"features": np.zeros((2, 8), np.float32), "meta": np.array([[payload]], dtype=object)}, protocol=5),
+        "nested reduce, deep in containers": pickle.dumps(
+            {"features": [(np.zeros(3, np.float32), {"a": [(1, payload)]})]}, protocol=2),
+        "nested reduce, the callable built by a reduce": pickle.dumps({"features": _Outer(target)}, protocol=4),
+        "nested reduce, an allowed callable over a refused argument": pickle.dumps(
+            {"features": _OrderedDictOf(payload)}, protocol=3),
+        "a tensor storage holding a pickle of code": pickle.dumps({"features": _StorageHoldingPickle(target)}),
+    }
+
+
+class _OrderedDictOf:
+    """Pickles as collections.OrderedDict (allowed) called with an argument that is itself a reduce of code."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __reduce__(self):
+        return (collections.OrderedDict, ([("x", self.inner)],))
+
+
+@pytest.mark.parametrize("kind", list(_hostile_pickles("t")))
+def test_hostile_pickles_are_refused_naming_the_file_and_nothing_runs(kind, tmp_path):
+    target = tmp_path / "created_by_the_pickle"
+    evil = tmp_path / "00000.pkl"
+    evil.write_bytes(_hostile_pickles(target)[kind])
+    with pytest.raises(OrganiserFeatureError, match=r"00000\.pkl: refused.*nothing in the file was run") as caught:
+        load_feature_pickle(evil)
+    assert not target.exists(), kind
+    assert "weights_only=False" not in str(caught.value)  # never advises loading it unsafely
+    pickle.loads(evil.read_bytes())  # the same bytes, loaded by plain pickle, do write the file: the payload is real
+    assert target.exists(), kind
+
+
+def test_a_pickle_naming_a_numpy_lookalike_module_does_not_import_it(tmp_path, monkeypatch):
+    """Only numpy.dtypes' *DType classes are allowed by name pattern: a module whose name merely starts with
+    "numpy" is never imported (importing runs its code)."""
+    target = tmp_path / "created_on_import"
+    module = f"open({str(target)!r}, 'w').write('pwned')\nclass EvilDType: pass\n"
+    (tmp_path / "numpy_lookalike_mod.py").write_text(module)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    evil = tmp_path / "00000.pkl"
+    evil.write_bytes(b"cnumpy_lookalike_mod\nEvilDType\n)R.")
+    try:
+        with pytest.raises(OrganiserFeatureError, match=r"00000\.pkl: refused.*numpy_lookalike_mod\.EvilDType"):
+            load_feature_pickle(evil)
+        assert not target.exists()
+    finally:
+        sys.modules.pop("numpy_lookalike_mod", None)
+
+
+def test_a_hostile_pickle_among_good_ones_keeps_the_earlier_import(hume, tmp_path):
+    """A hostile file that is not the first one read: the import stops naming it, nothing in it runs, and the
+    features folder of an earlier import is left as it was."""
+    vit, w2v, _, _ = _organiser_pickles(tmp_path)
+    features = tmp_path / "features"
+    import_organiser_features(hume, features, visual_dir=vit, audio_dir=w2v)
+    before = {p.relative_to(features): p.read_bytes() for p in sorted(features.rglob("*")) if p.is_file()}
+    target = tmp_path / "created_by_the_pickle"
+    last = sorted(vit.iterdir())[-1]
+    assert last != sorted(vit.iterdir())[0]
+    for kind, data in _hostile_pickles(target).items():
+        last.write_bytes(data)
+        with pytest.raises(OrganiserFeatureError, match=rf"{last.name}: refused"):
+            import_organiser_features(hume, features, visual_dir=vit, audio_dir=w2v)
+        assert not target.exists(), kind
+        after = {p.relative_to(features): p.read_bytes() for p in sorted(features.rglob("*")) if p.is_file()}
+        assert after == before, kind
 
 
 # ------------------------------------------------------------------------------------ synthetic challenge layout

@@ -1,6 +1,9 @@
 """Extraction over several processes (CPU, gloo): each clip by exactly one process, the dataset of one process, a
 resume after a process is killed, random backbones the same everywhere, and no hang when a peer is gone.
 
+Who extracted what is read from the worker's own log of its `extract_clip_features` calls (`EMI_TEST_CALL_LOG`),
+not from the logs the code under test writes; what was kept, from the clip files in the features folder.
+
 The processes run `emi-hf extract` through tests/fakes/extract_worker.py (tiny backbones) on six 1-second
 synthetic clips. The one-process references run with --threads 1, the threads each of the two processes gets on
 this 2-core machine: float32 sums in the speech encoder differ in the last bits between thread counts.
@@ -41,7 +44,9 @@ def _env(root: Path, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")}
     # no ImageNet weights (so `imagenet` falls back to random), no shared clip cache, no network
     env.update(HF_HUB_OFFLINE="1", TORCH_HOME=str(root / "torch_home"), EMI_HF_CACHE=str(root / "clip_cache"),
-               PYTHONPATH=str(REPO_ROOT / "tests"), **extra)
+               EMI_TEST_CALL_LOG=str(root / "calls.jsonl"), **extra)
+    # tests/ for helpers; a PYTHONPATH already set (a checkout whose src/ is not the installed one) kept after it
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "tests"), *filter(None, [os.environ.get("PYTHONPATH")])])
     return env
 
 
@@ -50,25 +55,37 @@ def _extract_args(root: Path, output: str, backbones: list[str]) -> list[str]:
             "--face-detector", "mediapipe", "--fps", "5", "--no-progress"]
 
 
-def _single(root, output, backbones, **env):
+def _single(root, output, backbones, run=None, **env):
     return subprocess.run([PYTHON, str(WORKER), *_extract_args(root, output, backbones), "--threads", "1"],
-                          env=_env(root, **env), capture_output=True, text=True, timeout=300)
+                          env=_env(root, EMI_TEST_RUN=run or output, **env), capture_output=True, text=True,
+                          timeout=300)
 
 
-def _torchrun(root, output, backbones, **env):
+def _torchrun(root, output, backbones, run, **env):
     command = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
                "--master_port", str(free_port()), str(WORKER), *_extract_args(root, output, backbones)]
-    return subprocess.run(command, env=_env(root, **env), capture_output=True, text=True, timeout=300)
+    return subprocess.run(command, env=_env(root, EMI_TEST_RUN=run, **env), capture_output=True, text=True,
+                          timeout=300)
 
 
-def _logged_clips(folder: Path, run_id: str | None = None) -> dict[int, list[str]]:
-    """Clip ids each process recorded as extracted (in every run into `folder`, or in run `run_id`)."""
-    logs = {}
-    for rank in (0, 1):
-        path = folder / "shards" / f"rank{rank}.log"
-        lines = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-        logs[rank] = [line["clip_id"] for line in lines if run_id in (None, line["run_id"])]
-    return logs
+def _extracted(root: Path, run: str) -> dict[int, list[str]]:
+    """Clip ids each process's `extract_clip_features` returned in run `run` (the worker's call log)."""
+    path = root / "calls.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return {rank: [c["clip_id"] for c in lines if c["run"] == run and c["rank"] == rank and c["event"] == "done"]
+            for rank in (0, 1)}
+
+
+def _kept(folder: Path) -> set[str]:
+    """The clips whose features the extraction into `folder` has kept (its per-clip files)."""
+    return {path.stem for path in (folder / "clips").glob("*/*.npz")}
+
+
+def _once_each(extracted: dict[int, list[str]]) -> list[str]:
+    """All clips of a run's processes, checked to be extracted at most once and by one process."""
+    clips = extracted[0] + extracted[1]
+    assert len(clips) == len(set(clips)), Counter(clips).most_common(3)
+    return clips
 
 
 def _assert_same_dataset(a_dir: Path, b_dir: Path) -> None:
@@ -100,21 +117,22 @@ def saved_backbones(data):
 
 def test_two_processes_split_the_clips_and_resume_after_a_kill(data, saved_backbones):
     _check(_single(data, "one", saved_backbones))
-    killed = _torchrun(data, "two", saved_backbones, EMI_TEST_KILL_RANK="1", EMI_TEST_KILL_AFTER="1")
+    assert sorted(_once_each(_extracted(data, "one"))) == sorted(CLIPS)
+    killed = _torchrun(data, "two", saved_backbones, "killed", EMI_TEST_KILL_RANK="1", EMI_TEST_KILL_AFTER="1")
     assert killed.returncode != 0 and not (data / "two" / "dataset").exists()
-    before = _logged_clips(data / "two")
-    assert len(before[1]) == 1 and not set(before[0]) & set(before[1])
-    assert len(before[0] + before[1]) <= len(CLIPS) - 2, "process 1 had two clips left"
+    before = _extracted(data, "killed")
+    kept = _kept(data / "two")
+    assert len(before[1]) == 1 and kept <= set(_once_each(before)), (before, kept)
+    assert len(kept) <= len(CLIPS) - 2, "process 1 had two clips left"
 
-    _check(_torchrun(data, "two", saved_backbones))  # the same command again
-    run_id = json.loads((data / "two" / "shards" / "plan.json").read_text())["run_id"]
-    rerun = _logged_clips(data / "two", run_id)
+    _check(_torchrun(data, "two", saved_backbones, "rerun"))  # the same command again
+    rerun = _extracted(data, "rerun")
     assert rerun[0] and rerun[1], "both processes share the rest"
-    after = _logged_clips(data / "two")
-    assert Counter(after[0] + after[1]) == Counter(CLIPS), "each clip extracted by exactly one process, once"
+    # each clip extracted by exactly one process, once: the rest in this run, none of those kept before
+    assert sorted(_once_each(rerun)) == sorted(CLIPS - kept)
     report = json.loads((data / "two" / "extraction_report.json").read_text())
     assert report["processes"] == 2 and report["threads_per_process"] == [1, 1]
-    assert report["clips_this_run"] == len(CLIPS) - len(before[0] + before[1])
+    assert report["clips_this_run"] == len(CLIPS) - len(kept)
     assert [p["extracted"] for p in report["clips_per_process"]] == [len(rerun[0]), len(rerun[1])]
     assert report["video_seconds_this_run"] == pytest.approx(report["clips_this_run"], abs=0.05)
     assert report["video_s_per_wall_s"] > 0
@@ -125,6 +143,7 @@ def test_random_backbones_are_the_same_in_every_process_and_a_lost_peer_does_not
     fallback = ["--visual-backbone", "imagenet", "--speech-encoder", str(data / "no-such-encoder"),
                 "--allow-random-backbones"]
     _check(_single(data, "random_one", fallback))
+    assert sorted(_once_each(_extracted(data, "random_one"))) == sorted(CLIPS)
     saved = json.loads((data / "random_one" / "backbones.json").read_text())
     assert saved["random_backbone_seed"] == {"visual": 0, "audio": 0}
 
@@ -134,18 +153,19 @@ def test_random_backbones_are_the_same_in_every_process_and_a_lost_peer_does_not
     procs = [subprocess.Popen([PYTHON, str(WORKER), *_extract_args(data, "random_two", fallback), "--peer-timeout",
                                "4"], env=_env(data, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
                                               LOCAL_WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
-                                              EMI_TEST_KILL_RANK="1", EMI_TEST_KILL_AFTER="1"),
+                                              EMI_TEST_KILL_RANK="1", EMI_TEST_KILL_AFTER="1", EMI_TEST_RUN="by_hand"),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
     outputs = [proc.communicate(timeout=240) for proc in procs]
     assert procs[1].returncode == -9 and procs[0].returncode == 2, outputs
     assert "process 1" in outputs[0][1] and "rerun the same command" in outputs[0][1], outputs[0][1][-2000:]
     assert time.time() - began < 200
-    before = _logged_clips(data / "random_two")
+    before = _extracted(data, "by_hand")
     assert len(before[1]) == 1 and len(before[0]) == 3 and not (data / "random_two" / "dataset").exists()
+    kept = _kept(data / "random_two")
+    assert kept == set(_once_each(before))  # nobody was killed while saving here: every extracted clip is kept
 
-    _check(_torchrun(data, "random_two", fallback))  # the same weights again: the folder is accepted
-    after = _logged_clips(data / "random_two")
-    assert Counter(after[0] + after[1]) == Counter(CLIPS)
+    _check(_torchrun(data, "random_two", fallback, "random_rerun"))  # the same weights again: the folder is accepted
+    assert sorted(_once_each(_extracted(data, "random_rerun"))) == sorted(CLIPS - kept)
     assert json.loads((data / "random_two" / "backbones.json").read_text()) == saved
     _assert_same_dataset(data / "random_one", data / "random_two")
 

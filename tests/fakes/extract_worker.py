@@ -5,10 +5,15 @@
 Random backbones get the tiny test configs (helpers.TINY_TEMPORAL / TINY_WAV2VEC2), built by the real
 `emi_hf.pretrained` builders (so with their seed). `EMI_TEST_KILL_RANK=R EMI_TEST_KILL_AFTER=N`: process R kills
 itself (SIGKILL, nothing cleaned up) before its clip N + 1, as a crash or an OOM kill would.
+
+`EMI_TEST_CALL_LOG=FILE`: every call of `extract_clip_features` appends a JSON line to FILE when it starts and when it
+returns (`{"run", "rank", "pid", "clip_id", "event": "start" | "done"}`, `run` from `EMI_TEST_RUN`): the tests count
+what was extracted from this log of the worker's own, not from the logs the code under test writes.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -40,12 +45,30 @@ def tiny_audio_base(spec, **kwargs):
 _extract_clip, _done = extraction.extract_clip_features, []
 
 
+def log_call(clip_id: str, event: str) -> None:
+    """One line in EMI_TEST_CALL_LOG, written with a single O_APPEND write (whole lines from several processes)."""
+    path = os.environ.get("EMI_TEST_CALL_LOG")
+    if not path:
+        return
+    line = json.dumps({"run": os.environ.get("EMI_TEST_RUN"), "rank": launcher_environment()[0], "pid": os.getpid(),
+                       "clip_id": str(clip_id), "event": event}) + "\n"
+    handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(handle, line.encode())
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
 def killable_extract_clip(*args, **kwargs):
     rank = launcher_environment()[0]
     if str(rank) == os.environ.get("EMI_TEST_KILL_RANK") and len(_done) == int(os.environ["EMI_TEST_KILL_AFTER"]):
         os.kill(os.getpid(), signal.SIGKILL)
+    clip_id = kwargs.get("clip_id", args[4] if len(args) > 4 else None)
+    log_call(clip_id, "start")
     features = _extract_clip(*args, **kwargs)
-    _done.append(args[4])
+    log_call(clip_id, "done")
+    _done.append(clip_id)
     return features
 
 

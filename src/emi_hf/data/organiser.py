@@ -9,7 +9,12 @@ come without AUs (``au_names = []``; the visual model then has no AU channel inp
 **Safety.** A pickle runs code when it is loaded. [`load_feature_pickle`] reads them with an allow-list unpickler:
 NumPy arrays, scalars and dtypes, lists, tuples and dicts of them, and torch tensors (their storage through
 ``torch.load(weights_only=True)``); any other object in the file is refused with an error naming the file, before it
-is built, so nothing in it runs. Files written by ``torch.save`` are read with ``torch.load(weights_only=True)``.
+is built, so nothing in it runs (whatever the protocol, 0 included, and however deep the object sits: inside an
+object array, a container, or as the callable or argument of another reduce); a module is never imported by a name
+that only looks like numpy's. A tensor storage in the pickle is a pickle itself and goes through torch's allow-list.
+Files written by ``torch.save`` are read with ``torch.load(weights_only=True)``. A refused file stops an import
+naming it, and the features folder of an earlier import is left as it was. tests/test_challenge_data.py tries each
+of these payloads.
 
 **Rows.** A feature row that is all zeros or not finite is masked (``frame_mask`` / ``audio_mask`` 0); frame times
 are the row index divided by ``visual_fps`` (the organisers do not state the rate; default 1.0, i.e. row units). A
@@ -24,6 +29,7 @@ import io
 import json
 import os
 import pickle
+import re
 import time
 import zipfile
 from pathlib import Path
@@ -51,11 +57,10 @@ class OrganiserFeatureError(EmiError, ValueError):
     """A features file that cannot be imported; the message names the file and says what to do."""
 
 
-def _storage_from_bytes(data: bytes):
-    """`torch.storage._load_from_bytes`, with weights_only: a tensor's storage inside a plain pickle."""
-    import torch
-
-    return torch.load(io.BytesIO(data), weights_only=True)
+def _torch_refusal(error: Exception) -> str:
+    """What torch.load(weights_only=True) refused, without its advice to load the file with weights_only=False."""
+    found = re.search(r"WeightsUnpickler error: ([^\n]*?was not an allowed global)", str(error))
+    return found.group(1) if found else f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
 
 
 class _AllowListUnpickler(pickle.Unpickler):
@@ -63,14 +68,28 @@ class _AllowListUnpickler(pickle.Unpickler):
         super().__init__(handle)
         self.path = path
 
+    def storage_from_bytes(self, data: bytes):
+        """`torch.storage._load_from_bytes`, with weights_only: a tensor's storage inside a plain pickle (a pickle
+        in the pickle: its code is refused by torch's own allow-list, with this file named)."""
+        import torch
+
+        try:
+            return torch.load(io.BytesIO(data), weights_only=True)
+        except pickle.UnpicklingError as error:
+            reason = _torch_refusal(error)
+            raise OrganiserFeatureError(
+                f"{self.path}: refused to load: a tensor storage in the pickle holds a pickle that torch.load("
+                f"weights_only=True) refuses ({reason}). Only feature arrays are imported; nothing in the file was "
+                f"run. Convert it to a .npy file of the features, or check where it came from.") from None
+
     def find_class(self, module: str, name: str):
         if (module, name) in _NUMPY_GLOBALS:
             return super().find_class(module, name)
         if (module, name) in _TORCH_GLOBALS:
             return super().find_class(module, name)
         if (module, name) == ("torch.storage", "_load_from_bytes"):
-            return _storage_from_bytes
-        if module.startswith("numpy") and name.endswith("DType"):  # numpy.dtypes.Float32DType (numpy >= 1.25)
+            return self.storage_from_bytes
+        if module == "numpy.dtypes" and name.endswith("DType"):  # numpy.dtypes.Float32DType (numpy >= 1.25)
             return super().find_class(module, name)
         raise OrganiserFeatureError(
             f"{self.path}: refused to load: the pickle wants {module}.{name}, which is not an array, a dtype or a "
@@ -101,8 +120,9 @@ def load_feature_pickle(path: str | os.PathLike):
             try:
                 return torch.load(handle, weights_only=True, map_location="cpu")
             except Exception as error:
-                raise OrganiserFeatureError(f"{path}: refused by torch.load(weights_only=True) ({error}); only "
-                                            f"tensors and containers of them are imported.") from None  # fmt: skip
+                raise OrganiserFeatureError(f"{path}: refused by torch.load(weights_only=True) "
+                                            f"({_torch_refusal(error)}); only tensors and containers of them are "
+                                            f"imported; nothing in the file was run.") from None  # fmt: skip
         try:
             return _AllowListUnpickler(handle, path).load()
         except OrganiserFeatureError:
@@ -216,6 +236,7 @@ def import_organiser_features(
     import tempfile
 
     from datasets import Dataset, DatasetDict
+    from datasets.exceptions import DatasetGenerationError
 
     if visual_dir is None and audio_dir is None:
         raise EmiUsageError("pass --visual and/or --audio: the folders of the organisers' per-clip pickles.")
@@ -239,10 +260,15 @@ def import_organiser_features(
             counts[split] = {"requested": len(records_of_split), "extracted": len(clips),
                              "failed": len(records_of_split) - len(clips)}  # fmt: skip
             if clips:
-                datasets[split] = Dataset.from_generator(
-                    _generate_rows, features=schema, cache_dir=cache_dir,
-                    gen_kwargs={"clips": clips, "visual_files": visual_files, "audio_files": audio_files,
-                                "widths": widths, "visual_fps": visual_fps})  # fmt: skip
+                try:
+                    datasets[split] = Dataset.from_generator(
+                        _generate_rows, features=schema, cache_dir=cache_dir,
+                        gen_kwargs={"clips": clips, "visual_files": visual_files, "audio_files": audio_files,
+                                    "widths": widths, "visual_fps": visual_fps})  # fmt: skip
+                except DatasetGenerationError as error:  # the file's own error, not the datasets wrapper's
+                    if isinstance(error.__cause__, OrganiserFeatureError):
+                        raise error.__cause__ from None
+                    raise
         if (output / DATASET_DIR).exists():
             shutil.rmtree(output / DATASET_DIR)
         DatasetDict(datasets).save_to_disk(str(output / DATASET_DIR))
