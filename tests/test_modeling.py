@@ -145,7 +145,9 @@ def test_return_dict_false_and_gradient_checkpointing():
     reference.loss.backward()
     grads = [p.grad.clone() for p in model.encoder.parameters() if p.grad is not None]
     model.zero_grad()
-    model.activation_checkpointing_enable()
+    # transformers 5.23 renamed gradient_checkpointing_enable (the oldest release in pyproject.toml has only that)
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable()
     checkpointed = model(**inputs, labels=labels)
     checkpointed.loss.backward()
     grads_ckpt = [p.grad for p in model.encoder.parameters() if p.grad is not None]
