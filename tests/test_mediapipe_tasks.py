@@ -280,3 +280,19 @@ def test_blendshapes_backend_in_the_pipeline(model_file, smile_frames):
     assert clip.face_fraction == 1.0 and clip.metadata["au_backend"] == "blendshapes"
     au = dict(zip(clip.metadata["au_names"], clip.au_intensities.T))
     assert au["AU12"].mean() > 1.0  # the smile
+
+
+@needs_emi_hf
+def test_command_line_options(monkeypatch, tmp_path):
+    from emi_hf.cli import _make_processor, build_parser
+
+    monkeypatch.setenv("EMI_HF_FACE_LANDMARKER", "")  # restored after the test whatever _make_processor sets
+    model = tmp_path / "face_landmarker.task"
+    args = build_parser().parse_args(["extract", "--data-dir", str(tmp_path), "--output", str(tmp_path / "f"),
+                                      "--face-detector", "mediapipe",
+                                      "--mediapipe-backend", "tasks", "--au-backend", "blendshapes",
+                                      "--face-landmarker-model", str(model)])
+    processor = _make_processor(args)
+    assert (processor.mediapipe_backend, processor.au_backend) == ("tasks", "blendshapes")
+    assert processor._face_landmarker_model == str(model)
+    assert os.environ["EMI_HF_FACE_LANDMARKER"] == str(model)  # for --processor and worker processes too
