@@ -145,9 +145,7 @@ def test_return_dict_false_and_gradient_checkpointing():
     reference.loss.backward()
     grads = [p.grad.clone() for p in model.encoder.parameters() if p.grad is not None]
     model.zero_grad()
-    # transformers 5.23 renamed gradient_checkpointing_enable (5.22, the oldest release in pyproject.toml, has only that)
-    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
-    enable()
+    model.activation_checkpointing_enable()
     checkpointed = model(**inputs, labels=labels)
     checkpointed.loss.backward()
     grads_ckpt = [p.grad for p in model.encoder.parameters() if p.grad is not None]
