@@ -31,18 +31,28 @@ def _add_processor_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("preprocessing")
     group.add_argument("--processor", help="a saved EmiProcessor folder (overrides the options below)")
     group.add_argument("--face-detector", default="mtcnn", help="mtcnn (default, the paper's), mediapipe, or none")
-    group.add_argument("--au-backend", default="mediapipe", help="mediapipe (default), openface, ...")
+    group.add_argument("--au-backend", default="mediapipe",
+                       help="mediapipe (default, face-mesh geometry), blendshapes (MediaPipe's trained model), openface, ...")
+    group.add_argument("--mediapipe-backend", default="auto", choices=("auto", "solutions", "tasks"),
+                       help="MediaPipe graphs: the legacy ones where installed (auto), or the Tasks API")
+    group.add_argument("--face-landmarker-model", help="MediaPipe's face_landmarker.task for the Tasks API (default: "
+                                                       "$EMI_HF_FACE_LANDMARKER, the cache, or one download)")
     group.add_argument("--fps", type=float, default=30.0, help="target frame rate (default 30)")
 
 
 def _make_processor(args):
     from .processing_emi import EmiProcessor
 
+    if args.face_landmarker_model:  # also for --processor and the worker processes of a sharded extraction
+        import os
+
+        os.environ["EMI_HF_FACE_LANDMARKER"] = args.face_landmarker_model
     if args.processor:
         with loading(args.processor, "processor"):
             return EmiProcessor.from_pretrained(args.processor)
     detector = None if str(args.face_detector).lower() == "none" else args.face_detector
-    return EmiProcessor(face_detector=detector, au_backend=args.au_backend, target_fps=args.fps)
+    return EmiProcessor(face_detector=detector, au_backend=args.au_backend, target_fps=args.fps,
+                        mediapipe_backend=args.mediapipe_backend, face_landmarker_model=args.face_landmarker_model)
 
 
 def cmd_extract(args) -> int:

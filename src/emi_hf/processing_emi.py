@@ -163,13 +163,15 @@ class EmiProcessor(ProcessorMixin):
         feature_extractor ([`Wav2Vec2FeatureExtractor`], *optional*): waveform normalisation and padding
             (default: 16 kHz, zero-mean unit-variance, attention masks).
         face_detector, au_backend, au_names, target_fps, detect_every, detect_max_side, min_face_score, subject,
-            face_size, mesh_refine, au_neutral_baseline, au_baseline_percentile, openface_match, audio_peak_db,
+            face_size, mesh_refine, mediapipe_backend, au_neutral_baseline, au_baseline_percentile, openface_match, audio_peak_db,
             max_frames, max_duration, chunk_size, use_cache: the media settings, documented (with their defaults
             and checks) by :class:`emi_hf.media.ClipSettings`; they are attributes of the processor too (setting
             one checks it again) and :meth:`to_dict` saves them.
         clip_cache_dir (`str`, *optional*): the cache folder (default `$EMI_HF_CACHE` or `~/.cache/emi_hf/clips`);
             not saved with the processor.
         openface_dir (`str`, *optional*): folder of OpenFace CSVs named `<video stem>.csv`; not saved.
+        face_landmarker_model (`str`, *optional*): MediaPipe's `face_landmarker.task` for the Tasks API (default:
+            `$EMI_HF_FACE_LANDMARKER`, the cache, or a download once; see `emi_hf.media.mediapipe_tasks`); not saved.
     """
 
     valid_processor_kwargs = EmiProcessorKwargs
@@ -188,6 +190,7 @@ class EmiProcessor(ProcessorMixin):
         subject: str = _DEFAULTS.subject,
         face_size: int = _DEFAULTS.face_size,
         mesh_refine: bool = _DEFAULTS.mesh_refine,
+        mediapipe_backend: str = _DEFAULTS.mediapipe_backend,
         au_neutral_baseline: bool = _DEFAULTS.au_neutral_baseline,
         au_baseline_percentile: float = _DEFAULTS.au_baseline_percentile,
         openface_match: str = _DEFAULTS.openface_match,
@@ -198,6 +201,7 @@ class EmiProcessor(ProcessorMixin):
         use_cache: bool = _DEFAULTS.use_cache,
         clip_cache_dir: str | os.PathLike | None = None,
         openface_dir: str | os.PathLike | None = None,
+        face_landmarker_model: str | os.PathLike | None = None,
     ):
         if video_processor is None:
             video_processor = EmiVideoProcessor(size={"height": int(face_size), "width": int(face_size)})
@@ -210,6 +214,7 @@ class EmiProcessor(ProcessorMixin):
         # machine-specific, not serialised (private attributes are left out of to_dict)
         self._clip_cache_dir = os.fspath(clip_cache_dir) if clip_cache_dir is not None else None
         self._openface_dir = os.fspath(openface_dir) if openface_dir is not None else None
+        self._face_landmarker_model = os.fspath(face_landmarker_model) if face_landmarker_model is not None else None
         self._pipeline: ClipPipeline | None = None
         self._pipeline_lock = threading.Lock()
         super().__init__(video_processor, feature_extractor)
@@ -239,7 +244,8 @@ class EmiProcessor(ProcessorMixin):
         with self._pipeline_lock:
             if self._pipeline is None or self._pipeline.settings != settings or \
                     self._pipeline.openface_dir != self._openface_dir:
-                self._pipeline = ClipPipeline(settings, openface_dir=self._openface_dir)
+                self._pipeline = ClipPipeline(settings, openface_dir=self._openface_dir,
+                                              face_landmarker_model=self._face_landmarker_model)
             return self._pipeline
 
     @property

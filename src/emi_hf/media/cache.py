@@ -58,10 +58,13 @@ def _library_versions(packages=_RESULT_PACKAGES) -> dict[str, str | None]:
     return versions
 
 
-def clip_cache_key(settings: ClipSettings, path, au_file=None, audio=None) -> str:
+def clip_cache_key(settings: ClipSettings, path, au_file=None, audio=None, models: dict | None = None) -> str:
     """The cache key of a file processed with `settings` (see module doc); `au_file` counts only for the
-    ``openface`` AU backend, `audio` is a separate audio file."""
+    ``openface`` AU backend, `audio` is a separate audio file, `models` the SHA-256 of model files that are not part
+    of an installed package (the Tasks face landmarker's, see :meth:`ClipPipeline.model_identities`)."""
     payload = {"cache_version": CACHE_VERSION, "settings": settings.result_dict(), "versions": _library_versions()}
+    if models:
+        payload["models"] = dict(models)
     payload["video"] = file_sha256(path)
     if settings.au_backend == "openface":
         payload["au_file"] = file_sha256(au_file) if au_file is not None else None

@@ -23,12 +23,14 @@ import cv2
 import numpy as np
 
 from .alignment import align_face
-from .au import MediaPipeAUBackend, OpenFaceAUBackend, PyFaceAUBackend, build_au_backend, fill_missing
+from .au import (BlendshapeAUBackend, MediaPipeAUBackend, OpenFaceAUBackend, PyFaceAUBackend, build_au_backend,
+                 fill_missing)
 from .cache import ClipData, clip_cache_key, default_cache_dir
 from .decoding import MediaInfo, SourceFrame, _DecodeReport, decode_audio, iter_video_frames, load_audio, probe_media
 from .embedding import EmbeddingWorker, embed_kept_crops
 from .errors import EmiInputError
 from .faces import FaceMeshLandmarker, FrameFace, SubjectTracker, build_face_detector
+from .mediapipe_tasks import BLENDSHAPE_NAMES
 from .resampling import nearest_frames
 from .settings import ClipSettings
 
@@ -123,10 +125,13 @@ class _VisualRecorder:
 class ClipPipeline:
     """The media path for one clip at a time, with the given :class:`ClipSettings` (validated when made)."""
 
-    def __init__(self, settings: ClipSettings | None = None, openface_dir: str | None = None):
+    def __init__(self, settings: ClipSettings | None = None, openface_dir: str | None = None,
+                 face_landmarker_model: str | os.PathLike | None = None):
         self.settings = settings or ClipSettings()
         self.openface_dir = openface_dir
+        self.face_landmarker_model = face_landmarker_model  # the Tasks API's model file (None: found or downloaded)
         s = self.settings
+        self.mediapipe_graphs = s.mediapipe_graphs()  # "solutions" or "tasks" (raises when they cannot run here)
         self.au_backend = build_au_backend(s.au_backend, s.au_names, neutral_baseline=s.au_neutral_baseline,
                                            baseline_percentile=s.au_baseline_percentile, match=s.openface_match,
                                            csv_dir=openface_dir)
@@ -136,9 +141,32 @@ class ClipPipeline:
     def detector(self):
         """The face detector, built on first use (MTCNN weights load in about a second)."""
         if self._detector is None and self.settings.face_detector is not None:
+            options = {}
+            if self.settings.face_detector == "mediapipe":
+                options = dict(backend=self.mediapipe_graphs, model_path=self.face_landmarker_model)
             self._detector = build_face_detector(self.settings.face_detector, max_side=self.settings.detect_max_side,
-                                                 min_score=self.settings.min_face_score)
+                                                 min_score=self.settings.min_face_score, **options)
         return self._detector
+
+    @property
+    def mesh_aus(self) -> bool:
+        """Whether the AU backend reads the face landmarker's output (the mesh geometry or the blendshapes)."""
+        return isinstance(self.au_backend, (MediaPipeAUBackend, BlendshapeAUBackend))
+
+    def landmarker(self) -> FaceMeshLandmarker:
+        """This thread's face mesh for these settings, reset (see :meth:`FaceMeshLandmarker.for_this_thread`)."""
+        return FaceMeshLandmarker.for_this_thread(self.settings.mesh_refine, backend=self.mediapipe_graphs,
+                                                  model_path=self.face_landmarker_model)
+
+    def model_identities(self) -> dict[str, str]:
+        """The model files (other than those inside installed packages) that change what a clip turns into, by
+        SHA-256: the Tasks face landmarker when it runs. Part of the clip cache key."""
+        s = self.settings
+        if self.mediapipe_graphs != "tasks" or not (s.face_detector or self.mesh_aus):
+            return {}
+        from .mediapipe_tasks import face_landmarker_model, model_identity
+
+        return {"face_landmarker": model_identity(face_landmarker_model(self.face_landmarker_model))}
 
     # -- main entry -----------------------------------------------------------------------------------------
     def process(self, video=None, audio=None, au_file=None, video_fps: float | None = None,
@@ -182,7 +210,7 @@ class ClipPipeline:
         cache_path = None
         if use_cache and is_file and (audio is None or audio_is_file):
             probe_media(video)  # clear errors before hashing
-            key = clip_cache_key(self.settings, video, au_file, audio)
+            key = clip_cache_key(self.settings, video, au_file, audio, models=self.model_identities())
             cache_path = Path(cache_dir or default_cache_dir()) / f"{key}.npz"
             if cache_path.is_file():
                 try:
@@ -340,9 +368,9 @@ class ClipPipeline:
         face embedder, when given, in a background thread)."""
         s = self.settings
         started = time.perf_counter()
-        mediapipe_au = isinstance(self.au_backend, MediaPipeAUBackend)
-        # the mesh confirms faces, gives the alignment points and the mediapipe AU geometry
-        landmarker = FaceMeshLandmarker.for_this_thread(s.mesh_refine) if s.face_detector or mediapipe_au else None
+        mesh_aus = self.mesh_aus
+        # the mesh confirms faces, gives the alignment points and the mediapipe AU geometry (or blendshapes)
+        landmarker = self.landmarker() if s.face_detector or mesh_aus else None
         tracker = None
         if s.face_detector is not None:
             tracker = SubjectTracker(self.detector, landmarker, detect_every=s.detect_every, subject=s.subject)
@@ -355,7 +383,7 @@ class ClipPipeline:
                     crops = [align_face(f.image, r.points, s.face_size) if r.box is not None else None
                              for f, r in zip(chunk, results)]
                 else:  # inputs are face crops already
-                    results, crops = self.crops_as_faces(chunk, landmarker if mediapipe_au else None)
+                    results, crops = self.crops_as_faces(chunk, landmarker if mesh_aus else None)
                 rows, face_crops = recorder.add(chunk, results, crops)
                 if worker is not None and rows:
                     worker.submit(rows, np.stack(face_crops))
@@ -374,22 +402,28 @@ class ClipPipeline:
 
     def crops_as_faces(self, chunk: list[SourceFrame], landmarker: FaceMeshLandmarker | None) -> tuple:
         """Frames that are face crops: each one is the subject (track 0), resized to the crop size; with a
-        `landmarker`, its mesh (mediapipe AU geometry)."""
+        `landmarker`, its mesh (mediapipe AU geometry) and blendshape scores (Tasks landmarker)."""
         size = self.settings.face_size
         results, crops = [], []
         for frame in chunk:
             image = frame.image
             height, width = image.shape[:2]
             mesh = landmarker.on_image(image) if landmarker is not None else None
-            results.append(FrameFace(box=np.array([0.0, 0.0, width, height]), mesh=mesh, track_id=0))
+            results.append(FrameFace(box=np.array([0.0, 0.0, width, height]), mesh=mesh, track_id=0,
+                                     blendshapes=landmarker.last_blendshapes if landmarker is not None else None))
             crops.append(image if (height, width) == (size, size) else
                          cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA))
         return results, crops
 
     def au_inputs(self, chunk: list[SourceFrame], results: list[FrameFace]) -> tuple | None:
         """Per-source-frame AU inputs of a chunk, (measurements [n, n_au], au12 [n]) (NaN rows without a face),
-        for the backends that measure frames (mediapipe: the mesh geometry; pyfaceau: the image); else None."""
+        for the backends that measure frames (mediapipe: the mesh geometry; blendshapes: the landmarker's scores, as
+        intensities; pyfaceau: the image); else None."""
         names = self.settings.au_names
+        if isinstance(self.au_backend, BlendshapeAUBackend):
+            scores = np.stack([r.blendshapes if r.box is not None and r.blendshapes is not None
+                               else np.full(len(BLENDSHAPE_NAMES), np.nan, np.float32) for r in results])
+            return self.au_backend.intensities(scores), np.full(len(chunk), np.nan, np.float32)
         if isinstance(self.au_backend, PyFaceAUBackend):
             values = [self.au_backend.values_for_frame(f.image) if r.box is not None
                       else np.full(len(names), np.nan, np.float32) for f, r in zip(chunk, results)]

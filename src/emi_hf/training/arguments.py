@@ -39,6 +39,17 @@ def _help(text: str, **argparse_options) -> dict:
     return {"help": text, **argparse_options}
 
 
+def _warn_without_tensorboard(report_to: str) -> None:
+    """accelerate silently skips a tracker whose package is missing: say so for tensorboard, the default, which a
+    plain `pip install emi-hf` does not bring (it is the `tensorboard` extra)."""
+    import importlib.util
+
+    if report_to == "tensorboard" and not any(importlib.util.find_spec(name) for name in ("tensorboard", "tensorboardX")):
+        warnings.warn("report_to='tensorboard' (the default) but tensorboard is not installed, so no training curves "
+                      "are written: `pip install 'emi-hf[tensorboard]'`, or pass --report-to none.", UserWarning,
+                      stacklevel=3)
+
+
 @dataclass
 class EmiTrainingArguments:
     """
@@ -181,6 +192,7 @@ class EmiTrainingArguments:
                 raise EmiUsageError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}.")
         if self.report_to not in TRACKERS:
             raise EmiUsageError(f"report_to {self.report_to!r} is not a tracker accelerate knows.")
+        _warn_without_tensorboard(self.report_to)
         if self.output_dir is None:
             self.output_dir = f"runs/{self.modality}"
         if self.grad_accum < 1 or self.epochs < 1 or self.batch_size < 1 or self.seeds < 1:
