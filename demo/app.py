@@ -240,14 +240,16 @@ class Analysis:
 
     def missing(self) -> list[str]:
         notes = []
-        face_fraction = self.prediction.face_fraction
-        if self.num_frames == 0:
+        face_fraction = self.prediction.face_fraction  # None: the model has no visual part (faces not looked for)
+        if self.num_frames == 0 and face_fraction is not None:
             notes.append("no video frames could be decoded")
+        elif face_fraction is None:
+            pass
         elif face_fraction <= 0.0:
             notes.append("no face in any frame (100% of frames): the visual model was skipped")
         elif face_fraction < 1.0:
             notes.append(f"no face in {100 * (1 - face_fraction):.0f}% of frames (those frames are masked)")
-        if not self.prediction.audio_present:
+        if self.prediction.audio_present is False:  # None: the model has no audio part (audio not decoded)
             reasons = [w.split(";")[0] for w in self.prediction.warnings if "audio" in w]
             if self.has_audio_track:
                 reason = f" ({reasons[0]})" if reasons else " (the audio track is silent or unreadable)"
@@ -268,7 +270,8 @@ class Analysis:
             **{name: (dict(zip(self.emotions, v)) if v is not None else None) for name, v in self.modalities.items()},
             "face_fraction": prediction.face_fraction,
             "num_frames": self.num_frames,
-            "frames_with_face": int(round(prediction.face_fraction * self.num_frames)),
+            "frames_with_face": None if prediction.face_fraction is None else
+            int(round(prediction.face_fraction * self.num_frames)),
             "audio_present": prediction.audio_present,
             "transcript": prediction.transcript,
             "has_audio_track": self.has_audio_track,
@@ -469,9 +472,11 @@ def summary_markdown(analysis: Analysis) -> str:
     prediction = analysis.prediction
     audio = "present" if prediction.audio_present else "not usable" if analysis.has_audio_track else "no track"
     fps = f" at {prediction.fps:g} fps" if prediction.fps else ""
-    lines.append(f"\n{analysis.num_frames} frames{fps} over {duration}; face in "
-                 f"{round(prediction.face_fraction * analysis.num_frames)} of {analysis.num_frames} frames "
-                 f"({100 * prediction.face_fraction:.0f}%); audio: {audio}.")
+    seen = [] if prediction.face_fraction is None else [  # None: not looked at (the model has no part for it)
+        f"face in {round(prediction.face_fraction * analysis.num_frames)} of {analysis.num_frames} frames "
+        f"({100 * prediction.face_fraction:.0f}%)"]
+    seen += [] if prediction.audio_present is None else [f"audio: {audio}"]
+    lines.append(f"\n{analysis.num_frames} frames{fps} over {duration}" + "".join(f"; {s}" for s in seen) + ".")
     missing = analysis.missing()
     if missing:
         lines.append("\n**Missing:** " + "; ".join(missing) + ".")

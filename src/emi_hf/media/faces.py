@@ -33,10 +33,11 @@ Exactly one subject (or none) per frame: a clip never mixes faces within a frame
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -264,12 +265,14 @@ def build_face_detector(name: str | None, **options) -> FaceDetector | None:
 
 _BLANK_FRAME = np.zeros((64, 64, 3), np.uint8)  # no face: opens a graph, clears the face mesh's tracking
 _THREAD_LANDMARKERS = threading.local()  # this thread's FaceMeshLandmarker per `refine`
+_IDLE_LANDMARKERS: dict[bool, list] = {}  # landmarkers no clip is using, per `refine` (see `borrowed`)
+_IDLE_LOCK = threading.Lock()
 
 
 class FaceMeshLandmarker:
     """MediaPipe face mesh on a square crop around a face box (tracking mode: the face found on one frame seeds the
-    next; :meth:`reset` forgets it). The graph is built once per thread (:meth:`for_this_thread`) and re-used for
-    every clip: building it costs time and makes MediaPipe log."""
+    next; :meth:`reset` forgets it). A graph is built once and re-used for every clip (:meth:`borrowed` from a
+    process-wide pool, or :meth:`for_this_thread`): building it costs time and makes MediaPipe log."""
 
     def __init__(self, refine: bool = True, roi_scale: float = 1.7, roi_size: int = 256,
                  min_confidence: float = 0.5):
@@ -293,6 +296,26 @@ class FaceMeshLandmarker:
         else:
             landmarker.reset()
         return landmarker
+
+    @classmethod
+    @contextlib.contextmanager
+    def borrowed(cls, refine: bool = True) -> Iterator["FaceMeshLandmarker"]:
+        """A landmarker for one clip, reset, from a process-wide pool it goes back to afterwards: the process holds
+        as many graphs (about 20 MB each) as clips it processes at the same time, whichever threads process them. A
+        server whose requests run on a pool of worker threads (Gradio: up to 40) would otherwise keep one graph per
+        thread that ever processed a clip (`for_this_thread`, for a thread that lives as long as its work)."""
+        with _IDLE_LOCK:
+            idle = _IDLE_LANDMARKERS.setdefault(bool(refine), [])
+            landmarker = idle.pop() if idle else None
+        if landmarker is None:
+            landmarker = cls(refine=refine)
+        else:
+            landmarker.reset()
+        try:
+            yield landmarker
+        finally:
+            with _IDLE_LOCK:
+                _IDLE_LANDMARKERS[bool(refine)].append(landmarker)
 
     def reset(self) -> None:
         """Forgets the tracked face: the next frame starts from a new detection, as in a new graph. The face mesh's

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from ..face_embedding import FaceEmbedder
+from ..inference import model_stages
 from ..media.alignment import align_face
 from ..media.au import OpenFaceAUBackend
 from ..media.decoding import SourceFrame
@@ -86,11 +87,12 @@ class EmiStreamer:
         self.label_names = [model.config.id2label[i] for i in range(len(model.config.id2label))]
         self.settings = processor.clip_settings()
         self.pipeline = ClipPipeline(self.settings)
-        if "visual" in self.modalities and isinstance(self.pipeline.au_backend, OpenFaceAUBackend):
+        stages = model_stages(model)  # the one rule: no face detection, mesh or AUs without a visual part
+        if stages.faces and isinstance(self.pipeline.au_backend, OpenFaceAUBackend):
             raise ValueError("au_backend='openface' reads AUs from OpenFace CSVs written after the fact; a live stream "
                              "needs a processor with au_backend='mediapipe' (or 'pyfaceau' or None).")
-        visual = getattr(model, "visual", model if "visual" in self.modalities else None)
-        audio = getattr(model, "audio", model if "audio" in self.modalities else None)
+        visual = getattr(model, "visual", model) if stages.faces else None
+        audio = getattr(model, "audio", model) if stages.audio else None
         keep = self.window_s + self.hop_s + (audio_context_s or 0.0) + 1.0
         self.visual = None if visual is None else VisualStore(
             FaceEmbedder(processor, visual), self.pipeline.au_backend, len(self.settings.au_names),

@@ -1,0 +1,257 @@
+"""Bounded resources: the clip cache's size cap (LRU) and `emi-hf cache`, a model running only the stages its
+modalities need, heavy objects loaded once, one copy of the features after a merge, cv folds without copies,
+and training checkpoints that do not rewrite frozen backbones."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import TINY_BERT, tiny_audio_config, tiny_text_config, tiny_visual_config
+
+from emi_hf.media.cache import ClipData
+
+
+def _clip(frames: int, seed: int = 0) -> ClipData:
+    rng = np.random.default_rng(seed)  # random crops: compression cannot make the entries' sizes differ much
+    return ClipData(face_crops=rng.integers(0, 255, (frames, 8, 8, 3), dtype=np.uint8),
+                    au_intensities=np.zeros((frames, 2), np.float32), frame_mask=np.ones(frames, np.int8),
+                    timestamps=np.arange(frames, dtype=np.float64), face_boxes=np.zeros((frames, 4), np.float32),
+                    waveform=None, metadata={"seed": seed})
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The clip cache: a size cap, least recently used first, `emi-hf cache info|clear`
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_clip_cache_evicts_the_least_recently_used_entries_under_its_cap(tmp_path):
+    from emi_hf.media.cache import ClipCache
+
+    probe = ClipCache(tmp_path / "probe", max_size=None)
+    probe.put("x", _clip(40))
+    entry = probe.entries()[0][1]
+    cache = ClipCache(tmp_path / "clips", max_size=int(2.5 * entry))  # room for two entries
+    assert cache.put("a", _clip(40, 1)) and cache.put("b", _clip(40, 2))
+    os.utime(cache.path("a"), (1000, 1000))  # a and b were written long ago, a before b
+    os.utime(cache.path("b"), (2000, 2000))
+    assert cache.get("a").metadata == {"seed": 1}  # a hit makes a the most recently used
+    assert cache.put("c", _clip(40, 3))
+    assert sorted(p.stem for p, _, _ in cache.entries()) == ["a", "c"]  # b, used longest ago, went
+    assert cache.get("b") is None
+    info = cache.info()
+    assert info["entries"] == 2 and info["bytes"] <= cache.max_size
+    # An entry larger than the whole cap is not kept; a cap of 0 writes nothing.
+    assert not ClipCache(tmp_path / "small", max_size=entry // 2).put("big", _clip(40))
+    assert not ClipCache(tmp_path / "off", max_size=0).put("a", _clip(4)) and not (tmp_path / "off").exists()
+    # A temporary file left by a crashed writer goes once it is old.
+    stale = cache.folder / "dead.npz.tmp"
+    stale.write_bytes(b"x" * 10)
+    os.utime(stale, (1000, 1000))
+    cache.put("d", _clip(4))
+    assert not stale.exists()
+
+
+def test_cache_cap_location_and_size_come_from_the_environment(tmp_path, monkeypatch, media_dir):
+    from emi_hf.media import ClipPipeline, ClipSettings
+    from emi_hf.media.cache import ClipCache, cache_root, default_cache_dir, parse_size
+
+    for name in ("EMI_HF_CACHE", "HF_HOME", "XDG_CACHE_HOME", "EMI_HF_CACHE_MAX_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    assert default_cache_dir() == Path.home() / ".cache" / "emi_hf" / "clips"  # where it always was
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "emi_hf" / "clips"
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    assert default_cache_dir() == tmp_path / "hf" / "emi_hf" / "clips" and cache_root() == tmp_path / "hf" / "emi_hf"
+    monkeypatch.setenv("EMI_HF_CACHE", str(tmp_path / "env"))
+    assert default_cache_dir() == tmp_path / "env"
+    assert ClipCache().max_size == 10 * 1000**3  # the default cap
+    assert parse_size("1.5GiB") == int(1.5 * 2**30) and parse_size("500 MB") == 500 * 10**6
+    assert parse_size("none") is None and parse_size("0") == 0
+    monkeypatch.setenv("EMI_HF_CACHE_MAX_SIZE", "ten gigs")
+    with pytest.raises(ValueError, match="EMI_HF_CACHE_MAX_SIZE='ten gigs' is not a size"):
+        ClipCache()
+    # The pipeline writes through the capped cache: a cap below one clip keeps none, one above keeps the newest.
+    pipeline = ClipPipeline(ClipSettings(face_detector="mediapipe", max_frames=4))
+    monkeypatch.setenv("EMI_HF_CACHE_MAX_SIZE", "1kB")
+    pipeline.process(media_dir / "single_face.mp4")
+    assert not list((tmp_path / "env").glob("*.npz"))
+    monkeypatch.setenv("EMI_HF_CACHE_MAX_SIZE", "none")
+    pipeline.process(media_dir / "single_face.mp4")
+    (entry,) = (tmp_path / "env").glob("*.npz")
+    monkeypatch.setenv("EMI_HF_CACHE_MAX_SIZE", str(int(entry.stat().st_size * 1.5)))
+    os.utime(entry, (1000, 1000))
+    other = ClipPipeline(ClipSettings(face_detector="mediapipe", max_frames=5))  # another entry, about as big
+    other.process(media_dir / "single_face.mp4")
+    (kept,) = (tmp_path / "env").glob("*.npz")
+    assert kept != entry  # the older entry made room for the newer one
+    assert other.process(media_dir / "single_face.mp4").metadata["cache_hit"] is True
+
+
+def test_cli_cache_info_and_clear(tmp_path, capsys):
+    from emi_hf.cli import main as cli
+    from emi_hf.media.cache import ClipCache
+    from emi_hf.text.cache import TranscriptCache
+    from emi_hf.text.transcript import Transcript
+
+    cache = ClipCache(tmp_path / "clips", max_size=None)
+    for i in range(3):
+        cache.put(f"k{i}", _clip(10, i))
+    TranscriptCache(tmp_path / "transcripts").put("t", Transcript(text="hello"))
+    folders = ["--dir", str(tmp_path / "clips"), "--transcripts-dir", str(tmp_path / "transcripts")]
+    assert cli(["cache", "info", *folders]) == 0
+    out = capsys.readouterr().out
+    assert str(tmp_path / "clips") in out and "entries    3" in out and "10.00 GB" in out and "entries    1" in out
+    assert cli(["cache", "clear", *folders]) == 0
+    assert "removed 3 clip entries" in capsys.readouterr().out and not cache.entries()
+    assert len(list((tmp_path / "transcripts").glob("*.json"))) == 1  # transcripts only with --transcripts
+    assert cli(["cache", "clear", "--transcripts", *folders]) == 0
+    assert "removed 1 transcripts" in capsys.readouterr().out
+    assert not list((tmp_path / "transcripts").glob("*.json"))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# A model runs only the stages its modalities need (one rule: emi_hf.media.stages, read by predict, demo, stream)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _checkpoint(folder: Path, model) -> Path:
+    from emi_hf.processing_emi import EmiProcessor
+
+    model.save_pretrained(folder)
+    EmiProcessor(face_detector="mediapipe", target_fps=10, use_cache=False).save_pretrained(folder)
+    return folder
+
+
+class _Forbidden:
+    def __init__(self, what: str):
+        self.what = what
+
+    def __call__(self, *args, **kwargs):
+        raise AssertionError(f"{self.what} ran for a model that does not need it")
+
+
+def test_stage_rule():
+    from emi_hf.media.stages import ClipStages
+
+    assert ClipStages.for_modalities(["audio"]) == ClipStages(faces=False, audio=True, frame_times=True)
+    assert ClipStages.for_modalities(["visual"]) == ClipStages(faces=True, audio=False, frame_times=True)
+    assert ClipStages.for_modalities(["text"]) == ClipStages(faces=False, audio=False, frame_times=False)
+    assert ClipStages.for_modalities(["visual", "audio", "text"]).complete
+    with pytest.raises(ValueError, match="unknown modalities"):
+        ClipStages.for_modalities(["smell"])
+
+
+def test_audio_model_predict_runs_no_face_stage(tmp_path, media_dir, monkeypatch):
+    """No face detector, mesh, AUs, crops, clip cache or pixel collate for an audio model; the same numbers as the
+    full processor path."""
+    from emi_hf import EmiAudioModel
+    from emi_hf.inference import load_for_inference, predict_clips
+    from emi_hf.media import pipeline as pipeline_module
+
+    model, processor = load_for_inference(_checkpoint(tmp_path / "audio", EmiAudioModel(tiny_audio_config())))
+    clip = media_dir / "single_face.mp4"
+    with torch.inference_mode():  # what the whole processor gives the model (every stage)
+        expected = model(**processor(videos=clip).for_model(model)).intensities[0]
+    monkeypatch.setenv("EMI_HF_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(pipeline_module, "build_face_detector", _Forbidden("the face detector"))
+    monkeypatch.setattr(pipeline_module.FaceMeshLandmarker, "for_this_thread", _Forbidden("the face mesh"))
+    monkeypatch.setattr(pipeline_module.ClipPipeline, "au_inputs", _Forbidden("AU extraction"))
+    monkeypatch.setattr(pipeline_module, "clip_cache_key", _Forbidden("the clip cache"))
+    monkeypatch.setattr(processor, "video_processor", _Forbidden("the pixel collate"))
+    processor._pipeline = None  # built again, with the forbidden detector
+    (prediction,) = predict_clips(model, processor, [clip], use_cache=True)
+    torch.testing.assert_close(torch.tensor(list(prediction.intensities.values())), expected.float())
+    assert prediction.face_fraction is None and prediction.audio_present is True and prediction.face_crops is None
+    assert len(prediction.timestamps) == 24  # 2.4 s at 10 fps: the frames' times are still read
+    assert len(prediction.to_dict()["frame_intensities"]) == 24
+    assert not (tmp_path / "cache").exists()
+
+
+def test_visual_model_decodes_no_audio_and_text_model_no_video(tmp_path, media_dir, monkeypatch):
+    from emi_hf import EmiTextModel, EmiVisualModel
+    from emi_hf.inference import TextSide, load_for_inference, predict_clips
+    from emi_hf.media import pipeline as pipeline_module
+    from emi_hf.text import build_word_tokenizer
+
+    model, processor = load_for_inference(_checkpoint(tmp_path / "visual", EmiVisualModel(tiny_visual_config())))
+    clip = media_dir / "single_face.mp4"
+    with torch.inference_mode():
+        expected = model(**processor(videos=clip).for_model(model)).intensities[0]
+    monkeypatch.setattr(pipeline_module, "decode_audio", _Forbidden("audio decoding"))
+    (prediction,) = predict_clips(model, processor, [clip])
+    torch.testing.assert_close(torch.tensor(list(prediction.intensities.values())), expected.float())
+    assert prediction.audio_present is None and prediction.face_fraction > 0.5
+
+    tokenizer = build_word_tokenizer(["hello there"], tmp_path / "text" / "text_tokenizer")
+    text = EmiTextModel(tiny_text_config(text_encoder_config={**TINY_BERT, "vocab_size": len(tokenizer)}))
+    model, processor = load_for_inference(_checkpoint(tmp_path / "text", text))
+    (tmp_path / "transcripts.csv").write_text("Filename,text\nsingle_face,hello there\n")
+    monkeypatch.setattr(pipeline_module, "iter_video_frames", _Forbidden("video decoding"))
+    (prediction,) = predict_clips(model, processor, [clip],
+                                  text_side=TextSide(model, transcripts=tmp_path / "transcripts.csv"))
+    assert prediction.transcript == "hello there" and set(prediction.modality_intensities) == {"text"}
+    assert prediction.face_fraction is None and prediction.audio_present is None
+    assert prediction.duration == pytest.approx(2.4, abs=0.1)  # from the container's header
+    assert not prediction.warnings  # e.g. no "looks truncated" for frames that were never decoded
+
+
+def test_streamer_reads_the_same_stage_rule(tmp_path, monkeypatch):
+    from emi_hf import EmiAudioModel
+    from emi_hf.inference import load_for_inference
+    from emi_hf.media import pipeline as pipeline_module
+    from emi_hf.streaming import EmiStreamer
+    from emi_hf.streaming import streamer as streamer_module
+
+    model, processor = load_for_inference(_checkpoint(tmp_path / "audio", EmiAudioModel(tiny_audio_config())))
+    monkeypatch.setattr(pipeline_module, "build_face_detector", _Forbidden("the face detector"))
+    monkeypatch.setattr(streamer_module.FaceMeshLandmarker, "for_this_thread", _Forbidden("the face mesh"))
+    with EmiStreamer(model, processor, window_s=1.0, hop_s=0.5) as streamer:
+        rng = np.random.default_rng(0)
+        for k in range(12):
+            streamer.push_frame(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), k / 10, block=True)
+            streamer.push_audio(rng.normal(0, 0.1, 1600).astype(np.float32), 16000, k / 10)
+        updates = streamer.flush()
+    assert updates and all(u.num_frames == 0 and "audio" in u.per_modality for u in updates)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Heavy objects load once per run
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_asr_loads_once_across_predict_calls(tmp_path, media_dir, monkeypatch):
+    from emi_hf import EmiTextModel
+    from emi_hf.inference import load_for_inference, predict_clips
+    from emi_hf.text import asr as asr_module
+    from emi_hf.text import build_word_tokenizer
+    from emi_hf.text import vad as vad_module
+    from emi_hf.text.random_whisper import build_random_whisper
+
+    whisper = build_random_whisper(tmp_path / "whisper", max_new_tokens=4)
+    tokenizer = build_word_tokenizer(["hello there"], tmp_path / "text" / "text_tokenizer")
+    config = tiny_text_config(text_encoder_config={**TINY_BERT, "vocab_size": len(tokenizer)},
+                              asr_backend="transformers", asr_model=str(whisper), asr_language="en")
+    model, processor = load_for_inference(_checkpoint(tmp_path / "text", EmiTextModel(config)))
+    monkeypatch.setenv("EMI_HF_CACHE", str(tmp_path / "cache"))
+    loads = {"asr": 0, "vad": 0}
+    pipeline, silero = asr_module.TransformersAsr._load, vad_module._load_silero
+
+    def counted_asr(self):
+        loads["asr"] += self._pipeline is None
+        return pipeline(self)
+
+    def counted_vad():
+        loads["vad"] += 1
+        return silero()
+
+    monkeypatch.setattr(asr_module.TransformersAsr, "_load", counted_asr)
+    monkeypatch.setattr(vad_module, "_load_silero", counted_vad)
+    for name in ("debate_5s.mp4", "debate_5s_16k.wav"):  # two files: neither is in the transcript cache
+        (prediction,) = predict_clips(model, processor, [media_dir / name])
+        assert prediction.transcript is not None
+    assert loads == {"asr": 1, "vad": 1}
