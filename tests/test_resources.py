@@ -255,3 +255,50 @@ def test_asr_loads_once_across_predict_calls(tmp_path, media_dir, monkeypatch):
         (prediction,) = predict_clips(model, processor, [media_dir / name])
         assert prediction.transcript is not None
     assert loads == {"asr": 1, "vad": 1}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# cv: no copy of the features per fold
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _files(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def tiny_features(tmp_path_factory) -> Path:
+    from emi_hf import EmiAudioModel, EmiVisualModel
+    from emi_hf.data.random_features import make_feature_dataset
+
+    torch.manual_seed(0)
+    return make_feature_dataset(
+        tmp_path_factory.mktemp("features"), num_train=30, num_valid=15,
+        base_models={"visual": EmiVisualModel(tiny_visual_config()), "audio": EmiAudioModel(tiny_audio_config())})
+
+
+def test_cv_folds_are_index_views_not_copies(tiny_features, tmp_path):
+    from datasets import concatenate_datasets
+
+    from emi_hf.data.store import load_features
+    from emi_hf.training import TrainingArguments
+    from emi_hf.training.cv import CVArguments, assign_folds, fold_splits, run_cv
+    from emi_hf.training.data import FeatureTable
+
+    before = _files(tiny_features)
+    data = load_features(tiny_features)
+    pooled = concatenate_datasets([data["train"], data["validation"]])
+    fold = fold_splits(pooled, assign_folds(pooled["clip_id"], 3, seed=0), 0)["train"]
+    columns = ("visual_features", "au_features", "frame_mask", "audio_features", "audio_mask")
+    view = FeatureTable(fold, columns)
+    assert _files(tiny_features) == before  # reading a fold wrote nothing
+    copy = FeatureTable(fold.flatten_indices(keep_in_memory=True), columns)  # what a copy would hold
+    assert view.clip_ids == copy.clip_ids and np.array_equal(view.labels, copy.labels, equal_nan=True)
+    for column in columns:
+        assert all(np.array_equal(a, b) for a, b in zip(view[column], copy[column]))
+    run_cv(TrainingArguments(features=str(tiny_features), modality="visual", output_dir=str(tmp_path / "cv"),
+                             hidden_size=32, num_hidden_layers=1, num_attention_heads=2, tcn_dilations=[1, 2],
+                             batch_size=8, report_to="none", max_frames=16, epochs=1, checkpoint_every_epoch=False),
+           CVArguments(folds=3))
+    assert _files(tiny_features) == before  # no fold was written next to the features (cache-*.arrow)
+    assert not list((tmp_path / "cv").rglob("*.arrow"))  # nor anywhere else
