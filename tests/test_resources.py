@@ -302,3 +302,126 @@ def test_cv_folds_are_index_views_not_copies(tiny_features, tmp_path):
            CVArguments(folds=3))
     assert _files(tiny_features) == before  # no fold was written next to the features (cache-*.arrow)
     assert not list((tmp_path / "cv").rglob("*.arrow"))  # nor anywhere else
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Extraction leaves one copy of the features
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _extract(records, output, models, clip_fn):
+    from test_features import SavedSettings
+
+    from emi_hf.data.extraction import run_extraction
+
+    return run_extraction(records, output, SavedSettings(), *models, progress=False, clip_fn=clip_fn)
+
+
+def _dataset_rows(folder: Path) -> dict:
+    from emi_hf.data.store import load_features
+
+    return {split: {row["clip_id"]: row for row in part.with_format("numpy")}
+            for split, part in load_features(folder).items()}
+
+
+def _same_rows(a: dict, b: dict) -> None:
+    assert {s: sorted(r) for s, r in a.items()} == {s: sorted(r) for s, r in b.items()}
+    for split in a:
+        for clip_id, row in a[split].items():
+            for column, value in row.items():
+                np.testing.assert_array_equal(value, b[split][clip_id][column], err_msg=f"{split} {clip_id} {column}")
+
+
+@pytest.fixture(scope="module")
+def extraction_models():
+    from emi_hf import EmiAudioModel, EmiVisualModel
+
+    return EmiVisualModel(tiny_visual_config()), EmiAudioModel(tiny_audio_config())
+
+
+def test_extraction_leaves_one_copy_of_the_features(tmp_path, extraction_models):
+    from test_features import fake_clip, make_records
+
+    output = tmp_path / "features"
+    _extract(make_records(tmp_path), output, extraction_models, fake_clip)
+    assert not list(output.rglob("*.npz"))  # the per-clip files went once the dataset was verified
+    dataset = _files(output / "dataset")
+    other = {name: size for name, size in _files(output).items()
+             if not name.startswith(("dataset/", "base_visual/", "base_audio/", "processor/"))}
+    assert sum(other.values()) < 64_000, other  # reports, logs and metadata: no second copy of any features
+    assert sum(dataset.values()) > 64_000
+    assert {p.name for p in output.iterdir()} >= {"dataset", "clips"} and not list(output.glob("dataset.*"))
+    assert not list(output.glob("tmp*")) and not list(output.glob("generator-*"))  # no generator cache is left
+    rows = _dataset_rows(output)
+    assert sorted(rows["train"]) == ["00000", "00001", "00002", "00004", "00005"]  # 00003 failed
+    expected = fake_clip(None, *extraction_models, None, "00004", rows["train"]["00004"]["labels"])
+    np.testing.assert_array_equal(rows["train"]["00004"]["visual_features"], expected.visual_features)
+
+
+def test_resume_retry_and_added_split_after_the_files_are_gone(tmp_path, extraction_models):
+    from test_features import fake_clip, make_records
+
+    from dataclasses import replace
+
+    records = make_records(tmp_path)
+    calls, fixed = [], []
+
+    def counting(*args):
+        calls.append(args[4])
+        if args[4] == "00003" and fixed:  # fails on the first run, is fixed before the retry
+            return replace(fake_clip(*args[:4], "00002", args[5]), clip_id="00003")
+        return fake_clip(*args)
+
+    first = _extract({s: records[s] for s in ("train", "validation")}, tmp_path / "out", extraction_models, counting)
+    assert sorted(calls) == [f"{i:05d}" for i in range(9)] and first["splits"]["train"]["extracted"] == 5
+    merged = _dataset_rows(tmp_path / "out")
+    calls.clear()
+    fixed.append(True)
+    second = _extract({s: records[s] for s in ("train", "validation")}, tmp_path / "out", extraction_models, counting)
+    assert calls == ["00003"], "merged clips are not extracted again; the failed one is retried"
+    assert second["splits"]["train"] == {"requested": 6, "extracted": 6, "failed": 0} and not second["failures"]
+    again = _dataset_rows(tmp_path / "out")
+    assert sorted(again["train"]) == [f"{i:05d}" for i in range(6)]
+    _same_rows({s: {c: r for c, r in rows.items()} for s, rows in merged.items()},
+               {s: {c: r for c, r in rows.items() if c != "00003"} for s, rows in again.items()})
+    calls.clear()
+    third = _extract({"test": records["test"]}, tmp_path / "out", extraction_models, counting)  # a split added
+    assert calls == ["00009"]
+    assert set(third["splits"]) == {"train", "validation", "test"}
+    added = _dataset_rows(tmp_path / "out")
+    _same_rows({s: again[s] for s in again}, {s: added[s] for s in again})  # the others kept as they were
+    assert list(added["test"]) == ["00009"] and not list((tmp_path / "out").rglob("*.npz"))
+    # A clip the next run no longer lists leaves the dataset, and is kept as its per-clip file.
+    fewer = {"train": records["train"][:4], "validation": records["validation"]}
+    _extract(fewer, tmp_path / "out", extraction_models, counting)
+    assert sorted(_dataset_rows(tmp_path / "out")["train"]) == ["00000", "00001", "00002", "00003"]
+    assert sorted(p.stem for p in (tmp_path / "out" / "clips" / "train").glob("*.npz")) == ["00004", "00005"]
+
+
+def test_a_failed_or_interrupted_merge_loses_nothing(tmp_path, extraction_models, monkeypatch):
+    from test_features import fake_clip, make_records
+
+    from emi_hf.data import merge as merge_module
+    from emi_hf.data.merge import recover_interrupted_merge
+
+    records = make_records(tmp_path)
+    output = tmp_path / "out"
+    _extract({"train": records["train"]}, output, extraction_models, fake_clip)
+    before = _dataset_rows(output)
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(merge_module, "_write_split", broken)
+    with pytest.raises(OSError, match="disk full"):
+        _extract({"train": records["train"], "validation": records["validation"]}, output, extraction_models,
+                 fake_clip)
+    assert len(list((output / "clips" / "validation").glob("*.npz"))) == 3  # the new clips' files are kept
+    _same_rows(before, _dataset_rows(output))  # and the dataset is the one before
+    monkeypatch.undo()
+    (output / "dataset").rename(output / "dataset.previous")  # killed between the two renames of the swap
+    recover_interrupted_merge(output)
+    _same_rows(before, _dataset_rows(output))
+    _extract({"train": records["train"], "validation": records["validation"]}, output, extraction_models,
+             fake_clip)
+    assert sorted(_dataset_rows(output)) == ["train", "validation"] and not list(output.rglob("*.npz"))
