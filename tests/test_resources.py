@@ -425,3 +425,95 @@ def test_a_failed_or_interrupted_merge_loses_nothing(tmp_path, extraction_models
     _extract({"train": records["train"], "validation": records["validation"]}, output, extraction_models,
              fake_clip)
     assert sorted(_dataset_rows(output)) == ["train", "validation"] and not list(output.rglob("*.npz"))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Training checkpoints do not rewrite the frozen backbones at every improvement
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_improving_epochs_do_not_rewrite_the_frozen_backbones(tiny_features, tmp_path, monkeypatch):
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from emi_hf import EmiVisualModel
+    from emi_hf.training import TrainingArguments, train
+
+    writes = []
+    save_pretrained = EmiVisualModel.save_pretrained
+
+    def counted(self, folder, *args, **kwargs):
+        writes.append(Path(folder))
+        return save_pretrained(self, folder, *args, **kwargs)
+
+    monkeypatch.setattr(EmiVisualModel, "save_pretrained", counted)
+    output = tmp_path / "run"
+    seen = []
+
+    def on_epoch_end(epoch, state):
+        assert state.best_epoch == epoch  # every epoch improves (the evaluation split is trained on)
+        seen.append((output / "model.safetensors").stat().st_mtime_ns)
+
+    args = TrainingArguments(features=str(tiny_features), modality="visual", output_dir=str(output), epochs=3,
+                             hidden_size=32, num_hidden_layers=1, num_attention_heads=2, tcn_dilations=[1, 2],
+                             batch_size=8, report_to="none", max_frames=16, train_splits=["train", "validation"],
+                             checkpoint_every_epoch=True, keep_checkpoints=1)
+    train(args, on_epoch_end=on_epoch_end)
+    assert len(set(seen)) == 1, "the complete model (frozen backbone included) was written at the first improvement only"
+    assert writes == [output, output], "and once more at the end, for the best epoch's weights"
+    assert not list(output.rglob("best_trainable*"))
+    final = load_file(output / "model.safetensors")
+    backbone = {name for name, _ in EmiVisualModel.from_pretrained(output).named_parameters()
+                if name.startswith("backbone.")}  # the frozen ResNet18's weights
+    (checkpoint,) = (output / "checkpoints").glob("epoch_*")
+    with safe_open(str(checkpoint / "model.safetensors"), framework="pt") as handle:
+        saved = set(handle.keys())
+        assert not saved & backbone, "epoch checkpoints leave the frozen weights out (buffers are kept: small)"
+        assert sum(handle.get_tensor(k).numel() for k in saved) < sum(final[k].numel() for k in backbone) / 20
+        for name in saved:  # the last epoch is the best one: its trained weights are the final model's
+            torch.testing.assert_close(handle.get_tensor(name), final[name], atol=0, rtol=0)
+    base = load_file(tiny_features / "base_visual" / "model.safetensors")
+    for name in backbone:
+        torch.testing.assert_close(final[name], base[name], atol=0, rtol=0)
+    resumed = TrainingArguments(**{**args.__dict__, "epochs": 4, "resume": "auto"})
+    train(resumed)  # resuming from a checkpoint without the frozen weights
+    assert EmiVisualModel.from_pretrained(output).config.model_type == "emi_visual"
+
+
+def test_the_assembled_best_model_equals_saving_it_at_its_epoch(tmp_path):
+    from helpers import intensities_without_emi_hf
+
+    from emi_hf import EmiAudioModel
+    from emi_hf.training.best_model import BestModelWriter
+
+    torch.manual_seed(0)
+    model = EmiAudioModel(tiny_audio_config())
+    trains = [p for p in model.parameters() if p.requires_grad]
+    assert any(not p.requires_grad for p in model.parameters())
+    writer = BestModelWriter(tmp_path / "run")
+    writer.save(model)  # epoch 1: complete
+    with torch.no_grad():
+        for p in trains:
+            p.add_(0.1)
+    writer.save(model)  # epoch 2, better: only what trains
+    model.save_pretrained(tmp_path / "reference")  # what a save_pretrained at the best epoch writes
+    with torch.no_grad():
+        for p in trains:
+            p.add_(0.1)  # epoch 3, not better
+    assert writer.finish(model) and writer.complete_writes == 2
+    for name in ("model.safetensors", "config.json"):
+        assert (tmp_path / "run" / name).read_bytes() == (tmp_path / "reference" / name).read_bytes()
+    inputs = {"input_values": torch.randn(1, 3200), "attention_mask": torch.ones(1, 3200, dtype=torch.long)}
+    with torch.no_grad():
+        expected = EmiAudioModel.from_pretrained(tmp_path / "reference").eval()(**inputs).intensities
+    (tmp_path / "remote").mkdir()
+    got = intensities_without_emi_hf(tmp_path / "run", inputs, tmp_path / "remote", "EmiAudioModel")
+    torch.testing.assert_close(got, expected)
+    # A file of another model's parts is refused, naming it.
+    (tmp_path / "run" / "checkpoints" / "best_trainable.safetensors").write_bytes(b"")
+    other = BestModelWriter(tmp_path / "run")
+    from safetensors.torch import save_file
+
+    save_file({"head.weight": torch.zeros(1)}, str(other.trainable_file))
+    with pytest.raises(RuntimeError, match="best_trainable.safetensors does not match"):
+        other.finish(model)

@@ -8,8 +8,8 @@ Read top to bottom, `train()`:
 3. `train_model`: the loaders, AdamW (no weight decay on biases and norms) with linear warm-up then cosine decay,
    `accelerator.prepare`; `resume`: `accelerator.load_state` of an epoch checkpoint (model, optimizer, scheduler,
    RNG, and our `TrainingState`: epoch, best metric, patience counter, history).
-4. Per epoch: `train_one_epoch` with gradient clipping; `evaluate` with `gather_for_metrics`; `keep_if_best` saves
-   the best model (validation mean Pearson) with `save_pretrained`; `save_checkpoint` to `checkpoints/epoch_N`
+4. Per epoch: `train_one_epoch` with gradient clipping; `evaluate` with `gather_for_metrics`; `keep_if_best` keeps
+   the best model (validation mean Pearson; `best_model`: frozen weights once); `save_checkpoint`: `checkpoints/epoch_N`
    (`checkpoint_every_epoch`, the last 2 kept); early stopping after `patience` epochs without improvement.
 5. `write_run_results`: `results.json` (`emi_hf.results`) and the returned results dict.
 
@@ -66,6 +66,7 @@ from ..configuration_emi import FUSION_MODALITIES, output_modalities
 from ..modeling_fusion_emi import EmiFusionModel
 from ..results import RESULTS_FILE, json_ready, write_results
 from .arguments import TrainingArguments, parse_args, sequence_caps
+from .best_model import BestModelWriter
 from .data import model_inputs
 from .end_to_end import train_end_to_end
 from .ensemble import train_seed_ensemble
@@ -119,6 +120,7 @@ class Run:
     note: str  # where the model's weights come from (results.json `model_source`)
     started: float  # time.perf_counter() at the start of train()
     weighting: dict | None = None  # --annotator-weights: what was inferred (results.json)
+    best_model: BestModelWriter | None = None  # train_model's: writes the best model (frozen weights once)
 
     @property
     def output_dir(self) -> Path:
@@ -401,6 +403,7 @@ def train_model(run: Run, on_epoch_end=None) -> dict:
     )
     state = TrainingState()
     accelerator.register_for_checkpointing(state)
+    run.best_model = BestModelWriter(output_dir, accelerator)  # and epoch checkpoints without the frozen weights
     if args.report_to != "none":
         accelerator.init_trackers("tensorboard", config=_tracker_config(args.hyperparameters()))
     resume(accelerator, args, output_dir, state)
@@ -441,7 +444,7 @@ def train_model(run: Run, on_epoch_end=None) -> dict:
             _log(accelerator, f"early stop: no better {args.eval_split} mean Pearson for {args.patience} epochs "
                               f"(best {state.best_metric:.4f} at epoch {state.best_epoch})")
 
-    accelerator.wait_for_everyone()
+    run.best_model.finish(accelerator.unwrap_model(model))  # the complete best model, written once more
     fusion, trained = None, accelerator.unwrap_model(model)
     if args.modality == "fusion":  # joint: fit the late weights on the best model, as late fusion does
         trained = EmiFusionModel.from_pretrained(output_dir).to(accelerator.device)
@@ -454,7 +457,7 @@ def resume(accelerator, args: TrainingArguments, output_dir: Path, state: Traini
     """`args.resume`: loads the checkpoint it names (or the latest, "auto") into the prepared objects and `state`."""
     resume_from = resolve_resume(args.resume, output_dir)
     if resume_from is not None:
-        accelerator.load_state(str(resume_from))
+        accelerator.load_state(str(resume_from), strict=False)  # the frozen weights are not in it (checked)
         _log(accelerator, f"resumed from {resume_from}: {state.epoch} epoch(s) done, best epoch {state.best_epoch}")
     elif args.resume:
         _log(accelerator, f"--resume {args.resume}: no checkpoint under {output_dir / CHECKPOINTS_DIR}, starting anew")
@@ -501,8 +504,8 @@ def keep_if_best(run: Run, model, state: TrainingState, validation: dict) -> boo
         state.best_validation["unimodal"] = {m: validation[m] for m in FUSION_MODALITIES if m in validation}
     state.epochs_without_improvement = 0
     run.accelerator.wait_for_everyone()
-    if run.accelerator.is_main_process:
-        run.accelerator.unwrap_model(model).save_pretrained(run.output_dir)
+    if run.accelerator.is_main_process:  # complete at the first improvement, then the parts that train
+        run.best_model.save(run.accelerator.unwrap_model(model))
     return True
 
 
