@@ -16,15 +16,25 @@ Environment variables (all optional):
     EMI_HF_MAX_FILE_MB    upload size cap in MB (default 50).
     EMI_HF_MAX_DURATION_S clip duration cap in seconds (default 60).
     EMI_HF_QUEUE_SIZE     requests that may wait in the queue (default 20).
+    EMI_HF_TEMP_MAX_AGE_S Gradio's temporary files (uploads, result images) older than this are deleted, checked as
+                          often (default 600).
     GRADIO_SERVER_NAME, GRADIO_SERVER_PORT   where to serve (default 0.0.0.0:7860).
 
 The model and its processor are loaded once, when the app is built; requests then run one at a time through Gradio's
 queue (the face tracker of the processor keeps state per clip, and two CPU-bound requests in parallel would not be
 faster), so several users at once all get their answer, in turn.
+
+Memory stays flat under sustained load (measured by benchmarks/demo_memory.py): the face mesh's graphs come from a
+process-wide pool (one per clip in progress, not one per Gradio worker thread), the native heap's freed memory is
+handed back after each request (`release_memory`: glibc's malloc_trim), and Gradio's temporary files are deleted
+after EMI_HF_TEMP_MAX_AGE_S.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import html
 import math
 import os
@@ -51,6 +61,7 @@ DEFAULT_MODEL = "quickstart/runs/fusion"
 DEFAULT_EXAMPLES_DIR = "quickstart/data"
 DEFAULT_MAX_FILE_MB = 50.0
 DEFAULT_MAX_DURATION_S = 60.0
+DEFAULT_TEMP_MAX_AGE_S = 600.0
 NUM_EXAMPLES = 4
 NUM_FACE_CROPS = 8
 AUDIO_BIN_S = 0.1  # the audio timeline is shown in bins of this many seconds
@@ -123,6 +134,21 @@ def find_examples(examples_dir: str | os.PathLike | None = None, limit: int = NU
 # ----------------------------------------------------------------------------------------------------------------------
 # Input checks: video only, size and duration caps
 # ----------------------------------------------------------------------------------------------------------------------
+
+
+def release_memory() -> None:
+    """Hands the memory a request freed back to the system. glibc keeps freed blocks in its per-thread arenas (a
+    request touches several threads: Gradio's worker, the decoder, the face embedder), so a server's resident size
+    grows with every thread that ever held a large clip; malloc_trim returns them (no-op without glibc)."""
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        trim = getattr(libc, "malloc_trim", None)
+    except OSError:
+        trim = None
+    if trim is not None:
+        trim(0)
 
 
 def refuse(message: str) -> gr.Error:
@@ -533,15 +559,21 @@ def build_demo(model_path: str | os.PathLike | None = None, examples_dir: str | 
     engine = EmiDemo(model_path, max_file_mb=max_file_mb, max_duration_s=max_duration_s)
     examples = find_examples(examples_dir)
 
+    temp_age = int(_env_float("EMI_HF_TEMP_MAX_AGE_S", DEFAULT_TEMP_MAX_AGE_S))
+
     def predict(video):
         """Analyses a video: (bar chart, timeline, face crops, summary, raw numbers as JSON)."""
-        analysis = engine.analyse(video)
-        result = analysis.to_json()
-        result["model"] = engine.model_id
-        return (bar_chart(analysis), timeline_chart(analysis), analysis.face_crops, summary_markdown(analysis),
-                result)
+        try:
+            analysis = engine.analyse(video)
+            result = analysis.to_json()
+            result["model"] = engine.model_id
+            return (bar_chart(analysis), timeline_chart(analysis), analysis.face_crops, summary_markdown(analysis),
+                    result)
+        finally:
+            release_memory()
 
-    with gr.Blocks(title="Emotional Mimicry Intensity", analytics_enabled=False) as demo:
+    with gr.Blocks(title="Emotional Mimicry Intensity", analytics_enabled=False,
+                   delete_cache=(temp_age, temp_age) if temp_age > 0 else None) as demo:
         gr.Markdown(INTRO, elem_id="emi-title")
         if not engine.ready:
             gr.Markdown(f"⚠️ **The app has no model.** {engine.load_error}", elem_id="emi-status")

@@ -517,3 +517,34 @@ def test_the_assembled_best_model_equals_saving_it_at_its_epoch(tmp_path):
     save_file({"head.weight": torch.zeros(1)}, str(other.trainable_file))
     with pytest.raises(RuntimeError, match="best_trainable.safetensors does not match"):
         other.finish(model)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Memory of a server: face-mesh graphs per clip in progress, not per worker thread
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_face_mesh_graphs_are_pooled_not_kept_per_thread(media_dir, monkeypatch):
+    import threading
+
+    from emi_hf.media import ClipPipeline, ClipSettings
+    from emi_hf.media import faces as faces_module
+
+    built = []
+    init = faces_module.FaceMeshLandmarker.__init__
+
+    def counted(self, *args, **kwargs):
+        built.append(threading.get_ident())
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(faces_module.FaceMeshLandmarker, "__init__", counted)
+    monkeypatch.setattr(faces_module, "_IDLE_LANDMARKERS", {}, raising=False)  # an empty pool
+    pipeline = ClipPipeline(ClipSettings(face_detector="mediapipe", max_frames=3, mesh_refine=False))
+    results = []
+    for _ in range(4):  # a server's worker threads, one request after the other
+        worker = threading.Thread(target=lambda: results.append(
+            pipeline.process(media_dir / "single_face.mp4", use_cache=False)))
+        worker.start()
+        worker.join()
+    assert len(results) == 4 and all(r.face_fraction > 0 for r in results)
+    assert len(built) == 1, "one graph, borrowed by each clip in turn"
