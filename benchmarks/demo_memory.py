@@ -3,8 +3,8 @@
 Starts `demo/app.py` in a subprocess (a tiny random fusion checkpoint unless --model is given; MediaPipe faces at
 10 fps), sends --rounds rounds of --concurrency simultaneous requests through `gradio_client` (the real clips of
 ../shared/media, round-robin), and after each round records the server's resident memory (RSS, and the anonymous
-part of it), its thread count and the files in its Gradio temporary folder. Prints a table and, with --json,
-writes the rows.
+part of it: the heap; RSS also counts file pages the kernel may drop when other processes need memory), its thread
+count and the files in its Gradio temporary folder. Prints a table and, with --json, writes the rows.
 
     python benchmarks/demo_memory.py                                   # this checkout
     python benchmarks/demo_memory.py --repo /path/to/other/checkout    # e.g. the code before a change
@@ -122,9 +122,11 @@ def main(argv=None) -> int:
     for row in rows:
         print(f"{row['round']:>5} {row['rss_mib']:>8} {row['anon_mib']:>9} {row['threads']:>8} "
               f"{row['temp_files']:>11} {row['temp_mib']:>9} {row['wall_s']:>6}")
-    if len(rows) > 3:
-        print(f"growth after warm-up (end of round 2 -> round {rows[-1]['round']}): "
-              f"{rows[-1]['rss_mib'] - rows[2]['rss_mib']:+.1f} MiB RSS")
+    if len(rows) > 3:  # anonymous memory is the heap; RSS also counts file pages the kernel may drop under pressure
+        last = rows[-1]
+        print(f"growth after warm-up (end of round 2 -> round {last['round']}): "
+              f"{last['anon_mib'] - rows[2]['anon_mib']:+.1f} MiB anonymous, {last['rss_mib'] - rows[2]['rss_mib']:+.1f} "
+              f"MiB RSS; highest anonymous after round 2: {max(r['anon_mib'] for r in rows[2:]):.1f} MiB")
     if args.json:
         args.json.write_text(json.dumps({"repo": str(args.repo), "env": extra, "rows": rows}, indent=2))
     return 0

@@ -25,8 +25,10 @@ queue (the face tracker of the processor keeps state per clip, and two CPU-bound
 faster), so several users at once all get their answer, in turn.
 
 Memory stays flat under sustained load (measured by benchmarks/demo_memory.py): the face mesh's graphs come from a
-process-wide pool (one per clip in progress, not one per Gradio worker thread), the native heap's freed memory is
-handed back after each request (`release_memory`: glibc's malloc_trim), and Gradio's temporary files are deleted
+process-wide pool (one per clip in progress, not one per Gradio worker thread); glibc gets at most
+`MALLOC_ARENA_MAX` (default 2 here) heap arenas, so the many short-lived threads of a request (Gradio's worker, the
+decoder, the face embedder) do not each leave an arena of freed memory behind (`limit_heap_arenas`); the freed
+memory is handed back after each request (`release_memory`: malloc_trim); Gradio's temporary files are deleted
 after EMI_HF_TEMP_MAX_AGE_S.
 """
 
@@ -136,17 +138,29 @@ def find_examples(examples_dir: str | os.PathLike | None = None, limit: int = NU
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def release_memory() -> None:
-    """Hands the memory a request freed back to the system. glibc keeps freed blocks in its per-thread arenas (a
-    request touches several threads: Gradio's worker, the decoder, the face embedder), so a server's resident size
-    grows with every thread that ever held a large clip; malloc_trim returns them (no-op without glibc)."""
-    gc.collect()
-    name = ctypes.util.find_library("c")
+def _glibc_function(name: str):
+    """A function of the C library when it is glibc's, else None (other platforms: the calls below do nothing)."""
+    library = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name) if name else None
-        trim = getattr(libc, "malloc_trim", None)
+        return getattr(ctypes.CDLL(library), name, None) if library else None
     except OSError:
-        trim = None
+        return None
+
+
+def limit_heap_arenas(default: int = 2) -> None:
+    """At most `MALLOC_ARENA_MAX` heap arenas (default `default`): glibc otherwise makes up to 8 per core, one per
+    thread that allocates at the same time as another, and keeps each one's freed memory. A value the environment
+    sets is glibc's own (read at start-up) and left alone. Measured (benchmarks/demo_memory.py, see changes/): with
+    2, the server is flat from the first requests on."""
+    mallopt = _glibc_function("mallopt")
+    if mallopt is not None and not os.environ.get("MALLOC_ARENA_MAX"):
+        mallopt(-8, int(default))  # M_ARENA_MAX
+
+
+def release_memory() -> None:
+    """Hands the memory a request freed back to the system (garbage collection, then glibc's malloc_trim)."""
+    gc.collect()
+    trim = _glibc_function("malloc_trim")
     if trim is not None:
         trim(0)
 
@@ -556,6 +570,7 @@ def build_demo(model_path: str | os.PathLike | None = None, examples_dir: str | 
     max_duration_s = (max_duration_s if max_duration_s is not None
                       else _env_float("EMI_HF_MAX_DURATION_S", DEFAULT_MAX_DURATION_S))
     queue_size = queue_size if queue_size is not None else int(_env_float("EMI_HF_QUEUE_SIZE", 20))
+    limit_heap_arenas()  # before the model loads and the first request's threads start
     engine = EmiDemo(model_path, max_file_mb=max_file_mb, max_duration_s=max_duration_s)
     examples = find_examples(examples_dir)
 

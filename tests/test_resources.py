@@ -361,6 +361,8 @@ def test_extraction_leaves_one_copy_of_the_features(tmp_path, extraction_models)
 def test_resume_retry_and_added_split_after_the_files_are_gone(tmp_path, extraction_models):
     from test_features import fake_clip, make_records
 
+    from emi_hf.data.extraction import ClipFeatures
+
     from dataclasses import replace
 
     records = make_records(tmp_path)
@@ -396,6 +398,9 @@ def test_resume_retry_and_added_split_after_the_files_are_gone(tmp_path, extract
     _extract(fewer, tmp_path / "out", extraction_models, counting)
     assert sorted(_dataset_rows(tmp_path / "out")["train"]) == ["00000", "00001", "00002", "00003"]
     assert sorted(p.stem for p in (tmp_path / "out" / "clips" / "train").glob("*.npz")) == ["00004", "00005"]
+    kept = ClipFeatures.load(tmp_path / "out" / "clips" / "train" / "00004.npz").columns()
+    for column, value in again["train"]["00004"].items():  # the row, unchanged
+        np.testing.assert_array_equal(np.asarray(kept[column]), value, err_msg=column)
 
 
 def test_a_failed_or_interrupted_merge_loses_nothing(tmp_path, extraction_models, monkeypatch):

@@ -167,8 +167,8 @@ class EmiProcessor(ProcessorMixin):
             max_frames, max_duration, chunk_size, use_cache: the media settings, documented (with their defaults
             and checks) by :class:`emi_hf.media.ClipSettings`; they are attributes of the processor too (setting
             one checks it again) and :meth:`to_dict` saves them.
-        clip_cache_dir (`str`, *optional*): the cache folder (default `$EMI_HF_CACHE` or `~/.cache/emi_hf/clips`);
-            not saved with the processor.
+        clip_cache_dir (`str`, *optional*): the cache folder (default: see :mod:`emi_hf.media.cache`, e.g.
+            `~/.cache/emi_hf/clips`; size-capped by `EMI_HF_CACHE_MAX_SIZE`); not saved with the processor.
         openface_dir (`str`, *optional*): folder of OpenFace CSVs named `<video stem>.csv`; not saved.
     """
 
