@@ -147,8 +147,11 @@ def _epoch_scores(run, epoch, processor, records, names, batch_size, first_half)
     from emi_hf.training.end_to_end import RawClipSource
     from emi_hf.training.evaluation import metric_block, predict
 
-    model = EmiAudioModel.from_pretrained(run)
-    model.load_state_dict(load_file(run / "checkpoints" / f"epoch_{epoch}" / "model.safetensors"))
+    model = EmiAudioModel.from_pretrained(run)  # the frozen weights: an epoch checkpoint leaves them out
+    missing, unexpected = model.load_state_dict(
+        load_file(run / "checkpoints" / f"epoch_{epoch}" / "model.safetensors"), strict=False)
+    trained = [k for k in missing if not k.startswith("backbone.") or k.startswith("backbone.encoder.layers.1.")]
+    assert not unexpected and not trained, (unexpected, trained[:5])  # only the frozen backbone blocks left out
     source = RawClipSource(processor, "audio", len(names), None, 1024 * 20, seed=0)
     arrays = predict(model.eval(), source.loader(records, batch_size, training=False), "audio")
     return [metric_block(arrays["intensities"][rows], arrays["mask"][rows], arrays["labels"][rows], names)["mean_pearson"]

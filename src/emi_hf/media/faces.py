@@ -36,10 +36,11 @@ Exactly one subject (or none) per frame: a clip never mixes faces within a frame
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -269,14 +270,17 @@ def build_face_detector(name: str | None, **options) -> FaceDetector | None:
 
 _BLANK_FRAME = np.zeros((64, 64, 3), np.uint8)  # no face: opens a graph, clears the face mesh's tracking
 _THREAD_LANDMARKERS = threading.local()  # this thread's FaceMeshLandmarker per (refine, backend, model path)
+_IDLE_LANDMARKERS: dict[tuple, list] = {}  # landmarkers no clip is using, per (refine, backend, model path)
+_IDLE_LOCK = threading.Lock()
 
 
 class FaceMeshLandmarker:
     """MediaPipe face mesh on a square crop around a face box: the legacy graph (``backend="solutions"``, tracking
     mode: the face found on one frame seeds the next; :meth:`reset` forgets it) or the Tasks face landmarker
     (``backend="tasks"``, `model_path` as :func:`~emi_hf.media.mediapipe_tasks.face_landmarker_model` takes it;
-    image by image, with the 52 blendshape scores in :attr:`last_blendshapes`). The graph is built once per thread
-    (:meth:`for_this_thread`) and re-used for every clip: building it costs time and makes MediaPipe log."""
+    image by image, with the 52 blendshape scores in :attr:`last_blendshapes`). A graph is built once and re-used
+    for every clip (:meth:`borrowed` from a process-wide pool, or :meth:`for_this_thread`): building it costs time
+    and makes MediaPipe log."""
 
     def __init__(self, refine: bool = True, roi_scale: float = 1.7, roi_size: int = 256,
                  min_confidence: float = 0.5, backend: str = "solutions", model_path=None):
@@ -309,6 +313,28 @@ class FaceMeshLandmarker:
         else:
             landmarker.reset()
         return landmarker
+
+    @classmethod
+    @contextlib.contextmanager
+    def borrowed(cls, refine: bool = True, backend: str = "solutions",
+                 model_path=None) -> Iterator["FaceMeshLandmarker"]:
+        """A landmarker for one clip, reset, from a process-wide pool it goes back to afterwards: the process holds
+        as many graphs (about 20 MB each) as clips it processes at the same time, whichever threads process them. A
+        server whose requests run on a pool of worker threads (Gradio: up to 40) would otherwise keep one graph per
+        thread that ever processed a clip (`for_this_thread`, for a thread that lives as long as its work)."""
+        key = (bool(refine), backend, os.fspath(model_path) if model_path is not None else None)
+        with _IDLE_LOCK:
+            idle = _IDLE_LANDMARKERS.setdefault(key, [])
+            landmarker = idle.pop() if idle else None
+        if landmarker is None:
+            landmarker = cls(refine=refine, backend=backend, model_path=model_path)
+        else:
+            landmarker.reset()
+        try:
+            yield landmarker
+        finally:
+            with _IDLE_LOCK:
+                _IDLE_LANDMARKERS[key].append(landmarker)
 
     def reset(self) -> None:
         """Forgets the tracked face: the next frame starts from a new detection, as in a new graph. The face mesh's

@@ -43,6 +43,7 @@ import torch
 
 from ..errors import EmiUsageError
 from ..face_embedding import FaceEmbedder
+from ..inference import model_stages
 from ..media.alignment import align_face
 from ..media.au import OpenFaceAUBackend
 from ..media.decoding import SourceFrame
@@ -93,11 +94,12 @@ class EmiStreamer:
         self.settings = processor.clip_settings()
         self.pipeline = ClipPipeline(self.settings,
                                      face_landmarker_model=getattr(processor, "_face_landmarker_model", None))
-        if "visual" in self.modalities and isinstance(self.pipeline.au_backend, OpenFaceAUBackend):
+        stages = model_stages(model)  # the one rule: no face detection, mesh or AUs without a visual part
+        if stages.faces and isinstance(self.pipeline.au_backend, OpenFaceAUBackend):
             raise EmiUsageError("au_backend='openface' reads AUs from OpenFace CSVs written after the fact; a live "
                                 "stream needs a processor with au_backend='mediapipe' (or 'pyfaceau' or None).")
-        visual = getattr(model, "visual", model if "visual" in self.modalities else None)
-        audio = getattr(model, "audio", model if "audio" in self.modalities else None)
+        visual = getattr(model, "visual", model) if stages.faces else None
+        audio = getattr(model, "audio", model) if stages.audio else None
         keep = self.window_s + self.hop_s + (audio_context_s or 0.0) + 1.0
         self.visual = None if visual is None else VisualStore(
             FaceEmbedder(processor, visual), self.pipeline.au_backend, len(self.settings.au_names),

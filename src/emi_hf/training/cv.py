@@ -167,7 +167,7 @@ def run_cv(args: EmiTrainingArguments, cv: CVArguments) -> dict:
     records = []
     for k in range(cv.folds):
         round_started = time.perf_counter()
-        splits = {name: split.flatten_indices() for name, split in fold_splits(pooled, folds, k).items()}
+        splits = fold_splits(pooled, folds, k)  # index views: FeatureTable reads through them, nothing is copied
         runs = _train_round(args, splits, output_dir / f"fold_{k}")
         scores = {name: _score(run, splits["test"], args, label_names) for name, run in runs.items()}
         records.append({

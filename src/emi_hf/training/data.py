@@ -121,27 +121,35 @@ def _column_rows(column) -> list[np.ndarray]:
     return rows
 
 
+def _row_indices(dataset) -> np.ndarray | None:
+    """The rows of the underlying table that a `select()` / `shuffle()` view shows, in its order (None: all)."""
+    indices = getattr(dataset, "_indices", None)
+    return None if indices is None else _to_numpy(indices.column(0)).astype(np.int64)
+
+
 class FeatureTable:
     """
     Per-clip NumPy views of one split's columns, built once (no copy: the views point into the memory-mapped Arrow
-    files). `table["audio_features"][i]` is clip `i`'s `[Ta, D]` array.
+    files). `table["audio_features"][i]` is clip `i`'s `[Ta, D]` array. A `select()` view (a cv fold) reads through
+    its indices, so no fold is ever written out (no `flatten_indices`).
     """
 
     def __init__(self, dataset, columns: Sequence[str]):
-        if getattr(dataset, "_indices", None) is not None:  # a select()/shuffle() view: materialise it once
-            dataset = dataset.flatten_indices()
         self.num_rows = len(dataset)
+        rows = _row_indices(dataset)
         names = set(dataset.column_names)
         missing = [c for c in columns if c not in names]
         if missing:
             raise EmiUsageError(f"The features have no column(s) {missing}; they have {sorted(names)}.")
         self.columns = {name: _column_rows(dataset.data.column(name)) for name in columns}
+        if rows is not None:
+            self.columns = {name: [views[i] for i in rows] for name, views in self.columns.items()}
         # Trailing shape of each column's frames ((512,) for visual_features, () for masks), from the schema.
         self.widths = {name: tuple(getattr(dataset.features[name], "shape", (None,))[1:]) for name in columns}
         if "labels" in names:
-            labels = dataset.data.column("labels")
-            rows = _column_rows(labels)
-            self.labels = np.stack([np.asarray(r, dtype=np.float32) for r in rows]) if rows else np.zeros((0, 0))
+            labels = _column_rows(dataset.data.column("labels"))
+            labels = labels if rows is None else [labels[i] for i in rows]
+            self.labels = np.stack([np.asarray(r, dtype=np.float32) for r in labels]) if labels else np.zeros((0, 0))
         else:  # an unlabeled split
             self.labels = None
         self.clip_ids = list(dataset["clip_id"]) if "clip_id" in names else [str(i) for i in range(self.num_rows)]

@@ -13,8 +13,8 @@ Read top to bottom, `train()`:
    `accelerator.prepare`; `resume`: `accelerator.load_state` of an epoch checkpoint (model, optimizer, scheduler,
    RNG, and our `TrainingState`: epoch, best metric, patience counter, history).
 4. Per epoch: `train_one_epoch` (the model's own loss, `training_loss`) with gradient clipping; `evaluate` with
-   `gather_for_metrics` (every process's share of the evaluation split); `keep_if_best` saves
-   the best model (validation mean Pearson) with `save_pretrained`; `save_checkpoint` to `checkpoints/epoch_N`
+   `gather_for_metrics` (every process's share of the evaluation split); `keep_if_best` keeps the best model
+   (validation mean Pearson; `best_model`: frozen weights once); `save_checkpoint`: `checkpoints/epoch_N`
    (`checkpoint_every_epoch`, the last 2 kept); early stopping after `patience` epochs without improvement.
 5. `write_run_results`: `results.json` (`emi_hf.results`) and the returned results dict.
 
@@ -76,6 +76,7 @@ from ..modeling_fusion_emi import EmiFusionModel
 from ..results import RESULTS_FILE, TRAINING_LABEL_MEAN, json_ready, write_results
 from ..temporal_emi import loss_reduction
 from .arguments import EmiTrainingArguments, parse_args, sequence_caps
+from .best_model import BestModelWriter
 from .data import check_batch_size, label_mean, model_inputs
 from .end_to_end import (BACKBONE_LR_SCALE, RawClipSource, check_end_to_end_args, end_to_end_record,
                          setup_end_to_end)
@@ -132,6 +133,7 @@ class Run:
     started: float  # time.perf_counter() at the start of train()
     weighting: dict | None = None  # --annotator-weights: what was inferred (results.json)
     raw_clips: RawClipSource | None = None  # --raw-data: the loaders of raw clips (end to end)
+    best_model: BestModelWriter | None = None  # train_model's: writes the best model (frozen weights once)
 
     @property
     def output_dir(self) -> Path:
@@ -402,6 +404,7 @@ def train_model(run: Run, on_epoch_end=None) -> dict:
     )
     state = TrainingState()
     accelerator.register_for_checkpointing(state)
+    run.best_model = BestModelWriter(output_dir, accelerator)  # and epoch checkpoints without the frozen weights
     if args.report_to != "none":
         accelerator.init_trackers("tensorboard", config=_tracker_config(args.hyperparameters()))
     resume(accelerator, args, output_dir, state)
@@ -442,7 +445,7 @@ def train_model(run: Run, on_epoch_end=None) -> dict:
             _log(accelerator, f"early stop: no better {args.eval_split} mean Pearson for {args.patience} epochs "
                               f"(best {state.best_metric:.4f} at epoch {state.best_epoch})")
 
-    accelerator.wait_for_everyone()
+    run.best_model.finish(accelerator.unwrap_model(model))  # the complete best model, written once more
     fusion, trained = None, accelerator.unwrap_model(model)
     if args.modality == "fusion":  # joint: fit the late weights on the best model, as late fusion does
         trained = EmiFusionModel.from_pretrained(output_dir).to(accelerator.device)
@@ -455,7 +458,7 @@ def resume(accelerator, args: EmiTrainingArguments, output_dir: Path, state: Tra
     """`args.resume`: loads the checkpoint it names (or the latest, "auto") into the prepared objects and `state`."""
     resume_from = resolve_resume(args.resume, output_dir)
     if resume_from is not None:
-        accelerator.load_state(str(resume_from))
+        accelerator.load_state(str(resume_from), strict=False)  # the frozen weights are not in it (checked)
         _log(accelerator, f"resumed from {resume_from}: {state.epoch} epoch(s) done, best epoch {state.best_epoch}")
     elif args.resume:
         _log(accelerator, f"--resume {args.resume}: no checkpoint under {output_dir / CHECKPOINTS_DIR}, starting anew")
@@ -499,8 +502,8 @@ def keep_if_best(run: Run, model, state: TrainingState, validation: dict) -> boo
         state.best_validation["unimodal"] = {m: validation[m] for m in FUSION_MODALITIES if m in validation}
     state.epochs_without_improvement = 0
     run.accelerator.wait_for_everyone()
-    if run.accelerator.is_main_process:
-        run.accelerator.unwrap_model(model).save_pretrained(run.output_dir)
+    if run.accelerator.is_main_process:  # complete at the first improvement, then the parts that train
+        run.best_model.save(run.accelerator.unwrap_model(model))
     return True
 
 
