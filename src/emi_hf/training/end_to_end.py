@@ -34,8 +34,8 @@ BACKBONE_LR_SCALE = 0.1
 
 
 class RawClips(torch.utils.data.Dataset):
-    """Clips of a split as processed by `processor` (face crops uint8, AUs, frame mask, waveform, labels); at most
-    `max_frames` frames (a random window in training, the centre one otherwise)."""
+    """Clips of a split as processed by `processor` (face crops uint8, AUs, frame mask, waveform, labels); in
+    training at most `max_frames` frames (a random window), otherwise whole (the model windows long clips)."""
 
     def __init__(self, records, processor, max_frames: int | None, training: bool, seed: int = 0):
         self.records, self.processor, self.max_frames, self.training = list(records), processor, max_frames, training
@@ -48,9 +48,8 @@ class RawClips(torch.utils.data.Dataset):
         record = self.records[index]
         clip = self.processor.process_clip(str(record.path), keep_crops=True)
         start, stop = 0, clip.num_frames
-        if self.max_frames and clip.num_frames > self.max_frames:
-            spare = clip.num_frames - self.max_frames
-            start = int(self.rng.integers(0, spare + 1)) if self.training else spare // 2
+        if self.training and self.max_frames and clip.num_frames > self.max_frames:
+            start = int(self.rng.integers(0, clip.num_frames - self.max_frames + 1))
             stop = start + self.max_frames
         return {"crops": clip.face_crops[start:stop], "au": clip.au_intensities[start:stop],
                 "mask": clip.frame_mask[start:stop], "waveform": clip.waveform, "labels": record.labels}
@@ -150,6 +149,8 @@ def train_end_to_end(args) -> dict:
                          "of an `emi-hf extract` run (its processor and base models).")
     processor = EmiProcessor.from_pretrained(root / metadata["processor_path"])
     model, note = build_model(args, metadata, root)
+    if args.modality == "visual":  # the crop training shows it; audio trains on whole waveforms (windowed if long)
+        model.config.temporal_window = args.max_frames or None
     backbone_parameters = prepare_fine_tuning(model, args)
     label_names = list(metadata["label_names"])
     records = load_hume_vidmimic2(args.raw_data, splits=(*args.train_splits, args.eval_split))

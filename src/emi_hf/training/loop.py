@@ -71,7 +71,7 @@ from .end_to_end import train_end_to_end
 from .ensemble import train_seed_ensemble
 from .evaluation import build_loader, predict, present_mask, score_predictions
 from .fusion import fit_fusion
-from .models import build_model, model_summary
+from .models import build_model, model_summary, set_trained_windows
 from .selection import held_out, kept_fusion_weights, place_scores, selection_record, training_splits
 from .weighting import annotator_weights, weighted_regression_loss
 
@@ -129,13 +129,14 @@ class Run:
         return list(self.metadata["label_names"])
 
     def loader(self, split: str, batch_size: int, training: bool = False):
-        """A (not yet prepared) loader of `split`: shuffled random windows for training, else the centre windows."""
+        """A (not yet prepared) loader of `split`: shuffled random windows for training, else whole clips."""
         args, weights = self.args, None
         if training and args.annotator_weights:
             labels = np.asarray(self.datasets[split]["labels"], dtype=np.float64)
             weights, self.weighting = annotator_weights(labels)
-        return build_loader(self.datasets[split], args.modality, len(self.label_names), batch_size, args.max_frames,
-                            args.max_audio_frames, shuffle_seed=args.seed if training else None, clip_weights=weights)
+        caps = (args.max_frames, args.max_audio_frames) if training else (None, None)
+        return build_loader(self.datasets[split], args.modality, len(self.label_names), batch_size, *caps,
+                            shuffle_seed=args.seed if training else None, clip_weights=weights)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -305,8 +306,8 @@ def train(args, on_epoch_end: Callable[[int, TrainingState], None] | None = None
 
 
 def resolve_sequence_caps(args: TrainingArguments) -> TrainingArguments:
-    """Fills `max_frames` / `max_audio_frames` left at None: a fusion run evaluates the unimodal models with the caps
-    they were trained with (their results.json), other runs get the defaults. 0 means no cap."""
+    """Fills `max_frames` / `max_audio_frames` left at None: a fusion run crops its training clips with the caps the
+    unimodal models were trained with (their results.json), other runs get the defaults. 0 means no cap."""
     fusion = args.modality == "fusion"
     max_frames, max_audio_frames = sequence_caps(args.max_frames, args.max_audio_frames,
                                                  args.visual_model if fusion else None,
@@ -328,6 +329,8 @@ def prepare_run(args: TrainingArguments, accelerator, started: float, datasets: 
     accelerator.wait_for_everyone()
     model, note = build_model(args, metadata, root)
     _log(accelerator, note)
+    if not (args.modality == "fusion" and args.fusion_mode == "late"):  # late fusion trains nothing: windows kept
+        _log(accelerator, f"temporal windows (frames): {set_trained_windows(model, datasets['train'], args)}")
     if accelerator.is_main_process:
         processor_note = save_processor(metadata, root, output_dir, fallback_dirs=(args.visual_model, args.audio_model))
         _log(accelerator, processor_note or "processor: none named by the features (emi_features.json processor_path)")
