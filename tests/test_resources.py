@@ -282,7 +282,7 @@ def test_cv_folds_are_index_views_not_copies(tiny_features, tmp_path):
     from datasets import concatenate_datasets
 
     from emi_hf.data.store import load_features
-    from emi_hf.training import TrainingArguments
+    from emi_hf.training import EmiTrainingArguments
     from emi_hf.training.cv import CVArguments, assign_folds, fold_splits, run_cv
     from emi_hf.training.data import FeatureTable
 
@@ -297,7 +297,7 @@ def test_cv_folds_are_index_views_not_copies(tiny_features, tmp_path):
     assert view.clip_ids == copy.clip_ids and np.array_equal(view.labels, copy.labels, equal_nan=True)
     for column in columns:
         assert all(np.array_equal(a, b) for a, b in zip(view[column], copy[column]))
-    run_cv(TrainingArguments(features=str(tiny_features), modality="visual", output_dir=str(tmp_path / "cv"),
+    run_cv(EmiTrainingArguments(features=str(tiny_features), modality="visual", output_dir=str(tmp_path / "cv"),
                              hidden_size=32, num_hidden_layers=1, num_attention_heads=2, tcn_dilations=[1, 2],
                              batch_size=8, report_to="none", max_frames=16, epochs=1, checkpoint_every_epoch=False),
            CVArguments(folds=3))
@@ -443,7 +443,7 @@ def test_improving_epochs_do_not_rewrite_the_frozen_backbones(tiny_features, tmp
     from safetensors.torch import load_file
 
     from emi_hf import EmiVisualModel
-    from emi_hf.training import TrainingArguments, train
+    from emi_hf.training import EmiTrainingArguments, train
 
     writes = []
     save_pretrained = EmiVisualModel.save_pretrained
@@ -460,7 +460,7 @@ def test_improving_epochs_do_not_rewrite_the_frozen_backbones(tiny_features, tmp
         assert state.best_epoch == epoch  # every epoch improves (the evaluation split is trained on)
         seen.append((output / "model.safetensors").stat().st_mtime_ns)
 
-    args = TrainingArguments(features=str(tiny_features), modality="visual", output_dir=str(output), epochs=3,
+    args = EmiTrainingArguments(features=str(tiny_features), modality="visual", output_dir=str(output), epochs=3,
                              hidden_size=32, num_hidden_layers=1, num_attention_heads=2, tcn_dilations=[1, 2],
                              batch_size=8, report_to="none", max_frames=16, train_splits=["train", "validation"],
                              checkpoint_every_epoch=True, keep_checkpoints=1)
@@ -481,7 +481,7 @@ def test_improving_epochs_do_not_rewrite_the_frozen_backbones(tiny_features, tmp
     base = load_file(tiny_features / "base_visual" / "model.safetensors")
     for name in backbone:
         torch.testing.assert_close(final[name], base[name], atol=0, rtol=0)
-    resumed = TrainingArguments(**{**args.__dict__, "epochs": 4, "resume": "auto"})
+    resumed = EmiTrainingArguments(**{**args.__dict__, "epochs": 4, "resume": "auto"})
     train(resumed)  # resuming from a checkpoint without the frozen weights
     assert EmiVisualModel.from_pretrained(output).config.model_type == "emi_visual"
 

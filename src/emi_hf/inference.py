@@ -1,7 +1,9 @@
 """End-to-end inference: load a checkpoint (any of the three model types) with its processor, predict clips.
 
 `predict_clips` returns one [`ClipPrediction`] per clip, the one owner of what a prediction holds: `emi-hf predict`
-prints it (or its `to_dict()` as JSON), the quickstart prints its intensities and the demo draws it.
+prints it (or its `to_dict()` as JSON), the quickstart prints its intensities and the demo draws it. A clip is
+scored whole through the model's forward, which windows one longer than the model's `temporal_window`
+(`temporal_emi.TemporalEncoder`): the same numbers as `emi-hf evaluate` / `submit` on its extracted features.
 """
 
 from __future__ import annotations

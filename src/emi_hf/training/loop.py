@@ -58,7 +58,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +75,7 @@ from ..configuration_emi import FUSION_MODALITIES
 from ..modeling_fusion_emi import EmiFusionModel
 from ..results import RESULTS_FILE, TRAINING_LABEL_MEAN, json_ready, write_results
 from ..temporal_emi import loss_reduction
-from .arguments import EmiTrainingArguments, parse_args, sequence_caps
+from .arguments import EmiTrainingArguments, parse_args, resolve_sequence_caps
 from .best_model import BestModelWriter
 from .data import check_batch_size, label_mean, model_inputs
 from .end_to_end import (BACKBONE_LR_SCALE, RawClipSource, check_end_to_end_args, end_to_end_record,
@@ -83,7 +83,7 @@ from .end_to_end import (BACKBONE_LR_SCALE, RawClipSource, check_end_to_end_args
 from .ensemble import train_seed_ensemble
 from .evaluation import build_loader, predict, score_predictions
 from .fusion import fit_fusion
-from .models import build_model, model_summary
+from .models import build_model, model_summary, set_trained_windows
 from .selection import held_out, kept_fusion_weights, place_scores, selection_record, training_splits
 from .weighting import annotator_weights
 
@@ -144,16 +144,18 @@ class Run:
         return list(self.metadata["label_names"])
 
     def loader(self, split: str, batch_size: int, training: bool = False):
-        """A (not yet prepared) loader of `split`: shuffled random windows for training, else the centre windows;
-        of cached features or of raw clips, batches of the same form (model inputs, `labels`, `index`, `weights`)."""
+        """A (not yet prepared) loader of `split`: shuffled random windows for training, else whole clips (the model
+        windows long ones); of cached features or of raw clips, batches of the same form (model inputs, `labels`,
+        `index`, `weights`)."""
         args, weights, data = self.args, None, self.datasets[split]
         if training and args.annotator_weights:
             labels = self.raw_clips.labels(data) if self.raw_clips else np.asarray(data["labels"], dtype=np.float64)
             weights, self.weighting = annotator_weights(labels)
         if self.raw_clips is not None:
             return self.raw_clips.loader(data, batch_size, training, clip_weights=weights)
-        return build_loader(data, args.modality, len(self.label_names), batch_size, args.max_frames,
-                            args.max_audio_frames, shuffle_seed=args.seed if training else None, clip_weights=weights)
+        caps = (args.max_frames, args.max_audio_frames) if training else (None, None)
+        return build_loader(data, args.modality, len(self.label_names), batch_size, *caps,
+                            shuffle_seed=args.seed if training else None, clip_weights=weights)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -295,16 +297,6 @@ def train(args, on_epoch_end: Callable[[int, TrainingState], None] | None = None
         accelerator.end_training()  # closes the trackers (and the process group of a distributed run)
 
 
-def resolve_sequence_caps(args: EmiTrainingArguments) -> EmiTrainingArguments:
-    """Fills `max_frames` / `max_audio_frames` left at None: a fusion run evaluates the unimodal models with the caps
-    they were trained with (their results.json), other runs get the defaults. 0 means no cap."""
-    fusion = args.modality == "fusion"
-    max_frames, max_audio_frames = sequence_caps(args.max_frames, args.max_audio_frames,
-                                                 args.visual_model if fusion else None,
-                                                 args.audio_model if fusion else None)
-    return replace(args, max_frames=max_frames, max_audio_frames=max_audio_frames)
-
-
 def prepare_run(args: EmiTrainingArguments, accelerator, started: float, datasets: dict | None = None) -> Run:
     """Seeds, checks the batch size and splits, loads the features, builds the model and saves the processor."""
     set_seed(args.seed)
@@ -326,6 +318,8 @@ def prepare_run(args: EmiTrainingArguments, accelerator, started: float, dataset
     _log(accelerator, note)
     if (mean := label_mean(datasets["train"])) is not None:  # the checkpoint knows it: `emi-hf submit`'s fallback row
         setattr(model.config, TRAINING_LABEL_MEAN, mean)
+    if not args.raw_data and not (args.modality == "fusion" and args.fusion_mode == "late"):
+        _log(accelerator, f"temporal windows (frames): {set_trained_windows(model, datasets['train'], args)}")
     if accelerator.is_main_process:
         processor_note = save_processor(metadata, root, output_dir, fallback_dirs=(args.visual_model, args.audio_model))
         _log(accelerator, processor_note or "processor: none named by the features (emi_features.json processor_path)")
