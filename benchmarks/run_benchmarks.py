@@ -41,7 +41,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from long_clip import build_long_clip, cut_clip  # noqa: E402
-from table import ROWS, bench_device, device_name, row  # noqa: E402
+from table import ROWS, bench_device, device_name, row, write_results  # noqa: E402
 
 CORE_SECTIONS = ["visual", "audio", "train", "predict", "memory"]
 # Further sections, one module each beside this file, with `run(media: Path, work: Path, quick: bool)` recording rows
@@ -264,27 +264,16 @@ def bench_memory(media: Path, short_clip: Path, long_clip: Path) -> None:
 
 
 def write_table(path: Path, machine: str, threads: int, seconds: float, sections: list[str]) -> None:
-    """Writes the table; rows of sections not run this time are kept from the previous results file."""
+    """Writes the table (`table.write_results`); rows of sections not run this time are kept from the previous
+    results file, each with its own date and machine."""
     previous = path.with_suffix(".json")
     if previous.exists():
         kept = [r for r in json.loads(previous.read_text())["rows"]
                 if r["section"] not in sections or r["section"] in APPEND_SECTIONS]
         ROWS[:0] = kept
-    lines = [
-        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine}, {threads} torch threads "
-        f"(sections {', '.join(sections)}; benchmark wall time {seconds / 60:.1f} min); the other rows are kept from "
-        "earlier runs (results.json: each row's date).",
-        "",
-        "| section | what | value | unit | target | result | note |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in ROWS:
-        result = "" if r["passed"] is None else ("pass" if r["passed"] else "**FAIL**")
-        lines.append(f"| {r['section']} | {r['what']} | {r['value']} | {r['unit']} | {r['target'] or ''} | {result} | "
-                     f"{r['note']} |")
-    path.write_text("\n".join(lines) + "\n")
-    print("\n" + "\n".join(lines))
-    path.with_suffix(".json").write_text(json.dumps({"machine": machine, "threads": threads, "rows": ROWS}, indent=2))
+    latest = {"measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine, "threads": threads,
+              "sections": list(sections), "wall_min": round(seconds / 60, 1)}
+    print("\n" + write_results(path, ROWS, latest))
 
 
 def main() -> None:
