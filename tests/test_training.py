@@ -219,16 +219,21 @@ def test_crossfitted_fusion_beats_each_modality_where_each_carries_other_emotion
 def test_crossfitted_predictions_never_use_their_own_labels():
     """Each half's fused predictions come from weights fitted on the other half: changing the labels of one half
     leaves that half's cross-fitted predictions as they were (and changes the other half's)."""
-    from emi_hf.training.fusion import crossfitted
+    from emi_hf.training.fusion import crossfitted, fused, optimal_modality_weights
 
     arrays = two_modality_arrays()
     before = crossfitted(arrays)
+    assert np.isfinite(before).all(), "every clip gets a cross-fitted prediction"
     even = np.arange(len(arrays["labels"])) % 2 == 0
+    for fit, scored in ((~even, even), (even, ~even)):  # each half: the fusion with the other half's fitted weights
+        weights = optimal_modality_weights({m: arrays[f"{m}_intensities"][fit] for m in ("visual", "audio")},
+                                           arrays["labels"][fit])
+        np.testing.assert_array_equal(before[scored], fused(arrays, weights)[scored])
     changed = dict(arrays, labels=arrays["labels"].copy())
     changed["labels"][even] = np.random.default_rng(1).random((int(even.sum()), 6))  # the even half's labels redrawn
     after = crossfitted(changed)
     np.testing.assert_array_equal(after[even], before[even])
-    assert not np.array_equal(after[~even], before[~even])
+    assert not np.array_equal(after[~even], before[~even], equal_nan=True)
 
 
 def test_joint_fusion_trains_both_models(features, tmp_path):
