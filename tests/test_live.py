@@ -15,6 +15,7 @@ import types
 
 import numpy as np
 import pytest
+import torch
 
 from emi_hf.text import AsrBackend, Segment
 from helpers import save_tiny_three_way_checkpoint
@@ -343,11 +344,20 @@ def test_streamer_drops_audio_beyond_its_bound_and_says_so(no_faces, monkeypatch
     assert updates[-1].t == pytest.approx(1.1)
 
 
+def threads_of_a_new_thread() -> int:
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    return seen[0]
+
+
 def test_memory_stays_flat_with_words(no_faces, speech):
     """A minute of utterances and pauses: the words' audio, utterances and embeddings hold one window's worth."""
     from emi_hf.streaming import EmiStreamer
 
     model, processor = no_faces
+    threads = torch.get_num_threads(), threads_of_a_new_thread()
     fake = BlockedAsr()
     fake.release.set()  # answers at once
     text_side = text_side_with(model, fake)
@@ -362,5 +372,7 @@ def test_memory_stays_flat_with_words(no_faces, speech):
                 sizes.append((len(words.utterances), len(words._audio) // RATE, len(streamer.audio.samples) // RATE))
     assert fake.calls >= 20
     assert sizes[1] == sizes[2], sizes  # the same after 40 s as after 60 s
+    # The worker ran on one torch thread without changing the count of this thread or of threads started later.
+    assert (torch.get_num_threads(), threads_of_a_new_thread()) == threads
     utterances, words_seconds, _ = sizes[-1]
     assert utterances <= 3 and words_seconds <= 2 * 2.0 + 1.0 + 1.0 + 1

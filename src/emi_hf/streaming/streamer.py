@@ -102,13 +102,14 @@ class EmiStreamer:
         transcript: a known transcript of the stream (`emi_hf.text.Transcript`, or its text) used instead of ASR.
         partial_every_s: seconds between two transcriptions of an utterance still going on (None: when it ends).
         words_timeout_s: when the input ends, how long to wait for the last utterances' words.
+        words_threads: torch threads of the words' worker (`LiveWords`; default 1, None: the process's setting).
     """
 
     def __init__(self, model, processor, window_s: float = 4.0, hop_s: float = 0.5,
                  audio_context_s: float | None = 1.0, max_pending_frames: int = 4,
                  max_pending_audio_s: float | None = None, on_update=None,
                  allow_random_backbones: bool = False, text_side=None, transcript: Transcript | str | None = None,
-                 partial_every_s: float | None = 2.0, words_timeout_s: float = 60.0):
+                 partial_every_s: float | None = 2.0, words_timeout_s: float = 60.0, words_threads: int | None = 1):
         if not 0 < hop_s <= window_s:
             raise EmiUsageError(f"need 0 < hop_s <= window_s, got hop_s={hop_s}, window_s={window_s}")
         check_raw_input_backbones(model, allow_random_backbones, source=getattr(model, "name_or_path", None))
@@ -131,7 +132,7 @@ class EmiStreamer:
         text = getattr(model, "text", model if "text" in self.modalities else None)
         self.words, self.words_timeout_s, self._words_note = None, float(words_timeout_s), None
         if text is not None:
-            self.words = self._live_words(model, text, text_side, transcript, partial_every_s)
+            self.words = self._live_words(model, text, text_side, transcript, partial_every_s, words_threads)
         self.max_pending_frames = int(max_pending_frames)
         self.max_pending_audio_s = max_pending_audio_s
         self._pending_audio_s = self.dropped_audio_s = 0.0
@@ -149,7 +150,7 @@ class EmiStreamer:
         self._thread = threading.Thread(target=self._run, name="emi-streamer", daemon=True)
         self._thread.start()
 
-    def _live_words(self, model, text, text_side, transcript, partial_every_s) -> LiveWords | None:
+    def _live_words(self, model, text, text_side, transcript, partial_every_s, threads) -> LiveWords | None:
         from ..inference import TextSide
 
         if text_side is None:
@@ -161,7 +162,8 @@ class EmiStreamer:
                                 "transcript, so its intensities are absent")
             return None
         keep = 2 * self.window_s + self.hop_s + 1.0  # the oldest window an update can still ask for
-        return LiveWords(text, text_side, keep, self.window_s, known=transcript, partial_every_s=partial_every_s)
+        return LiveWords(text, text_side, keep, self.window_s, known=transcript, partial_every_s=partial_every_s,
+                         threads=threads)
 
     # -- input ----------------------------------------------------------------------------------------------
     def push_frame(self, image: np.ndarray, t: float, block: bool = False) -> bool:

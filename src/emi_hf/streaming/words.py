@@ -41,6 +41,19 @@ _LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # shared object
 _LOCKS_GUARD = threading.Lock()
 
 
+def _use_threads(count: int | None) -> None:
+    """This thread's torch ops on `count` intra-op threads (None: as set). `torch.set_num_threads` sets the calling
+    thread's OpenMP setting and a process-wide default that threads started later copy; the default is put back at
+    once from a short-lived thread, so that only this thread changes."""
+    default = torch.get_num_threads()
+    if not count or count == default:
+        return
+    torch.set_num_threads(count)
+    restore = threading.Thread(target=torch.set_num_threads, args=(default,), name="emi-threads-restore")
+    restore.start()
+    restore.join()
+
+
 def _lock_for(shared) -> threading.Lock:
     """One lock per shared object (an ASR backend or a tokenizer several streams use, e.g. the demo's sessions)."""
     with _LOCKS_GUARD:
@@ -83,13 +96,17 @@ class LiveWords:
         known: a transcript to use instead of ASR.
         partial_every_s: seconds between two partials of an utterance in progress (None: finals only).
         max_utterance_s: an utterance is cut after this many seconds.
+        threads: torch intra-op threads of the worker (voice activity, ASR with the transformers backend, the text
+            encoder); default 1: silero-vad's small steps only slow down with more, and the hops keep the other
+            cores (None: the process's setting). faster-whisper's own threads are its `cpu_threads`.
     """
 
     def __init__(self, text_model, text_side, keep_s: float, window_s: float, known: Transcript | None = None,
-                 partial_every_s: float | None = 2.0, max_utterance_s: float = 25.0):
+                 partial_every_s: float | None = 2.0, max_utterance_s: float = 25.0, threads: int | None = 1):
         self.text_model, self.text_side = text_model, text_side
         self.device = next(text_model.parameters()).device
         self.keep_s, self.window_s = float(keep_s), float(window_s)
+        self.threads = threads
         self.origin: float | None = None  # media time of the first audio sample
         self.utterances: list[Utterance] = []  # published: the words known so far, by start
         self.dropped = self.asr_calls = 0
@@ -219,6 +236,7 @@ class LiveWords:
     # -- worker ----------------------------------------------------------------------------------------------
     def _run(self) -> None:
         try:
+            _use_threads(self.threads)
             while True:
                 with self._cond:
                     self._busy = False

@@ -92,10 +92,10 @@ class SpeechStream:
     CHUNK = 512  # samples per silero-vad step at 16 kHz
 
     def __init__(self, options: VadOptions | None = None):
+        self.options = options or VadOptions()
+        model, _ = _load_silero()  # first: it imports silero_vad without letting it change the thread count
         from silero_vad import VADIterator
 
-        self.options = options or VadOptions()
-        model, _ = _load_silero()
         self._iterator = VADIterator(model, threshold=self.options.threshold, sampling_rate=VAD_SAMPLING_RATE,
                                      min_silence_duration_ms=self.options.min_silence_duration_ms,
                                      speech_pad_ms=self.options.speech_pad_ms)
