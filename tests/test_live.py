@@ -376,3 +376,35 @@ def test_memory_stays_flat_with_words(no_faces, speech):
     assert (torch.get_num_threads(), threads_of_a_new_thread()) == threads
     utterances, words_seconds, _ = sizes[-1]
     assert utterances <= 3 and words_seconds <= 2 * 2.0 + 1.0 + 1.0 + 1
+
+
+def test_a_text_part_without_a_source_of_words_is_absent_and_says_so(no_faces, speech):
+    from emi_hf.inference import TextSide
+    from emi_hf.streaming import EmiStreamer
+
+    model, processor = no_faces
+    text_side = TextSide(model, use_cache=False)
+    text_side.transcriber = None  # e.g. training transcripts read from a file, and no --asr-model
+    with EmiStreamer(model, processor, window_s=2.0, hop_s=1.0, text_side=text_side) as streamer:
+        streamer.push_audio(speech, RATE, 0.0)
+    updates = streamer.close()
+    assert [u.t for u in updates] == [1.0, 2.0, 3.0, 4.0, 5.0] and streamer.words is None
+    assert all(u.transcript is None and not has_text(u) and "no words" in u.warnings[0] for u in updates)
+    assert not math.isnan(updates[-1].intensities["Joy"])  # fused from the voice
+
+
+@pytest.mark.parametrize("asr", [False, True])
+def test_camera_without_microphone_streams_without_words_and_warns(with_faces, whisper, capsys, asr):
+    """`--camera N` alone hears nothing: the text part is absent (no recognizer loaded), with a warning, instead of
+    refusing a model whose transcripts came from a file (no recognizer named) for want of --asr-model."""
+    import argparse
+
+    from emi_hf.cli_stream import _stream_words
+    from emi_hf.inference import load_for_inference
+
+    model, _ = load_for_inference(with_faces)
+    args = argparse.Namespace(model=str(with_faces), camera=0, microphone=None, video=None, transcripts=None,
+                              asr_backend=None, language=None, asr_model=whisper["transformers"] if asr else None)
+    text_side, known = _stream_words(args, model)
+    assert known is None and text_side is not None and text_side.transcriber is None
+    assert "--camera without --microphone" in capsys.readouterr().err

@@ -47,6 +47,11 @@ def _stream_words(args, model):
                                    asr_backend=args.asr_backend, language=args.language, use_cache=False)
     if text_side is None:
         return None, None
+    if args.camera is not None and args.microphone is None:
+        print("emi-hf stream: warning: --camera without --microphone: no audio, so the model's audio and text "
+              "parts are absent (add --microphone)", file=sys.stderr)
+        text_side.transcriber = None  # nothing to transcribe: no recognizer is loaded
+        return text_side, None
     known = None
     if text_side.table is not None:
         if args.video is None:
@@ -61,9 +66,6 @@ def _stream_words(args, model):
                             "it names no speech recognizer: pass --asr-model (a Whisper id or folder; "
                             "--asr-backend faster-whisper for a CTranslate2 one) to hear the words as they are said"
                             + (", or --transcripts FILE with the video's words" if args.video else ""))
-    if args.camera is not None and args.microphone is None:
-        print("emi-hf stream: warning: --camera without --microphone: no audio, so the model's audio and text "
-              "parts are absent (add --microphone)", file=sys.stderr)
     return text_side, known
 
 

@@ -158,8 +158,9 @@ class EmiStreamer:
         if isinstance(transcript, str):
             transcript = Transcript(text=transcript, source="given")
         if transcript is None and text_side.transcriber is None:
-            self._words_note = ("no words: the model's text part needs a speech recognizer (--asr-model) or a known "
-                                "transcript, so its intensities are absent")
+            self._words_note = ("no words: the model's text part has neither a speech recognizer (emi-hf stream "
+                                "--asr-model; the demo: EMI_HF_ASR_MODEL) nor a known transcript, so its intensities "
+                                "are absent")
             return None
         keep = 2 * self.window_s + self.hop_s + 1.0  # the oldest window an update can still ask for
         return LiveWords(text, text_side, keep, self.window_s, known=transcript, partial_every_s=partial_every_s,
