@@ -21,15 +21,27 @@ Environment variables (all optional):
     EMI_HF_QUEUE_SIZE     requests that may wait in the queue (default 20).
     EMI_HF_ALLOW_RANDOM_BACKBONES  1: run a model whose backbones are random or absent (the offline quickstart's);
                           without it such a model is refused and the page says why (its numbers mean nothing).
+    EMI_HF_TEMP_MAX_AGE_S Gradio's temporary files (uploads, result images) older than this are deleted, checked as
+                          often (default 600).
     GRADIO_SERVER_NAME, GRADIO_SERVER_PORT   where to serve (default 0.0.0.0:7860).
 
 The model and its processor are loaded once, when the app is built; requests then run one at a time through Gradio's
 queue (the face tracker of the processor keeps state per clip, and two CPU-bound requests in parallel would not be
 faster), so several users at once all get their answer, in turn.
+
+Memory stays flat under sustained load (measured by benchmarks/demo_memory.py): the face mesh's graphs come from a
+process-wide pool (one per clip in progress, not one per Gradio worker thread); glibc gets at most
+`MALLOC_ARENA_MAX` (default 2 here) heap arenas, so the many short-lived threads of a request (Gradio's worker, the
+decoder, the face embedder) do not each leave an arena of freed memory behind (`limit_heap_arenas`); the freed
+memory is handed back after each request (`release_memory`: malloc_trim); Gradio's temporary files are deleted
+after EMI_HF_TEMP_MAX_AGE_S.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import html
 import math
 import os
@@ -56,6 +68,7 @@ DEFAULT_MODEL = "quickstart/runs/fusion"
 DEFAULT_EXAMPLES_DIR = "quickstart/data"
 DEFAULT_MAX_FILE_MB = 50.0
 DEFAULT_MAX_DURATION_S = 60.0
+DEFAULT_TEMP_MAX_AGE_S = 600.0
 NUM_EXAMPLES = 4
 NUM_FACE_CROPS = 8
 AUDIO_BIN_S = 0.1  # the audio timeline is shown in bins of this many seconds
@@ -128,6 +141,33 @@ def find_examples(examples_dir: str | os.PathLike | None = None, limit: int = NU
 # ----------------------------------------------------------------------------------------------------------------------
 # Input checks: video only, size and duration caps
 # ----------------------------------------------------------------------------------------------------------------------
+
+
+def _glibc_function(name: str):
+    """A function of the C library when it is glibc's, else None (other platforms: the calls below do nothing)."""
+    library = ctypes.util.find_library("c")
+    try:
+        return getattr(ctypes.CDLL(library), name, None) if library else None
+    except OSError:
+        return None
+
+
+def limit_heap_arenas(default: int = 2) -> None:
+    """At most `MALLOC_ARENA_MAX` heap arenas (default `default`): glibc otherwise makes up to 8 per core, one per
+    thread that allocates at the same time as another, and keeps each one's freed memory. A value the environment
+    sets is glibc's own (read at start-up) and left alone. Measured (benchmarks/demo_memory.py, see changes/): with
+    2, the server is flat from the first requests on."""
+    mallopt = _glibc_function("mallopt")
+    if mallopt is not None and not os.environ.get("MALLOC_ARENA_MAX"):
+        mallopt(-8, int(default))  # M_ARENA_MAX
+
+
+def release_memory() -> None:
+    """Hands the memory a request freed back to the system (garbage collection, then glibc's malloc_trim)."""
+    gc.collect()
+    trim = _glibc_function("malloc_trim")
+    if trim is not None:
+        trim(0)
 
 
 def refuse(message: str) -> gr.Error:
@@ -245,14 +285,16 @@ class Analysis:
 
     def missing(self) -> list[str]:
         notes = []
-        face_fraction = self.prediction.face_fraction
-        if self.num_frames == 0:
+        face_fraction = self.prediction.face_fraction  # None: the model has no visual part (faces not looked for)
+        if self.num_frames == 0 and face_fraction is not None:
             notes.append("no video frames could be decoded")
+        elif face_fraction is None:
+            pass
         elif face_fraction <= 0.0:
             notes.append("no face in any frame (100% of frames): the visual model was skipped")
         elif face_fraction < 1.0:
             notes.append(f"no face in {100 * (1 - face_fraction):.0f}% of frames (those frames are masked)")
-        if not self.prediction.audio_present:
+        if self.prediction.audio_present is False:  # None: the model has no audio part (audio not decoded)
             reasons = [w.split(";")[0] for w in self.prediction.warnings if "audio" in w]
             if self.has_audio_track:
                 reason = f" ({reasons[0]})" if reasons else " (the audio track is silent or unreadable)"
@@ -273,7 +315,8 @@ class Analysis:
             **{name: (dict(zip(self.emotions, v)) if v is not None else None) for name, v in self.modalities.items()},
             "face_fraction": prediction.face_fraction,
             "num_frames": self.num_frames,
-            "frames_with_face": int(round(prediction.face_fraction * self.num_frames)),
+            "frames_with_face": None if prediction.face_fraction is None else
+            int(round(prediction.face_fraction * self.num_frames)),
             "audio_present": prediction.audio_present,
             "transcript": prediction.transcript,
             "has_audio_track": self.has_audio_track,
@@ -485,9 +528,11 @@ def summary_markdown(analysis: Analysis) -> str:
     prediction = analysis.prediction
     audio = "present" if prediction.audio_present else "not usable" if analysis.has_audio_track else "no track"
     fps = f" at {prediction.fps:g} fps" if prediction.fps else ""
-    lines.append(f"\n{analysis.num_frames} frames{fps} over {duration}; face in "
-                 f"{round(prediction.face_fraction * analysis.num_frames)} of {analysis.num_frames} frames "
-                 f"({100 * prediction.face_fraction:.0f}%); audio: {audio}.")
+    seen = [] if prediction.face_fraction is None else [  # None: not looked at (the model has no part for it)
+        f"face in {round(prediction.face_fraction * analysis.num_frames)} of {analysis.num_frames} frames "
+        f"({100 * prediction.face_fraction:.0f}%)"]
+    seen += [] if prediction.audio_present is None else [f"audio: {audio}"]
+    lines.append(f"\n{analysis.num_frames} frames{fps} over {duration}" + "".join(f"; {s}" for s in seen) + ".")
     missing = analysis.missing()
     if missing:
         lines.append("\n**Missing:** " + "; ".join(missing) + ".")
@@ -541,18 +586,25 @@ def build_demo(model_path: str | os.PathLike | None = None, examples_dir: str | 
     max_duration_s = (max_duration_s if max_duration_s is not None
                       else _env_float("EMI_HF_MAX_DURATION_S", DEFAULT_MAX_DURATION_S))
     queue_size = queue_size if queue_size is not None else int(_env_float("EMI_HF_QUEUE_SIZE", 20))
+    limit_heap_arenas()  # before the model loads and the first request's threads start
     engine = EmiDemo(model_path, max_file_mb=max_file_mb, max_duration_s=max_duration_s)
     examples = find_examples(examples_dir)
 
+    temp_age = int(_env_float("EMI_HF_TEMP_MAX_AGE_S", DEFAULT_TEMP_MAX_AGE_S))
+
     def predict(video):
         """Analyses a video: (bar chart, timeline, face crops, summary, raw numbers as JSON)."""
-        analysis = engine.analyse(video)
-        result = analysis.to_json()
-        result["model"] = engine.model_id
-        return (bar_chart(analysis), timeline_chart(analysis), analysis.face_crops, summary_markdown(analysis),
-                result)
+        try:
+            analysis = engine.analyse(video)
+            result = analysis.to_json()
+            result["model"] = engine.model_id
+            return (bar_chart(analysis), timeline_chart(analysis), analysis.face_crops, summary_markdown(analysis),
+                    result)
+        finally:
+            release_memory()
 
-    with gr.Blocks(title="Emotional Mimicry Intensity", analytics_enabled=False) as demo:
+    with gr.Blocks(title="Emotional Mimicry Intensity", analytics_enabled=False,
+                   delete_cache=(temp_age, temp_age) if temp_age > 0 else None) as demo:
         gr.Markdown(INTRO, elem_id="emi-title")
         if not engine.ready:
             gr.Markdown(f"⚠️ **The app has no model.** {engine.load_error}", elem_id="emi-status")

@@ -1,5 +1,5 @@
 """`emi-hf` command line: extract, import-features, train, cv, evaluate, submit, verify-submission, predict, stream,
-transcribe, push, pull, synth, quickstart (thin: parse, call, render).
+transcribe, push, pull, synth, quickstart, cache (thin: parse, call, render).
 
 Errors (every command, `emi_hf.errors`): a known error (bad input, option, data folder, missing file, Hub) is one line
 ``emi-hf: error: ...`` and exit code 2; anything else keeps its traceback (exit code 1). The exit codes are listed in
@@ -32,18 +32,28 @@ def _add_processor_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("preprocessing")
     group.add_argument("--processor", help="a saved EmiProcessor folder (overrides the options below)")
     group.add_argument("--face-detector", default="mtcnn", help="mtcnn (default, the paper's), mediapipe, or none")
-    group.add_argument("--au-backend", default="mediapipe", help="mediapipe (default), openface, ...")
+    group.add_argument("--au-backend", default="mediapipe",
+                       help="mediapipe (default, face-mesh geometry), blendshapes (MediaPipe's trained model), openface, ...")
+    group.add_argument("--mediapipe-backend", default="auto", choices=("auto", "solutions", "tasks"),
+                       help="MediaPipe graphs: the legacy ones where installed (auto), or the Tasks API")
+    group.add_argument("--face-landmarker-model", help="MediaPipe's face_landmarker.task for the Tasks API (default: "
+                                                       "$EMI_HF_FACE_LANDMARKER, the cache, or one download)")
     group.add_argument("--fps", type=float, default=30.0, help="target frame rate (default 30)")
 
 
 def _make_processor(args):
     from .processing_emi import EmiProcessor
 
+    if args.face_landmarker_model:  # also for --processor and the worker processes of a sharded extraction
+        import os
+
+        os.environ["EMI_HF_FACE_LANDMARKER"] = args.face_landmarker_model
     if args.processor:
         with loading(args.processor, "processor"):
             return EmiProcessor.from_pretrained(args.processor)
     detector = None if str(args.face_detector).lower() == "none" else args.face_detector
-    return EmiProcessor(face_detector=detector, au_backend=args.au_backend, target_fps=args.fps)
+    return EmiProcessor(face_detector=detector, au_backend=args.au_backend, target_fps=args.fps,
+                        mediapipe_backend=args.mediapipe_backend, face_landmarker_model=args.face_landmarker_model)
 
 
 def cmd_extract(args) -> int:
@@ -179,8 +189,10 @@ def cmd_predict(args) -> int:
         print(json.dumps([prediction.to_dict() for prediction in predictions], indent=2))
         return 0
     for prediction in predictions:
-        print(f"{prediction.path}  (face in {100 * prediction.face_fraction:.0f}% of frames, "
-              f"audio: {'yes' if prediction.audio_present else 'no'}, {prediction.timing['compute_s']:.2f} s)")
+        looked = [] if prediction.face_fraction is None else [f"face in {100 * prediction.face_fraction:.0f}% of frames"]
+        looked += [] if prediction.audio_present is None else [f"audio: {'yes' if prediction.audio_present else 'no'}"]
+        looked.append(f"{prediction.timing['compute_s']:.2f} s")
+        print(f"{prediction.path}  ({', '.join(looked)})")
         if prediction.transcript is not None:
             print(f"  transcript: {prediction.transcript or '(none: no speech)'}")
         for name, value in prediction.intensities.items():
@@ -227,6 +239,36 @@ def _add_allow_random_arg(p) -> None:
     p.add_argument("--allow-random-backbones", action="store_true",
                    help="score raw inputs even with a model whose backbones are random or absent (features-only): "
                         "smoke tests only, the numbers mean nothing (refused otherwise; see emi_hf.provenance)")
+
+
+def cmd_cache(args) -> int:
+    from .media.cache import ClipCache, format_size
+    from .text.cache import TranscriptCache
+
+    clips, transcripts = ClipCache(args.dir), TranscriptCache(args.transcripts_dir)
+    if args.action == "clear":
+        count, freed = clips.clear()
+        print(f"[emi-hf cache] removed {count} clip entries ({format_size(freed)}) from {clips.folder}")
+        if args.transcripts:
+            count, freed = transcripts.clear()
+            print(f"[emi-hf cache] removed {count} transcripts ({format_size(freed)}) from {transcripts.folder}")
+        return 0
+    info = clips.info()
+    count, size = transcripts.usage()
+    print(f"clip cache   {info['folder']}\n  entries    {info['entries']}\n  size       {format_size(info['bytes'])} "
+          f"of {format_size(info['max_size'])} (cap: EMI_HF_CACHE_MAX_SIZE; least recently used entries go first)\n"
+          f"transcripts  {transcripts.folder}\n  entries    {count}\n  size       {format_size(size)} (no cap)")
+    return 0
+
+
+def _add_cache_parser(sub) -> None:
+    p = sub.add_parser("cache", help="the clip cache (and transcript cache): where, how big, empty it")
+    p.add_argument("action", choices=("info", "clear"))
+    p.add_argument("--dir", help="the clip cache folder (default: $EMI_HF_CACHE, $HF_HOME/emi_hf/clips, "
+                                 "$XDG_CACHE_HOME/emi_hf/clips or ~/.cache/emi_hf/clips)")
+    p.add_argument("--transcripts-dir", help="the transcript cache folder (default: beside the clip cache)")
+    p.add_argument("--transcripts", action="store_true", help="clear: the transcript cache too")
+    p.set_defaults(func=cmd_cache)
 
 
 def cmd_import_features(args) -> int:
@@ -502,6 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_submit_parser(sub)
     _add_verify_submission_parser(sub)
     _add_transcribe_parser(sub)
+    _add_cache_parser(sub)
     return parser
 
 

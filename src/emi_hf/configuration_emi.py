@@ -167,6 +167,12 @@ class EmiTemporalConfig(EmiLabelsMixin, PreTrainedConfig):
         loss_type (`str`): `"mse"` (default), `"ccc"` (1 - concordance) or `"pearson"` (1 - Pearson r).
         label_names (`list[str]`): names of the regressed intensities (default the six emotions); `num_labels`,
             `id2label` and `label2id` are the same labels in transformers' form: set any one (see `EmiLabelsMixin`).
+        temporal_window (`int`, *optional*): the longest sequence (frames; tokens for the text model) the temporal
+            encoder runs over at once: the span training showed it (training sets it: the frame cap, or the longest
+            training sequence if shorter). A longer input is scored over overlapping windows of this length, each at
+            positions 0..temporal_window-1, stitched (the rule: `temporal_emi.TemporalEncoder`). None: the whole
+            sequence at once. Defaults: 512 (visual), 1024 (audio), None (text); a checkpoint saved before this field
+            existed takes it from the `results.json` beside it (`max_frames` / `max_audio_frames`), else these.
     """
 
     freeze_backbone: bool = True
@@ -183,9 +189,11 @@ class EmiTemporalConfig(EmiLabelsMixin, PreTrainedConfig):
     pooling: str = "attention"
     loss_type: str = "mse"
     initializer_range: float = 0.02
+    temporal_window: int | None = None
 
     def __post_init__(self, **kwargs):
         self.tcn_dilations = list(self.tcn_dilations)
+        self.temporal_window = int(self.temporal_window) if self.temporal_window else None  # 0: none, as a cap
         self._set_labels(self._pop_label_kwargs(kwargs))
         self.problem_type = "regression"
         super().__post_init__(**kwargs)
@@ -209,6 +217,8 @@ class EmiTemporalConfig(EmiLabelsMixin, PreTrainedConfig):
             raise EmiConfigError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}.")
         if self.pooling not in POOLING_TYPES:
             raise EmiConfigError(f"pooling must be one of {POOLING_TYPES}, got {self.pooling!r}.")
+        if self.temporal_window is not None and self.temporal_window < 1:
+            raise EmiConfigError(f"temporal_window must be a number of frames >= 1 or None, got {self.temporal_window}.")
 
 
 class EmiVisualConfig(EmiTemporalConfig):
@@ -247,6 +257,7 @@ class EmiVisualConfig(EmiTemporalConfig):
     image_std: list[float] | tuple[float, ...] = (0.229, 0.224, 0.225)
     backbone_chunk_size: int = 32
     channel_dropout: float = 0.1
+    temporal_window: int | None = 512  # frames (17 s at 30 fps): the training default of --max-frames
 
     def __post_init__(self, **kwargs):
         self.au_names = list(self.au_names)
@@ -309,6 +320,7 @@ class EmiAudioConfig(EmiTemporalConfig):
     speech_layers: list[int] | tuple[int, ...] | None = None
     max_audio_s: float | None = None
     cache_dtype: str = "float32"
+    temporal_window: int | None = 1024  # encoder frames (20 s at 50 Hz): the training default of --max-audio-frames
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)

@@ -1,7 +1,9 @@
 """End-to-end inference: load a checkpoint (any of the three model types) with its processor, predict clips.
 
 `predict_clips` returns one [`ClipPrediction`] per clip, the one owner of what a prediction holds: `emi-hf predict`
-prints it (or its `to_dict()` as JSON), the quickstart prints its intensities and the demo draws it.
+prints it (or its `to_dict()` as JSON), the quickstart prints its intensities and the demo draws it. A clip is
+scored whole through the model's forward, which windows one longer than the model's `temporal_window`
+(`temporal_emi.TemporalEncoder`): the same numbers as `emi-hf evaluate` / `submit` on its extracted features.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +20,7 @@ import torch
 from .configuration_emi import FUSION_MODALITIES, output_modalities
 from .devices import default_device
 from .errors import EmiNotFoundError, EmiUsageError, loading
+from .media.stages import ClipStages
 
 MODALITIES = ("visual", "audio", "text", "fused")  # keys of ClipPrediction.modality_intensities, in display order
 _MODEL_MODALITIES = {"emi_visual": ("visual",), "emi_audio": ("audio",), "emi_text": ("text",)}
@@ -31,6 +35,12 @@ def model_modalities(model) -> list[str]:
     """The unimodal parts of an emi-hf model (a fusion model's modalities; an ensemble's members')."""
     config = _member_config(model)
     return list(getattr(config, "modalities", None) or _MODEL_MODALITIES[config.model_type])
+
+
+def model_stages(model) -> ClipStages:
+    """The clip-pipeline stages `model` needs (the rule of `emi_hf.media.stages`, read by predict, the demo and
+    streaming): an audio model runs no face detection, a visual model decodes no audio, a text model neither."""
+    return ClipStages.for_modalities(model_modalities(model))
 
 
 class TextSide:
@@ -74,6 +84,14 @@ class TextSide:
         """`TextSide(model, **options)` for a model with a text part; None for one without."""
         return cls(model, **options) if "text" in model_modalities(model) else None
 
+    @classmethod
+    def default_for(cls, model) -> TextSide | None:
+        """`for_model(model)` with the default options, made once per model (kept while the model lives): its
+        tokenizer, voice-activity detector and ASR model load once however often `predict_clips` is called."""
+        if model not in _DEFAULT_TEXT_SIDES:
+            _DEFAULT_TEXT_SIDES[model] = cls.for_model(model)
+        return _DEFAULT_TEXT_SIDES[model]
+
     def transcript(self, path) -> str:
         """The clip's transcript; with `missing_ok`, "" (the text model is then skipped) where there is no source or
         transcription fails, the reason in `last_note`."""
@@ -103,6 +121,9 @@ class TextSide:
         mask = encoded["attention_mask"].clone()
         mask[[i for i, t in enumerate(texts) if not t.strip()]] = 0
         return {"input_ids": encoded["input_ids"].to(device), "text_mask": mask.to(device)}
+
+
+_DEFAULT_TEXT_SIDES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its default TextSide
 
 
 def load_for_inference(model_name_or_path: str | os.PathLike, processor=None, revision: str | None = None,
@@ -152,7 +173,8 @@ class ClipPrediction:
             None for a visual model.
         frame_mask: ``[frames]`` bool, True where a face was found.
         face_crops: ``[frames, 112, 112, 3]`` uint8 aligned face crops (``keep_crops=True``), else None.
-        face_fraction: share of the frames with a face. audio_present: the clip had usable audio.
+        face_fraction: share of the frames with a face. audio_present: the clip had usable audio. Each is None when
+            the model has no part that reads it (`model_stages`: faces were not looked for, audio not decoded).
         audio_seconds: length of the waveform the audio model heard (0.0 without audio); it starts at `audio_start`.
         duration, fps, warnings: from the processor's clip metadata.
         timing: ``preprocess_s`` (decoding, faces, AUs and the face backbone, which runs in a background thread while
@@ -168,8 +190,8 @@ class ClipPrediction:
     audio_frame_intensities: Timeline | None
     frame_mask: np.ndarray
     face_crops: np.ndarray | None
-    face_fraction: float
-    audio_present: bool
+    face_fraction: float | None
+    audio_present: bool | None
     audio_seconds: float
     audio_start: float | None
     duration: float | None
@@ -247,28 +269,29 @@ def predict_clips(model, processor, videos, batch_size: int = 1, *, use_cache: b
 
     `use_cache`: the processor's clip cache (None: the processor's setting; the demo passes False so that nothing
     derived from an upload stays on disk). `keep_crops`: keep the aligned face crops in `ClipPrediction.face_crops`.
-    `text_side`: where a model with a text part gets each clip's transcript (default `TextSide(model)`: transcribed
-    as the training data was). Raises `emi_hf.media.errors.EmiInputError` for a clip that cannot be read.
+    `text_side`: where a model with a text part gets each clip's transcript (default `TextSide.default_for(model)`:
+    transcribed as the training data was, its models loaded once per model). Only the stages the model needs run
+    (`model_stages`). Raises `emi_hf.media.errors.EmiInputError` for a clip that cannot be read.
     """
     from .provenance import check_raw_input_backbones
 
     check_raw_input_backbones(model, allow_random_backbones, source=getattr(model, "name_or_path", None))
     if text_side is None:
-        text_side = TextSide.for_model(model)
+        text_side = TextSide.default_for(model)
     from .face_embedding import FaceEmbedder
 
     videos = [videos] if isinstance(videos, (str, os.PathLike)) else list(videos)
     names = list(model.config.id2label[i] for i in range(len(model.config.id2label)))
     device = next(model.parameters()).device
-    embedder = FaceEmbedder.for_model(processor, model)
+    stages = model_stages(model)
+    embedder = FaceEmbedder.for_model(processor, model) if stages.faces else None
     predictions = []
     for start in range(0, len(videos), batch_size):
         chunk = [str(v) for v in videos[start : start + batch_size]]
         began = time.perf_counter()
-        # Without an embedder (an audio model) collate batches the crops as pixel values, so they are kept.
-        clips = [processor.process_clip(path, use_cache=use_cache, face_embedder=embedder,
-                                        keep_crops=keep_crops or embedder is None) for path in chunk]
-        inputs = processor.collate(clips, return_tensors="pt")
+        clips = [processor.process_clip(path, use_cache=use_cache, face_embedder=embedder, keep_crops=keep_crops,
+                                        stages=stages) for path in chunk]
+        inputs = processor.collate(clips, return_tensors="pt", stages=stages)
         preprocessed = time.perf_counter()
         tensors = {k: v.to(device) for k, v in inputs.for_model(model).items() if isinstance(v, torch.Tensor)}
         transcripts = [text_side.transcript(path) for path in chunk] if text_side is not None else [None] * len(chunk)
@@ -284,8 +307,9 @@ def predict_clips(model, processor, videos, batch_size: int = 1, *, use_cache: b
                 **_model_outputs(getattr(model.config, "member_model_type", None) or model.config.model_type,  # ensemble
                                  output, i, len(meta["timestamps"]), names),
                 timestamps=list(meta["timestamps"]), frame_mask=np.asarray(clip.frame_mask) > 0,
-                face_crops=clip.face_crops if keep_crops else None, face_fraction=float(meta["face_fraction"]),
-                audio_present=bool(meta["audio_present"]),
+                face_crops=clip.face_crops if keep_crops and stages.faces else None,
+                face_fraction=_float_or_none(meta["face_fraction"]),
+                audio_present=None if meta["audio_present"] is None else bool(meta["audio_present"]),
                 audio_seconds=0.0 if clip.waveform is None else len(clip.waveform) / processor.sampling_rate,
                 audio_start=meta.get("audio_start"), duration=_float_or_none(meta.get("duration")),
                 fps=_float_or_none(meta.get("fps")),

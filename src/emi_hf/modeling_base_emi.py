@@ -7,6 +7,8 @@ transformers and the other ``*_emi.py`` files (relatively).
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 
 import torch
@@ -42,6 +44,11 @@ class EmiRegressionOutput(ModelOutput):
             layer (TCN blocks, then Transformer layers), each `[batch, frames, hidden_size]`; else None.
         attentions (`tuple(torch.FloatTensor)`, *optional*): with `output_attentions=True`: one
             `[batch, heads, frames, frames]` tensor of attention weights per Transformer layer; else None.
+
+    A clip longer than `config.temporal_window` is encoded in overlapping windows and stitched
+    (`temporal_emi.TemporalEncoder`): `last_hidden_state`, `hidden_states` and the frame intensities are the
+    stitched ones, `intensities` and `pooler_output` pool them; `attentions` hold, per frame, the stitch-weighted
+    mixture of its windows' attention rows (zero outside those windows).
     """
 
     loss: torch.FloatTensor | None = None
@@ -60,6 +67,54 @@ def masked_mean(hidden_states: torch.Tensor, frame_mask: torch.Tensor) -> torch.
     clip without a valid frame)."""
     weights = frame_mask[..., None].to(hidden_states.dtype)
     return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+# Checkpoints saved before `temporal_window` existed: the `training` entry of the run's results.json that held each
+# model's frame cap (the window its evaluation read), and the training default when there is none.
+RESULTS_FILE = "results.json"
+RECORDED_WINDOWS = {"emi_visual": ("max_frames", 512), "emi_audio": ("max_audio_frames", 1024)}
+
+
+def _read_json(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            value = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def restore_unrecorded_windows(model: nn.Module, folder: str) -> None:
+    """
+    Gives the unimodal parts of a model loaded from `folder` whose `config.json` entry has no `temporal_window` (saved
+    by an earlier version) the frame cap their run trained with: `max_frames` / `max_audio_frames` of the `training`
+    block of `folder/results.json` (null or 0: no cap, so no window), else 512 / 1024 (the defaults then). A text part
+    keeps None (its transcripts were never cropped). Fusion parts and ensemble members are visited too.
+    """
+    raw = _read_json(os.path.join(folder, "config.json"))
+    training = _read_json(os.path.join(folder, RESULTS_FILE)).get("training")
+    training = training if isinstance(training, dict) else {}
+
+    def visit(module: nn.Module, entry: dict) -> bool:
+        """Sets the windows of `module` and its parts that `entry` (their config.json entry) lacks; True if any."""
+        changed = False
+        recorded = RECORDED_WINDOWS.get(entry.get("model_type"))
+        if recorded is not None and "temporal_window" not in entry:
+            cap = training.get(recorded[0], recorded[1])
+            module.config.temporal_window = int(cap) if isinstance(cap, (int, float)) and cap > 0 else None
+            changed = True
+        for name in ("visual", "audio", "text"):
+            if isinstance(entry.get(f"{name}_config"), dict) and isinstance(getattr(module, name, None), nn.Module):
+                changed |= visit(getattr(module, name), entry[f"{name}_config"])
+        members = getattr(module, "members", None)
+        if isinstance(members, nn.ModuleList) and isinstance(entry.get("members"), list):
+            if any([visit(member, item if isinstance(item, dict) else {}) for member, item in zip(members,
+                                                                                                entry["members"])]):
+                module.config.members = [member.config.to_dict() for member in members]  # saved as they now run
+                changed = True
+        return changed
+
+    visit(model, raw)
 
 
 class EmiPreTrainedModel(PreTrainedModel):
@@ -87,6 +142,18 @@ class EmiPreTrainedModel(PreTrainedModel):
             init_resnet_module(module)
         if isinstance(getattr(module, "layer_weights", None), nn.Parameter):
             init.zeros_(module.layer_weights)  # the speech layers' mixing weights start uniform
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`; from a local folder written by an earlier version (no
+        `temporal_window` in its config), the windows its run trained with (`restore_unrecorded_windows`)."""
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        if pretrained_model_name_or_path is not None:
+            folder = os.path.join(os.fspath(pretrained_model_name_or_path), kwargs.get("subfolder") or "")
+            if os.path.isfile(os.path.join(folder, "config.json")):
+                restore_unrecorded_windows(model, folder)
+        return loaded
 
     def initialize_weights(self):
         # A transformers sub-model (the speech encoder) not initialised yet (from_pretrained): after transformers' pass,
@@ -150,4 +217,4 @@ class _TemporalRegressor(FrozenBackboneMixin, EmiPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-__all__ = ["EmiPreTrainedModel", "EmiRegressionOutput", "masked_mean"]
+__all__ = ["EmiPreTrainedModel", "EmiRegressionOutput", "masked_mean", "restore_unrecorded_windows"]

@@ -43,6 +43,7 @@ from .media.decoding import rows_are_channels
 from .media.errors import EmiInputError
 from .media.pipeline import ClipPipeline
 from .media.settings import ClipSettings
+from .media.stages import ClipStages
 from .processor_kwargs import EmiProcessorKwargs, route_processor_kwargs
 
 __all__ = ["EmiBatch", "EmiVideoProcessor", "EmiProcessor", "model_inputs", "register_processor"]
@@ -163,13 +164,15 @@ class EmiProcessor(ProcessorMixin):
         feature_extractor ([`Wav2Vec2FeatureExtractor`], *optional*): waveform normalisation and padding
             (default: 16 kHz, zero-mean unit-variance, attention masks).
         face_detector, au_backend, au_names, target_fps, detect_every, detect_max_side, min_face_score, subject,
-            face_size, mesh_refine, au_neutral_baseline, au_baseline_percentile, openface_match, audio_peak_db,
+            face_size, mesh_refine, mediapipe_backend, au_neutral_baseline, au_baseline_percentile, openface_match, audio_peak_db,
             max_frames, max_duration, chunk_size, use_cache: the media settings, documented (with their defaults
             and checks) by :class:`emi_hf.media.ClipSettings`; they are attributes of the processor too (setting
             one checks it again) and :meth:`to_dict` saves them.
-        clip_cache_dir (`str`, *optional*): the cache folder (default `$EMI_HF_CACHE` or `~/.cache/emi_hf/clips`);
-            not saved with the processor.
+        clip_cache_dir (`str`, *optional*): the cache folder (default: see :mod:`emi_hf.media.cache`, e.g.
+            `~/.cache/emi_hf/clips`; size-capped by `EMI_HF_CACHE_MAX_SIZE`); not saved with the processor.
         openface_dir (`str`, *optional*): folder of OpenFace CSVs named `<video stem>.csv`; not saved.
+        face_landmarker_model (`str`, *optional*): MediaPipe's `face_landmarker.task` for the Tasks API (default:
+            `$EMI_HF_FACE_LANDMARKER`, the cache, or a download once; see `emi_hf.media.mediapipe_tasks`); not saved.
     """
 
     valid_processor_kwargs = EmiProcessorKwargs
@@ -188,6 +191,7 @@ class EmiProcessor(ProcessorMixin):
         subject: str = _DEFAULTS.subject,
         face_size: int = _DEFAULTS.face_size,
         mesh_refine: bool = _DEFAULTS.mesh_refine,
+        mediapipe_backend: str = _DEFAULTS.mediapipe_backend,
         au_neutral_baseline: bool = _DEFAULTS.au_neutral_baseline,
         au_baseline_percentile: float = _DEFAULTS.au_baseline_percentile,
         openface_match: str = _DEFAULTS.openface_match,
@@ -198,6 +202,7 @@ class EmiProcessor(ProcessorMixin):
         use_cache: bool = _DEFAULTS.use_cache,
         clip_cache_dir: str | os.PathLike | None = None,
         openface_dir: str | os.PathLike | None = None,
+        face_landmarker_model: str | os.PathLike | None = None,
     ):
         if video_processor is None:
             video_processor = EmiVideoProcessor(size={"height": int(face_size), "width": int(face_size)})
@@ -210,6 +215,7 @@ class EmiProcessor(ProcessorMixin):
         # machine-specific, not serialised (private attributes are left out of to_dict)
         self._clip_cache_dir = os.fspath(clip_cache_dir) if clip_cache_dir is not None else None
         self._openface_dir = os.fspath(openface_dir) if openface_dir is not None else None
+        self._face_landmarker_model = os.fspath(face_landmarker_model) if face_landmarker_model is not None else None
         self._pipeline: ClipPipeline | None = None
         self._pipeline_lock = threading.Lock()
         super().__init__(video_processor, feature_extractor)
@@ -239,7 +245,8 @@ class EmiProcessor(ProcessorMixin):
         with self._pipeline_lock:
             if self._pipeline is None or self._pipeline.settings != settings or \
                     self._pipeline.openface_dir != self._openface_dir:
-                self._pipeline = ClipPipeline(settings, openface_dir=self._openface_dir)
+                self._pipeline = ClipPipeline(settings, openface_dir=self._openface_dir,
+                                              face_landmarker_model=self._face_landmarker_model)
             return self._pipeline
 
     @property
@@ -291,7 +298,7 @@ class EmiProcessor(ProcessorMixin):
     # -- processing -----------------------------------------------------------------------------------------
     def process_clip(self, video=None, audio=None, au_file=None, video_fps: float | None = None,
                      sampling_rate: int | None = None, use_cache: bool | None = None, cache_dir=None,
-                     face_embedder=None, keep_crops: bool | None = None) -> ClipData:
+                     face_embedder=None, keep_crops: bool | None = None, stages: ClipStages | None = None) -> ClipData:
         """One clip to numpy results (:class:`emi_hf.media.ClipData`: ``face_crops`` uint8 [T, 112, 112, 3],
         ``au_intensities`` float32 [T, n_au], ``frame_mask`` int8 [T], ``timestamps`` float64 [T],
         ``face_boxes`` float32 [T, 4], ``waveform`` float32 [S] or None, ``metadata`` dict).
@@ -301,14 +308,15 @@ class EmiProcessor(ProcessorMixin):
         `au_file`: the clip's OpenFace CSV (``au_backend="openface"``). `face_embedder` (e.g.
         ``emi_hf.face_embedding.FaceEmbedder(processor, visual_model)``) embeds the crops in a background thread while
         the clip is processed and fills ``face_embeddings``; with it the crops are not kept unless `keep_crops`
-        (see :meth:`emi_hf.media.ClipPipeline.process`).
+        (see :meth:`emi_hf.media.ClipPipeline.process`). `stages` (:class:`emi_hf.media.stages.ClipStages`, default
+        all): the parts of the pipeline that run, e.g. ``ClipStages.for_modalities(["audio"])`` for an audio model.
         """
         pipeline = self._build_pipeline()
         use_cache = self.use_cache if use_cache is None else use_cache
         return pipeline.process(video, audio=audio, au_file=au_file, video_fps=video_fps,
                                 audio_sampling_rate=sampling_rate, use_cache=use_cache,
                                 cache_dir=cache_dir if cache_dir is not None else self._clip_cache_dir,
-                                face_embedder=face_embedder, keep_crops=keep_crops)
+                                face_embedder=face_embedder, keep_crops=keep_crops, stages=stages)
 
     def __call__(self, videos=None, audio=None, return_tensors: str | None = "pt", au_files=None,
                  video_fps: float | None = None, sampling_rate: int | None = None, use_cache: bool | None = None,
@@ -352,13 +360,23 @@ class EmiProcessor(ProcessorMixin):
                             audio_kwargs=audio_kwargs)
 
     def collate(self, clips: Sequence[ClipData], return_tensors: str | None = "pt", videos_kwargs: dict | None = None,
-                audio_kwargs: dict | None = None) -> EmiBatch:
+                audio_kwargs: dict | None = None, stages: ClipStages | None = None) -> EmiBatch:
         """Pads per-clip results into one batch (frames to the longest clip, audio to the longest waveform);
         `videos_kwargs` / `audio_kwargs` go to the video processor / feature extractor (see `processor_kwargs`).
 
         Clips processed with a ``face_embedder`` (every clip with frames has ``face_embeddings``) give
-        ``visual_features`` `[B, T, D]` instead of ``pixel_values``: the models take either.
+        ``visual_features`` `[B, T, D]` instead of ``pixel_values``: the models take either. `stages` (default
+        all): without ``faces`` the batch has no visual entries, without ``audio`` no audio ones.
         """
+        stages = stages or ClipStages()
+        data = self._collate_visual(clips, videos_kwargs) if stages.faces else {}
+        if stages.audio:
+            data.update(self._collate_audio(clips, audio_kwargs))
+        metadata = [dict(clip.metadata) for clip in clips]
+        return EmiBatch(data, tensor_type=return_tensors, metadata=metadata)
+
+    def _collate_visual(self, clips: Sequence[ClipData], videos_kwargs: dict | None) -> dict:
+        """`pixel_values` (or `visual_features`), `au_features`, `frame_mask` of `collate`."""
         batch = len(clips)
         size = self.face_size
         n_au = len(self.au_names)
@@ -390,6 +408,12 @@ class EmiProcessor(ProcessorMixin):
                 visual_values[b, :t] = np.asarray(pixels[0], np.float32)
             au_features[b, :t] = clip.au_intensities
             frame_mask[b, :t] = clip.frame_mask
+        return {"visual_features" if embedded else "pixel_values": visual_values, "au_features": au_features,
+                "frame_mask": frame_mask}
+
+    def _collate_audio(self, clips: Sequence[ClipData], audio_kwargs: dict | None) -> dict:
+        """`input_values`, `attention_mask` of `collate`."""
+        batch = len(clips)
         waveforms = [clip.waveform for clip in clips]
         if any(w is not None for w in waveforms):
             audio = self.feature_extractor(
@@ -404,11 +428,7 @@ class EmiProcessor(ProcessorMixin):
         else:
             input_values = np.zeros((batch, self.sampling_rate), np.float32)
             attention_mask = np.zeros((batch, self.sampling_rate), np.int64)
-        data = {"visual_features" if embedded else "pixel_values": visual_values, "au_features": au_features,
-                "frame_mask": frame_mask,
-                "input_values": input_values, "attention_mask": attention_mask}
-        metadata = [dict(clip.metadata) for clip in clips]
-        return EmiBatch(data, tensor_type=return_tensors, metadata=metadata)
+        return {"input_values": input_values, "attention_mask": attention_mask}
 
 
 def _setting_property(name: str) -> property:

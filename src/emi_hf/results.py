@@ -1,8 +1,10 @@
 """A run's `results.json`: the one place that writes, reads, validates and renders it.
 
-Training writes it next to the best model (`emi_hf.training`), evaluation and fusion read the sequence caps a model
-was trained with from it, the model card (`emi_hf.hub`) shows its numbers, and `emi-hf evaluate` / the quickstart
-print its validation blocks as a table. The format:
+Training writes it next to the best model (`emi_hf.training`), fusion training reads the sequence caps a model was
+trained with from it (as does loading a checkpoint saved before configs held `temporal_window`:
+`modeling_base_emi.restore_unrecorded_windows` reads `training.max_frames` / `max_audio_frames`, and nothing else),
+the model card (`emi_hf.hub`) shows its numbers, and `emi-hf evaluate` / the quickstart print its validation blocks
+as a table. The format:
 
 ```json
 {

@@ -1,7 +1,8 @@
 """Temporal building blocks of the emi-hf models and their losses.
 
 `TemporalEncoder` (dilated residual TCN for short range, then a pre-norm Transformer encoder for long range, with
-fixed sinusoidal positions), `IntensityHead` (frame logits and masked pooling to clip logits), and the regression
+fixed sinusoidal positions; a clip longer than the span training showed it is encoded in overlapping windows of that
+span, stitched), `IntensityHead` (frame logits and masked pooling to clip logits), and the regression
 losses (`concordance_loss`, `pearson_loss`, MSE). Padding and frames without a face are masked everywhere.
 
 This file is copied next to the weights by ``save_pretrained`` (with ``modeling_emi.py``): it imports only torch and
@@ -254,11 +255,101 @@ class TransformerEncoderLayer(GradientCheckpointingLayer):
         return hidden_states + self.dropout(self.feed_forward(self.norm2(hidden_states))), weights
 
 
+def window_starts(length: int, window: int) -> list[int]:
+    """
+    Where the windows of `window` frames over a sequence of `length` frames start: `[0]` when `length <= window`;
+    else `n = ceil((length - window) / (window // 2)) + 1` windows whose starts are spread evenly (rounded down)
+    from 0 to `length - window`: consecutive windows overlap by at least half, the last ends with the sequence.
+    """
+    if length <= window:
+        return [0]
+    count = -(-(length - window) // max(window // 2, 1)) + 1
+    return [(k * (length - window)) // (count - 1) for k in range(count)]
+
+
+def stitch_weights(window: int, device, dtype) -> torch.Tensor:
+    """The weight `[window]` of each position of a window when overlapping windows are combined: triangular,
+    `min(j + 1, window - j)` (1 at the edges, where the convolutions saw padding and attention half the context;
+    largest in the middle)."""
+    positions = torch.arange(window, device=device)
+    return torch.minimum(positions + 1, window - positions).to(dtype)
+
+
+def valid_lengths(frame_mask: torch.Tensor) -> torch.Tensor:
+    """`[batch]` the index of each clip's last valid frame plus one (0 for a clip without one): its length, whatever
+    padding the batch adds (trailing masked frames change nothing in the encoder, so they count as padding)."""
+    positions = torch.arange(1, frame_mask.shape[1] + 1, device=frame_mask.device)
+    return (frame_mask.long() * positions).amax(dim=1)
+
+
+class _Windows:
+    """The windows of a batch (`window_starts` per clip, from its `valid_lengths`) and how their outputs are put back
+    on the clips' frames: the stitch-weighted mean of the windows covering each frame (`stitch_weights`, valid
+    frames only; zero at masked frames)."""
+
+    def __init__(self, frame_mask: torch.Tensor, lengths: list[int], window: int):
+        device = frame_mask.device
+        pairs = [(clip, start) for clip, length in enumerate(lengths) for start in window_starts(length, window)]
+        self.clips = [clip for clip, _ in pairs]
+        self.starts = [start for _, start in pairs]
+        self.batch, self.frames, self.window = frame_mask.shape[0], frame_mask.shape[1], window
+        self.clip_index = torch.tensor(self.clips, device=device)[:, None]  # [N, 1]
+        self.positions = torch.tensor(self.starts, device=device)[:, None] + torch.arange(window, device=device)
+        self.mask = frame_mask[self.clip_index, self.positions]  # [N, window]
+        self.flat = (self.clip_index * self.frames + self.positions).reshape(-1)
+
+    def gather(self, values: torch.Tensor) -> torch.Tensor:
+        """`[batch, frames, ...]` -> the windows' `[N, window, ...]`."""
+        return values[self.clip_index, self.positions]
+
+    def _weights(self, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        weights = stitch_weights(self.window, self.mask.device, dtype)[None] * self.mask.to(dtype)  # [N, window]
+        total = torch.zeros(self.batch * self.frames, device=weights.device, dtype=dtype)
+        total = total.index_add(0, self.flat, weights.reshape(-1)).clamp(min=1.0)  # every valid frame has >= 1
+        return weights, total
+
+    def stitch(self, values: torch.Tensor) -> torch.Tensor:
+        """The windows' `[N, window, hidden]` -> `[batch, frames, hidden]`."""
+        weights, total = self._weights(values.dtype)
+        width = values.shape[-1]
+        summed = torch.zeros(self.batch * self.frames, width, device=values.device, dtype=values.dtype)
+        summed = summed.index_add(0, self.flat, (values * weights[..., None]).reshape(-1, width))
+        return (summed / total[:, None]).view(self.batch, self.frames, width)
+
+    def stitch_attention(self, weights_per_window: torch.Tensor) -> torch.Tensor:
+        """The windows' attention `[N, heads, window, window]` -> `[batch, heads, frames, frames]`: row i is the
+        stitch-weighted mixture of the rows of frame i in the windows covering it (a distribution over the frames of
+        those windows; zero elsewhere)."""
+        weights, total = self._weights(weights_per_window.dtype)
+        heads, span = weights_per_window.shape[1], self.window
+        out = weights_per_window.new_zeros(self.batch, heads, self.frames, self.frames)
+        for n, (clip, start) in enumerate(zip(self.clips, self.starts)):
+            rows = weights_per_window[n] * weights[n][None, :, None]
+            out[clip, :, start : start + span, start : start + span] += rows
+        return out / total.view(self.batch, 1, self.frames, 1)
+
+
 class TemporalEncoder(nn.Module):
-    """TCN blocks (one per dilation) then a Transformer encoder, over `[batch, frames, hidden]` with a frame mask."""
+    """
+    TCN blocks (one per dilation) then a Transformer encoder, over `[batch, frames, hidden]` with a frame mask.
+
+    **Long sequences.** A clip longer than `config.temporal_window` (W, the span training showed the model) is not
+    encoded in one pass, where the sinusoidal positions past W would be ones training never showed. It is cut into
+    windows of W frames (`window_starts`: at least 50% overlap, evenly spread, the first at the clip's start and the
+    last at its end); each window is encoded on its own, as a training crop is (positions 0..W-1, the convolutions
+    padded at its edges), and each frame's output is the weighted mean of its windows' outputs (`stitch_weights`:
+    triangular, so a frame counts most from the window where it is most central). The head then reads the stitched
+    sequence (frame intensities, masked pooling to the clip intensity, `pooler_output`) as it reads an unwindowed
+    one. A clip's length is its last valid frame (`valid_lengths`), so a batch's padding changes nothing: each clip
+    gets the windows it gets alone. Clips of at most W frames, and every batch whose clips all are, take the plain
+    single pass unchanged (bit for bit as before). Windowed, `hidden_states` are each layer's outputs stitched the
+    same way and `attentions` each layer's window attentions stitched row by row (`_Windows.stitch_attention`),
+    both of the shapes of the plain pass.
+    """
 
     def __init__(self, config):
         super().__init__()
+        self.config = config  # `temporal_window` is read at every call (set by training, or after loading)
         self.tcn = nn.ModuleList(
             TemporalConvBlock(config.hidden_size, config.tcn_kernel_size, dilation, config.dropout)
             for dilation in config.tcn_dilations
@@ -277,8 +368,31 @@ class TemporalEncoder(nn.Module):
         masked frames); with `output_hidden_states`, `hidden_states`, a tuple of `1 + len(tcn_dilations) +
         num_hidden_layers` tensors of that shape: the masked input, then the output of each TCN block and of each
         Transformer layer (before the final norm); with `output_attentions`, `attentions`, one
-        `[batch, heads, frames, frames]` tensor per Transformer layer.
+        `[batch, heads, frames, frames]` tensor per Transformer layer. Clips longer than `config.temporal_window`:
+        windowed (see the class docstring).
         """
+        window = getattr(self.config, "temporal_window", None)
+        if window and hidden_states.shape[1] > window:
+            lengths = valid_lengths(frame_mask).tolist()
+            if max(lengths) > window:
+                return self._encode_windows(hidden_states, frame_mask, _Windows(frame_mask, lengths, window),
+                                            output_hidden_states, output_attentions)
+        return self._encode(hidden_states, frame_mask, output_hidden_states, output_attentions)
+
+    def _encode_windows(self, hidden_states, frame_mask, windows: _Windows, output_hidden_states: bool,
+                        output_attentions: bool) -> BaseModelOutput:
+        encoded = self._encode(windows.gather(hidden_states), windows.mask, output_hidden_states, output_attentions)
+        return BaseModelOutput(
+            last_hidden_state=windows.stitch(encoded.last_hidden_state),
+            hidden_states=None if encoded.hidden_states is None else tuple(
+                windows.stitch(states) for states in encoded.hidden_states),
+            attentions=None if encoded.attentions is None else tuple(
+                windows.stitch_attention(weights) for weights in encoded.attentions),
+        )
+
+    def _encode(self, hidden_states: torch.Tensor, frame_mask: torch.Tensor, output_hidden_states: bool,
+                output_attentions: bool) -> BaseModelOutput:
+        """One pass over the whole sequence (positions 0..frames-1)."""
         mask = frame_mask[..., None].to(hidden_states.dtype)
         hidden_states = hidden_states * mask
         all_hidden = [hidden_states] if output_hidden_states else None

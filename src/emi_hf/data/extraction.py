@@ -2,7 +2,8 @@
 
 Layout of an extraction folder (`emi-hf extract --output DIR`):
 
-    DIR/clips/<split>/<clip_id>.npz   one file per finished clip, written atomically (resume unit)
+    DIR/clips/<split>/<clip_id>.npz   one file per finished clip, written atomically (resume unit); removed once
+                                      the clip is in the merged, verified dataset (`emi_hf.data.merge`)
     DIR/failures.jsonl                clips that failed, with the reason (they do not stop the run)
     DIR/processor/                    the EmiProcessor used (processor_config.json)
     DIR/base_text/                    with a text encoder: the EmiTextModel holding it, and its text_tokenizer/
@@ -13,10 +14,12 @@ Layout of an extraction folder (`emi-hf extract --output DIR`):
                                       (format owned by `emi_hf.data.store`)
     DIR/extraction_report.json        counts, failures, wall time, clips/s
 
-Resuming: a re-run skips clips whose .npz exists, so after a kill at any point it finishes the rest, and since each
-clip's result depends only on the clip and the settings, and the merge is in sorted clip order, the dataset equals
-an uninterrupted run's. Sharding (`emi_hf.data.sharding`): under `torchrun` / `accelerate launch` (CPU or GPU, one
-or many machines) the main process splits the clips still to do once, each process extracts its share (logged in
+Resuming: a re-run skips clips whose .npz exists or that are in the merged dataset, so after a kill at any point it
+finishes the rest, and since each clip's result depends only on the clip and the settings, and the merge is in
+sorted clip order, the dataset equals an uninterrupted run's. After the merge the folder holds one copy of the
+features (the dataset); a later run that lists another split adds it and keeps the splits already there.
+Sharding (`emi_hf.data.sharding`): under `torchrun` / `accelerate launch` (CPU or GPU, one or many machines) the
+main process splits the clips still to do once, each process extracts its share (logged in
 DIR/shards/), and the main process merges once every process is done; a run missing a process keeps what was written
 and a rerun of the same command finishes the rest.
 """
@@ -51,7 +54,8 @@ from .sharding import (
     run_figures,
     wait_for_shards,
 )
-from .store import DATASET_DIR, feature_schema, write_features_metadata
+from .merge import merge_into_dataset, merged_clip_ids, recover_interrupted_merge
+from .store import feature_schema, load_features_metadata, write_features_metadata
 
 SPLIT_NAMES = {"train": "train", "valid": "validation", "validation": "validation", "test": "test"}
 
@@ -227,12 +231,15 @@ def _plan_run(output_dir: Path, records: dict, processor, visual_model, audio_mo
         audio_model.save_pretrained(output_dir / "base_audio")
         if text_stage is not None and text_stage.encoder is not None:
             text_stage.save_base(output_dir / "base_text", visual_model.config.label_names)
+        recover_interrupted_merge(output_dir)
+        merged = merged_clip_ids(output_dir)  # clips of an earlier merge: their files are gone, they are done
         pending = []
         for split, clips in records.items():
-            split_dir = output_dir / "clips" / SPLIT_NAMES.get(split, split)
+            name = SPLIT_NAMES.get(split, split)
+            split_dir = output_dir / "clips" / name
             split_dir.mkdir(parents=True, exist_ok=True)
-            pending += [(split, i) for i, record in enumerate(clips)
-                        if not (split_dir / f"{record.clip_id}.npz").exists()]
+            pending += [(split, i) for i, record in enumerate(clips) if record.clip_id not in merged.get(name, ())
+                        and not (split_dir / f"{record.clip_id}.npz").exists()]
         plan = new_plan(output_dir, [records[s][i].clip_id for s, i in pending],
                         [file_size(records[s][i].path) for s, i in pending], processes.world)
         plan["pending"] = pending
@@ -352,40 +359,39 @@ def _generate_rows(files: list[str], columns: tuple[str, ...]) -> Iterable[dict]
         yield row
 
 
+def _row_to_file(path: Path, row: dict) -> None:
+    """A dataset row back to its per-clip file (`emi_hf.data.merge`: rows a run no longer lists)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ClipFeatures(**{k: (str(v) if k in ("clip_id", "transcript") else v) for k, v in row.items()}).save(path)
+
+
 def merge_features(output_dir: Path, records: dict[str, list], processor, visual_model, audio_model,
                    text_stage=None) -> dict:
-    """Merges the per-clip files into `output_dir/dataset` (sorted by clip id) and writes the metadata file."""
-    import shutil
-    import tempfile
-
-    from datasets import Dataset, DatasetDict
-
+    """Merges the per-clip files into `output_dir/dataset` (sorted by clip id; `emi_hf.data.merge`: verified, then
+    the per-clip files removed) and writes the metadata file."""
     visual_config, audio_config = visual_model.config, audio_model.config
     audio_width = getattr(audio_config, "num_speech_layers", 1) * audio_config.audio_feature_dim
     features = feature_schema(visual_config.num_aus, audio_width, len(visual_config.label_names),
                               visual_config.visual_feature_dim, getattr(audio_config, "cache_dtype", "float32"),
                               text=text_stage is not None,
                               text_dim=None if text_stage is None else text_stage.text_feature_dim)
+    recover_interrupted_merge(output_dir)
     done = {path.stem for path in (output_dir / "clips").glob("*/*.npz")}
+    done |= set().union(*merged_clip_ids(output_dir).values())
     failures = [f for f in _collect_failures(output_dir) if f["clip_id"] not in done]  # a retry may have succeeded
     failed = {f["clip_id"] for f in failures}
-    splits, counts = {}, {}
-    with tempfile.TemporaryDirectory(dir=output_dir) as cache_dir:
-        for split, clips in records.items():
-            name = SPLIT_NAMES.get(split, split)
-            split_dir = output_dir / "clips" / name
-            files = sorted(str(split_dir / f"{r.clip_id}.npz") for r in clips if (split_dir / f"{r.clip_id}.npz").exists())
-            counts[name] = {"requested": len(clips), "extracted": len(files),
-                            "failed": sum(r.clip_id in failed for r in clips)}
-            if files:
-                splits[name] = Dataset.from_generator(
-                    _generate_rows, gen_kwargs={"files": files, "columns": tuple(features)}, features=features,
-                    cache_dir=cache_dir
-                )
-        dataset_dir = output_dir / DATASET_DIR
-        if dataset_dir.exists():
-            shutil.rmtree(dataset_dir)
-        DatasetDict(splits).save_to_disk(str(dataset_dir))
+    wanted = {SPLIT_NAMES.get(split, split): [r.clip_id for r in clips] for split, clips in records.items()}
+    columns = tuple(features)
+    rows = merge_into_dataset(output_dir, wanted, lambda split, clip_id: output_dir / "clips" / split /
+                              f"{clip_id}.npz", lambda path: next(iter(_generate_rows([str(path)], columns))),
+                              _row_to_file, features)
+    counts = {}
+    for split, clips in records.items():
+        name = SPLIT_NAMES.get(split, split)
+        counts[name] = {"requested": len(clips), "extracted": rows.get(name, 0),
+                        "failed": sum(r.clip_id in failed for r in clips)}
+    earlier = load_features_metadata(output_dir).get("splits", {})  # splits this run does not list: kept as they are
+    counts.update({name: earlier.get(name, {"extracted": n}) for name, n in rows.items() if name not in counts})
     write_features_metadata(
         output_dir,
         au_names=visual_config.au_names,

@@ -1,6 +1,8 @@
 """Action Unit backends, behind one interface (:class:`AUBackend`).
 
 * ``"mediapipe"`` (default, offline): geometric AU intensity estimates from the MediaPipe face mesh.
+* ``"blendshapes"``: the outputs of a trained model, MediaPipe's blendshape model (part of the Tasks API's face
+  landmarker, see :mod:`emi_hf.media.mediapipe_tasks`), mapped to AUs (table below).
 * ``"openface"``: the ``AUxx_r`` columns of OpenFace 2.x FeatureExtraction CSVs, matched to frames by timestamp
   (or by frame number).
 * ``"pyfaceau"``: optional, the pyfaceau package (a Python port of OpenFace 2.2's AU models) when installed.
@@ -49,6 +51,27 @@ normalisation) the neutral value is replaced per clip by a low percentile (``bas
 of ``m`` over the clip's face frames; for AU05 and AU45, whose ``m`` is bimodal with blinks, the median is used.
 These are geometric proxies, not FACS-coded detectors: they move with the right muscles, but their absolute scale
 is not calibrated against human coders.
+
+The ``blendshapes`` backend
+---------------------------
+Unlike the geometry above, these are the outputs of a trained network: MediaPipe's blendshape model (Google's face
+landmarker bundle) scores 52 ARKit-style expression coefficients in [0, 1] from the face mesh. Each AU is the mean
+of the coefficients that correspond to it in the usual ARKit-to-FACS correspondence, times 5 (OpenFace's 0..5
+range); the correspondence is approximate and the scale is the model's, not calibrated against human coders
+either. Per-clip neutral baselines do not apply (``au_neutral_baseline`` is for the geometric backend).
+
+======  =========================================  ======  ============================================
+AU      blendshapes                                AU      blendshapes
+======  =========================================  ======  ============================================
+AU01    browInnerUp                                AU12    mouthSmileLeft/Right
+AU02    browOuterUpLeft/Right                      AU14    mouthDimpleLeft/Right
+AU04    browDownLeft/Right                         AU15    mouthFrownLeft/Right
+AU05    eyeWideLeft/Right                          AU17    mouthShrugLower
+AU06    cheekSquintLeft/Right                      AU20    mouthStretchLeft/Right
+AU07    eyeSquintLeft/Right                        AU25    jawOpen, mouthLowerDownLeft/Right
+AU09    noseSneerLeft/Right                        AU26    jawOpen
+AU10    mouthUpperUpLeft/Right                     AU45    eyeBlinkLeft/Right
+======  =========================================  ======  ============================================
 """
 
 from __future__ import annotations
@@ -62,10 +85,13 @@ import numpy as np
 
 from ..errors import EmiDependencyError, EmiUsageError
 from .errors import EmiInputError
+from .mediapipe_tasks import BLENDSHAPE_NAMES
 from .resampling import nearest_index
 
 __all__ = [
     "AUBackend",
+    "BLENDSHAPE_AUS",
+    "BlendshapeAUBackend",
     "MediaPipeAUBackend",
     "OpenFaceAUBackend",
     "PyFaceAUBackend",
@@ -237,6 +263,50 @@ class MediaPipeAUBackend(AUBackend):
         return output.astype(np.float32)
 
 
+def _both(stem: str) -> tuple[str, str]:
+    return f"{stem}Left", f"{stem}Right"
+
+
+# AU -> the blendshapes whose mean gives it (see the module doc)
+BLENDSHAPE_AUS: dict[str, tuple[str, ...]] = {
+    "AU01": ("browInnerUp",),
+    "AU02": _both("browOuterUp"),
+    "AU04": _both("browDown"),
+    "AU05": _both("eyeWide"),
+    "AU06": _both("cheekSquint"),
+    "AU07": _both("eyeSquint"),
+    "AU09": _both("noseSneer"),
+    "AU10": _both("mouthUpperUp"),
+    "AU12": _both("mouthSmile"),
+    "AU14": _both("mouthDimple"),
+    "AU15": _both("mouthFrown"),
+    "AU17": ("mouthShrugLower",),
+    "AU20": _both("mouthStretch"),
+    "AU25": ("jawOpen", *_both("mouthLowerDown")),
+    "AU26": ("jawOpen",),
+    "AU45": _both("eyeBlink"),
+}
+
+
+class BlendshapeAUBackend(AUBackend):
+    """AUs from MediaPipe's trained blendshape model (Tasks face landmarker): 5 x the mean of each AU's
+    blendshapes (table in the module doc)."""
+
+    name = "blendshapes"
+    supported_aus = tuple(BLENDSHAPE_AUS)
+
+    def __init__(self, au_names: Sequence[str]):
+        super().__init__(au_names)
+        self._columns = [[BLENDSHAPE_NAMES.index(shape) for shape in BLENDSHAPE_AUS[name]] for name in self.au_names]
+
+    def intensities(self, scores: np.ndarray) -> np.ndarray:
+        """Blendshape scores [T, 52] (NaN rows: no face) -> AU intensities [T, n_au] on the 0..5 scale."""
+        scores = np.asarray(scores, np.float64).reshape(-1, len(BLENDSHAPE_NAMES))
+        output = np.stack([scores[:, columns].mean(axis=1) for columns in self._columns], axis=1) if self._columns \
+            else np.zeros((len(scores), 0))
+        return np.clip(5.0 * output, 0.0, 5.0).astype(np.float32)
+
+
 @dataclass
 class OpenFaceTable:
     """The AU intensity columns of an OpenFace 2.x FeatureExtraction CSV."""
@@ -392,11 +462,12 @@ class PyFaceAUBackend(AUBackend):
         return np.clip(output, 0.0, 5.0)
 
 
-AU_BACKENDS = {"mediapipe": MediaPipeAUBackend, "openface": OpenFaceAUBackend, "pyfaceau": PyFaceAUBackend}
+AU_BACKENDS = {"mediapipe": MediaPipeAUBackend, "blendshapes": BlendshapeAUBackend, "openface": OpenFaceAUBackend,
+               "pyfaceau": PyFaceAUBackend}
 
 
 def build_au_backend(name: str | None, au_names: Sequence[str], **options) -> AUBackend | None:
-    """``"mediapipe"``, ``"openface"``, ``"pyfaceau"`` or ``None`` (AU channel all zeros)."""
+    """``"mediapipe"``, ``"blendshapes"``, ``"openface"``, ``"pyfaceau"`` or ``None`` (AU channel all zeros)."""
     if name is None:
         return None
     if name not in AU_BACKENDS:

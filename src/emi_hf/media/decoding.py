@@ -87,7 +87,7 @@ class MediaInfo:
 class SourceFrame:
     """One decoded source frame, with the number of output frames it stands for."""
 
-    image: np.ndarray  # uint8 [H, W, 3] RGB
+    image: np.ndarray | None  # uint8 [H, W, 3] RGB; None when decoded for its time only (``rgb=False``)
     time: float  # presentation time in seconds
     index: int  # index among decoded source frames
     repeat: int = 1  # output frames showing this source frame (>= 1)
@@ -204,9 +204,9 @@ def _timed_frames(container, stream, fallback_fps: float, report: _DecodeReport,
 
 def _decode_video_thread(path: str, out: queue.Queue, stop: threading.Event, report: _DecodeReport,
                          target_fps: float | None, max_frames: int | None, max_duration: float | None,
-                         decoder_threads: int) -> None:
+                         decoder_threads: int, rgb: bool = True) -> None:
     """Producer: decodes, keeps the frames the output grid shows (:func:`~emi_hf.media.resampling.nearest_frames`),
-    converts them to RGB and puts them on `out`, then None (or the error that stopped it)."""
+    converts them to RGB (unless not `rgb`) and puts them on `out`, then None (or the error that stopped it)."""
 
     def put(item) -> bool:
         while not stop.is_set():
@@ -228,7 +228,8 @@ def _decode_video_thread(path: str, out: queue.Queue, stop: threading.Event, rep
                 timed = _timed_frames(container, stream, declared_fps, report, stop)
                 for frame, t, index, repeat in nearest_frames(timed, target_fps, max_frames, max_duration,
                                                               frame_step=1.0 / declared_fps):
-                    if not put(SourceFrame(frame.to_ndarray(format="rgb24"), t, index, repeat)):
+                    image = frame.to_ndarray(format="rgb24") if rgb else None
+                    if not put(SourceFrame(image, t, index, repeat)):
                         return
     except BaseException as error:  # hand the error to the consumer
         put(error)
@@ -238,8 +239,9 @@ def _decode_video_thread(path: str, out: queue.Queue, stop: threading.Event, rep
 
 def iter_video_frames(path, target_fps: float | None = 30.0, max_frames: int | None = None,
                       max_duration: float | None = None, queue_size: int = 32, decoder_threads: int = 0,
-                      report: _DecodeReport | None = None) -> Iterator[SourceFrame]:
-    """Yields the kept source frames of the first video stream, resampled to `target_fps` (see module doc).
+                      report: _DecodeReport | None = None, rgb: bool = True) -> Iterator[SourceFrame]:
+    """Yields the kept source frames of the first video stream, resampled to `target_fps` (see module doc);
+    ``rgb=False`` yields their times only (``image`` None: no pixel conversion).
 
     Raises :class:`EmiInputError` for an unreadable file or when no frame at all can be decoded from a file that
     has a video stream. A file without a video stream yields nothing.
@@ -251,7 +253,8 @@ def iter_video_frames(path, target_fps: float | None = 30.0, max_frames: int | N
     out: queue.Queue = queue.Queue(maxsize=max(2, queue_size))
     stop = threading.Event()
     thread = threading.Thread(target=_decode_video_thread, name="emi-hf-decode", daemon=True,
-                              args=(path, out, stop, report, target_fps, max_frames, max_duration, decoder_threads))
+                              args=(path, out, stop, report, target_fps, max_frames, max_duration, decoder_threads,
+                                    rgb))
     thread.start()
     yielded = 0
     try:

@@ -4,13 +4,16 @@ Detectors (one interface, :class:`FaceDetector`)
 -----------------------------------------------
 * ``"mtcnn"``: facenet-pytorch 2.5.3's MTCNN (P/R/O-Net weights ship inside that package), the paper's choice.
   Runs batched over several frames at once, on frames downscaled to ``max_side`` pixels.
-* ``"mediapipe"``: BlazeFace from mediapipe 0.10.14 (``mediapipe.solutions.face_detection``, the models ship in
-  the wheel); ``model="full"`` (full-range, default, faces up to about 5 m) or ``"short"`` (close-up faces).
+* ``"mediapipe"``: BlazeFace. With the legacy graphs (mediapipe 0.10.14, ``mediapipe.solutions.face_detection``,
+  the models ship in the wheel) ``model="full"`` (full-range, default, faces up to about 5 m) or ``"short"``
+  (close-up faces); through the Tasks API (Python 3.13, :mod:`emi_hf.media.mediapipe_tasks`) the short-range
+  model of the face landmarker bundle, whichever `model` is asked for (the bundle has no full-range one).
 
 Landmarks
 ---------
 :class:`FaceMeshLandmarker` runs the MediaPipe face mesh (478 points with ``refine=True``) on a square crop around
-the subject (``roi_scale`` x the face box, resized to ``roi_size``), in tracking mode. The mesh gives the five
+the subject (``roi_scale`` x the face box, resized to ``roi_size``): the legacy graph in tracking mode, or the
+Tasks face landmarker (which also gives the 52 blendshape scores) image by image. The mesh gives the five
 alignment points, the geometry for the ``mediapipe`` AU backend, and the subject's box for the next frame. A frame
 counts as having a face only when the mesh finds one in the subject's crop: the mesh's face-presence check rejects
 detector false alarms (text, textures), and every detector gets the same landmarks.
@@ -33,17 +36,19 @@ Exactly one subject (or none) per frame: a clip never mixes faces within a frame
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
-import warnings
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
 
 from ..errors import EmiDependencyError, EmiUsageError
 from .alignment import mesh_five_points
-from .logs import native_stderr_silenced, quiet_native_logs
+from .logs import native_stderr_silenced
+from .mediapipe_tasks import TasksFaceDetection, TasksFaceMesh, import_mediapipe
 
 __all__ = [
     "Face",
@@ -86,6 +91,7 @@ class FrameFace:
     box: np.ndarray | None = None
     points: np.ndarray | None = None  # [5, 2] alignment points
     mesh: np.ndarray | None = None  # [N, 3] face-mesh landmarks, pixels (z in the same units as x)
+    blendshapes: np.ndarray | None = None  # [52] blendshape scores (Tasks face landmarker only)
     score: float = 0.0
     detected: bool = False  # the detector ran on this frame
     new_track: bool = False  # a new subject track starts on this frame
@@ -197,37 +203,36 @@ class MTCNNDetector(FaceDetector):
         return results
 
 
-def _import_mediapipe():
-    quiet_native_logs()  # before the import: glog reads its level when the library loads
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            import mediapipe as mp
-        except ImportError as error:  # pragma: no cover - a declared dependency
-            raise EmiDependencyError("The MediaPipe face detector / face mesh / AU backend needs mediapipe==0.10.14 "
-                                     "(`pip install mediapipe==0.10.14`).") from error
-    return mp
-
-
 class MediaPipeDetector(FaceDetector):
-    """BlazeFace (mediapipe.solutions.face_detection); `model` is ``"full"`` (full range) or ``"short"``."""
+    """BlazeFace: ``mediapipe.solutions.face_detection`` with `model` ``"full"`` (full range) or ``"short"``, or
+    with ``backend="tasks"`` the Tasks API's short-range model (`model_path`: the face landmarker bundle, see
+    :func:`~emi_hf.media.mediapipe_tasks.face_landmarker_model`)."""
 
     name = "mediapipe"
     default_min_score = 0.5
 
-    def __init__(self, max_side: int | None = 640, min_score: float | None = None, model: str = "full"):
+    def __init__(self, max_side: int | None = 640, min_score: float | None = None, model: str = "full",
+                 backend: str = "solutions", model_path=None):
         super().__init__(max_side=max_side, min_score=min_score)
         if model not in ("full", "short"):
             raise EmiUsageError(f"mediapipe detector model must be 'full' or 'short', got {model!r}")
-        mp = _import_mediapipe()
+        self._lock = threading.Lock()
+        self._tasks = None
+        if backend == "tasks":
+            self._tasks = TasksFaceDetection(model_path, min_confidence=min(self.min_score, 0.3))
+            return
+        mp = import_mediapipe()
         with native_stderr_silenced():  # the graph opens its model (and logs) on the first frame
             # The graph filters by its own threshold; keep it a little lower than ours and filter in detect().
             self._solution = mp.solutions.face_detection.FaceDetection(
                 model_selection=1 if model == "full" else 0, min_detection_confidence=min(self.min_score, 0.3))
             self._solution.process(_BLANK_FRAME)  # stateless: a first frame changes no later result
-        self._lock = threading.Lock()
 
     def _detect_resized(self, images: list[np.ndarray]) -> list[list[Face]]:
+        if self._tasks is not None:
+            # BlazeFace keypoints: eyes, nose tip, mouth centre, ear tragions (no mouth corners)
+            return [[Face(box, score, points[:4] if len(points) >= 4 else None)
+                     for box, score, points in self._tasks.run(image)] for image in images]
         results = []
         for image in images:
             height, width = image.shape[:2]
@@ -247,7 +252,7 @@ class MediaPipeDetector(FaceDetector):
         return results
 
     def close(self) -> None:
-        self._solution.close()
+        (self._tasks or self._solution).close()
 
 
 FACE_DETECTORS = {"mtcnn": MTCNNDetector, "mediapipe": MediaPipeDetector}
@@ -264,20 +269,33 @@ def build_face_detector(name: str | None, **options) -> FaceDetector | None:
 
 
 _BLANK_FRAME = np.zeros((64, 64, 3), np.uint8)  # no face: opens a graph, clears the face mesh's tracking
-_THREAD_LANDMARKERS = threading.local()  # this thread's FaceMeshLandmarker per `refine`
+_THREAD_LANDMARKERS = threading.local()  # this thread's FaceMeshLandmarker per (refine, backend, model path)
+_IDLE_LANDMARKERS: dict[tuple, list] = {}  # landmarkers no clip is using, per (refine, backend, model path)
+_IDLE_LOCK = threading.Lock()
 
 
 class FaceMeshLandmarker:
-    """MediaPipe face mesh on a square crop around a face box (tracking mode: the face found on one frame seeds the
-    next; :meth:`reset` forgets it). The graph is built once per thread (:meth:`for_this_thread`) and re-used for
-    every clip: building it costs time and makes MediaPipe log."""
+    """MediaPipe face mesh on a square crop around a face box: the legacy graph (``backend="solutions"``, tracking
+    mode: the face found on one frame seeds the next; :meth:`reset` forgets it) or the Tasks face landmarker
+    (``backend="tasks"``, `model_path` as :func:`~emi_hf.media.mediapipe_tasks.face_landmarker_model` takes it;
+    image by image, with the 52 blendshape scores in :attr:`last_blendshapes`). A graph is built once and re-used
+    for every clip (:meth:`borrowed` from a process-wide pool, or :meth:`for_this_thread`): building it costs time
+    and makes MediaPipe log."""
 
     def __init__(self, refine: bool = True, roi_scale: float = 1.7, roi_size: int = 256,
-                 min_confidence: float = 0.5):
-        mp = _import_mediapipe()
+                 min_confidence: float = 0.5, backend: str = "solutions", model_path=None):
+        if backend not in ("solutions", "tasks"):
+            raise ValueError(f"face mesh backend must be 'solutions' or 'tasks', got {backend!r}")
         self.refine = bool(refine)
         self.roi_scale = float(roi_scale)
         self.roi_size = int(roi_size)
+        self.backend = backend
+        self.last_blendshapes: np.ndarray | None = None  # of the last image run (Tasks only)
+        self._tasks = None
+        if backend == "tasks":
+            self._tasks = TasksFaceMesh(model_path, min_confidence)
+            return
+        mp = import_mediapipe()
         with native_stderr_silenced():  # the graph opens its models (and logs) on the first frame
             self._solution = mp.solutions.face_mesh.FaceMesh(
                 static_image_mode=False, max_num_faces=1, refine_landmarks=self.refine,
@@ -285,29 +303,61 @@ class FaceMeshLandmarker:
             self._run(_BLANK_FRAME)
 
     @classmethod
-    def for_this_thread(cls, refine: bool = True) -> "FaceMeshLandmarker":
+    def for_this_thread(cls, refine: bool = True, backend: str = "solutions", model_path=None) -> "FaceMeshLandmarker":
         """The calling thread's landmarker (built on first use), reset: nothing of the previous clip carries over."""
-        landmarkers = _THREAD_LANDMARKERS.__dict__.setdefault("by_refine", {})
-        landmarker = landmarkers.get(bool(refine))
+        landmarkers = _THREAD_LANDMARKERS.__dict__.setdefault("by_options", {})
+        key = (bool(refine), backend, os.fspath(model_path) if model_path is not None else None)
+        landmarker = landmarkers.get(key)
         if landmarker is None:
-            landmarker = landmarkers[bool(refine)] = cls(refine=refine)
+            landmarker = landmarkers[key] = cls(refine=refine, backend=backend, model_path=model_path)
         else:
             landmarker.reset()
         return landmarker
 
+    @classmethod
+    @contextlib.contextmanager
+    def borrowed(cls, refine: bool = True, backend: str = "solutions",
+                 model_path=None) -> Iterator["FaceMeshLandmarker"]:
+        """A landmarker for one clip, reset, from a process-wide pool it goes back to afterwards: the process holds
+        as many graphs (about 20 MB each) as clips it processes at the same time, whichever threads process them. A
+        server whose requests run on a pool of worker threads (Gradio: up to 40) would otherwise keep one graph per
+        thread that ever processed a clip (`for_this_thread`, for a thread that lives as long as its work)."""
+        key = (bool(refine), backend, os.fspath(model_path) if model_path is not None else None)
+        with _IDLE_LOCK:
+            idle = _IDLE_LANDMARKERS.setdefault(key, [])
+            landmarker = idle.pop() if idle else None
+        if landmarker is None:
+            landmarker = cls(refine=refine, backend=backend, model_path=model_path)
+        else:
+            landmarker.reset()
+        try:
+            yield landmarker
+        finally:
+            with _IDLE_LOCK:
+                _IDLE_LANDMARKERS[key].append(landmarker)
+
     def reset(self) -> None:
         """Forgets the tracked face: the next frame starts from a new detection, as in a new graph. The face mesh's
         only state is the face it follows, and a frame without a face clears it, so a blank frame is run instead
-        of a restart (which re-opens the models); should it ever find a face, the graph is restarted."""
+        of a restart (which re-opens the models); should it ever find a face, the graph is restarted. The Tasks
+        landmarker runs image by image: it has no state to forget."""
+        self.last_blendshapes = None
+        if self._tasks is not None:
+            return
         if self._run(_BLANK_FRAME) is not None:
             with native_stderr_silenced():
                 self._solution.reset()
                 self._run(_BLANK_FRAME)
 
     def close(self) -> None:
-        self._solution.close()
+        (self._tasks or self._solution).close()
 
     def _run(self, image: np.ndarray) -> np.ndarray | None:
+        if self._tasks is not None:
+            landmarks, self.last_blendshapes = self._tasks.run(image)
+            if landmarks is not None and not self.refine:
+                landmarks = landmarks[:468]  # the Tasks model always gives the iris points; refine=False has none
+            return landmarks
         output = self._solution.process(image)
         if not output.multi_face_landmarks:
             return None
@@ -490,6 +540,7 @@ class SubjectTracker:
         self.tracks_started += int(new_track)
         result.track_id = self.tracks_started - 1
         result.box, result.mesh, result.points = box, mesh, mesh_five_points(mesh)
+        result.blendshapes = self.landmarker.last_blendshapes
         result.score = chosen.score if chosen is not None else 1.0
         result.new_track = new_track
         return result

@@ -12,25 +12,28 @@ Beside it: the clip cache in :mod:`emi_hf.media.cache`, the frame-rate rule in :
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
 
 from .alignment import align_face
-from .au import MediaPipeAUBackend, OpenFaceAUBackend, PyFaceAUBackend, build_au_backend, fill_missing
-from .cache import ClipData, clip_cache_key, default_cache_dir
+from .au import (BlendshapeAUBackend, MediaPipeAUBackend, OpenFaceAUBackend, PyFaceAUBackend, build_au_backend,
+                 fill_missing)
+from .cache import ClipCache, ClipData, clip_cache_key
 from .decoding import MediaInfo, SourceFrame, _DecodeReport, decode_audio, iter_video_frames, load_audio, probe_media
 from .embedding import EmbeddingWorker, embed_kept_crops
 from .errors import EmiInputError
 from .faces import FaceMeshLandmarker, FrameFace, SubjectTracker, build_face_detector
+from .mediapipe_tasks import BLENDSHAPE_NAMES
 from .resampling import nearest_frames
 from .settings import ClipSettings
+from .stages import ClipStages
 
 __all__ = ["ClipPipeline", "VisualTrack"]
 
@@ -123,10 +126,13 @@ class _VisualRecorder:
 class ClipPipeline:
     """The media path for one clip at a time, with the given :class:`ClipSettings` (validated when made)."""
 
-    def __init__(self, settings: ClipSettings | None = None, openface_dir: str | None = None):
+    def __init__(self, settings: ClipSettings | None = None, openface_dir: str | None = None,
+                 face_landmarker_model: str | os.PathLike | None = None):
         self.settings = settings or ClipSettings()
         self.openface_dir = openface_dir
+        self.face_landmarker_model = face_landmarker_model  # the Tasks API's model file (None: found or downloaded)
         s = self.settings
+        self.mediapipe_graphs = s.mediapipe_graphs()  # "solutions" or "tasks" (raises when they cannot run here)
         self.au_backend = build_au_backend(s.au_backend, s.au_names, neutral_baseline=s.au_neutral_baseline,
                                            baseline_percentile=s.au_baseline_percentile, match=s.openface_match,
                                            csv_dir=openface_dir)
@@ -136,15 +142,44 @@ class ClipPipeline:
     def detector(self):
         """The face detector, built on first use (MTCNN weights load in about a second)."""
         if self._detector is None and self.settings.face_detector is not None:
+            options = {}
+            if self.settings.face_detector == "mediapipe":
+                options = dict(backend=self.mediapipe_graphs, model_path=self.face_landmarker_model)
             self._detector = build_face_detector(self.settings.face_detector, max_side=self.settings.detect_max_side,
-                                                 min_score=self.settings.min_face_score)
+                                                 min_score=self.settings.min_face_score, **options)
         return self._detector
+
+    @property
+    def mesh_aus(self) -> bool:
+        """Whether the AU backend reads the face landmarker's output (the mesh geometry or the blendshapes)."""
+        return isinstance(self.au_backend, (MediaPipeAUBackend, BlendshapeAUBackend))
+
+    def landmarker(self) -> FaceMeshLandmarker:
+        """This thread's face mesh for these settings, reset (see :meth:`FaceMeshLandmarker.for_this_thread`)."""
+        return FaceMeshLandmarker.for_this_thread(self.settings.mesh_refine, backend=self.mediapipe_graphs,
+                                                  model_path=self.face_landmarker_model)
+
+    def borrowed_landmarker(self):
+        """A face mesh for these settings for one clip, from the process-wide pool (see
+        :meth:`FaceMeshLandmarker.borrowed`); a context manager."""
+        return FaceMeshLandmarker.borrowed(self.settings.mesh_refine, backend=self.mediapipe_graphs,
+                                           model_path=self.face_landmarker_model)
+
+    def model_identities(self) -> dict[str, str]:
+        """The model files (other than those inside installed packages) that change what a clip turns into, by
+        SHA-256: the Tasks face landmarker when it runs. Part of the clip cache key."""
+        s = self.settings
+        if self.mediapipe_graphs != "tasks" or not (s.face_detector or self.mesh_aus):
+            return {}
+        from .mediapipe_tasks import face_landmarker_model, model_identity
+
+        return {"face_landmarker": model_identity(face_landmarker_model(self.face_landmarker_model))}
 
     # -- main entry -----------------------------------------------------------------------------------------
     def process(self, video=None, audio=None, au_file=None, video_fps: float | None = None,
                 audio_sampling_rate: int | None = None, use_cache: bool = True, cache_dir=None,
                 face_embedder: Callable[[np.ndarray], np.ndarray] | None = None,
-                keep_crops: bool | None = None) -> ClipData:
+                keep_crops: bool | None = None, stages: ClipStages | None = None) -> ClipData:
         """Processes one clip.
 
         Args:
@@ -154,7 +189,8 @@ class ClipPipeline:
             audio: optional separate audio: a file path or a waveform array at `audio_sampling_rate` (default 16
                 kHz). When given it replaces the video's own audio track.
             au_file: the OpenFace CSV of this clip (``au_backend="openface"``).
-            use_cache / cache_dir: the clip cache (see :mod:`emi_hf.media.cache`); only file inputs are cached.
+            use_cache / cache_dir: the clip cache (see :mod:`emi_hf.media.cache`, size-capped); only file inputs
+                processed with every stage are cached.
             face_embedder: optional ``crops uint8 [n, S, S, 3] -> float32 [n, D]`` (e.g.
                 :class:`emi_hf.face_embedding.FaceEmbedder`). It runs in a background thread on each chunk's new
                 face crops while the next chunk is decoded and tracked, once per source frame (frames repeated by
@@ -163,12 +199,14 @@ class ClipPipeline:
             keep_crops: keep the face crops in ``ClipData.face_crops`` (default: True without a `face_embedder`,
                 False with one). Without them memory no longer grows with the clip's length (37 KB a frame);
                 the clip is then not written to the cache, which stores crops.
+            stages: the stages to run (:class:`~emi_hf.media.stages.ClipStages`; default: all): a model reads
+                ``ClipStages.for_modalities`` of its modalities, so e.g. an audio model runs no face detection.
 
         Returns a :class:`ClipData`; ``metadata`` has ``path, fps, source_fps, timestamps, num_frames,
         face_fraction, audio_present, video_present, duration, face_boxes, au_names, au_backend, au_fraction,
         face_detector, tracks, track_ids (subject track per frame, None without a face), detector_runs,
-        sampling_rate, num_samples, audio_start, warnings, cache_hit, cache_key, seconds, visual_seconds`` and,
-        for files, ``media`` (what the container declares).
+        sampling_rate, num_samples, audio_start, warnings, stages, cache_hit, cache_key, seconds, visual_seconds``
+        and, for files, ``media`` (what the container declares).
 
         Raises :class:`EmiInputError` for inputs that cannot be used (see :mod:`emi_hf.media.errors`).
         """
@@ -176,60 +214,67 @@ class ClipPipeline:
             raise EmiInputError(None, "nothing to process: pass a video (path or frames) and/or audio.")
         is_file = isinstance(video, (str, os.PathLike))
         audio_is_file = isinstance(audio, (str, os.PathLike))
-        if self.settings.au_backend == "openface" and is_file and au_file is None:
+        stages = stages or ClipStages()
+        if self.settings.au_backend == "openface" and is_file and au_file is None and stages.faces:
             au_file = self.au_backend.find_csv(os.fspath(video))
-        key = None
-        cache_path = None
-        if use_cache and is_file and (audio is None or audio_is_file):
+        key = cache = None
+        # the cache holds what is costly to recompute, the faces: a path without them neither reads nor writes it
+        if use_cache and is_file and (audio is None or audio_is_file) and stages.faces:
             probe_media(video)  # clear errors before hashing
-            key = clip_cache_key(self.settings, video, au_file, audio)
-            cache_path = Path(cache_dir or default_cache_dir()) / f"{key}.npz"
-            if cache_path.is_file():
-                try:
-                    clip = ClipData.load(cache_path)
-                    clip.metadata.update(path=os.fspath(video), cache_hit=True, cache_key=key)
-                    if face_embedder is not None:
-                        clip.face_embeddings = embed_kept_crops(face_embedder, clip.face_crops, clip.frame_mask,
-                                                                self.settings.chunk_size)
-                    return clip
-                except Exception as error:  # a damaged entry: recompute and overwrite
-                    warnings.warn(f"ignoring unreadable cache entry {cache_path} ({error})", UserWarning, stacklevel=2)
+            key = clip_cache_key(self.settings, video, au_file, audio, models=self.model_identities())
+            cache = ClipCache(cache_dir)
+            clip = cache.get(key)
+            if clip is not None:
+                clip.metadata.update(path=os.fspath(video), cache_hit=True, cache_key=key)
+                if not stages.audio:  # as if the stage had not run
+                    clip.waveform = None
+                    clip.metadata.update(audio_present=None, stages=stages.to_dict())
+                if face_embedder is not None:
+                    clip.face_embeddings = embed_kept_crops(face_embedder, clip.face_crops, clip.frame_mask,
+                                                            self.settings.chunk_size)
+                return clip
         keep_crops = face_embedder is None if keep_crops is None else bool(keep_crops)
-        clip = self._process(video, audio, au_file, video_fps, audio_sampling_rate, face_embedder, keep_crops)
+        keep_crops = keep_crops and stages.faces
+        clip = self._process(video, audio, au_file, video_fps, audio_sampling_rate, face_embedder, keep_crops, stages)
         clip.metadata.update(cache_hit=False, cache_key=key)
-        if cache_path is not None and keep_crops:
-            try:
-                clip.save(cache_path)
-            except OSError as error:
-                warnings.warn(f"could not write the clip cache {cache_path} ({error}); continuing without it",
-                              UserWarning, stacklevel=2)
+        if cache is not None and keep_crops and stages.complete:
+            cache.put(key, clip)
         return clip
 
     def _process(self, video, audio, au_file, video_fps, audio_sampling_rate, face_embedder=None,
-                 keep_crops: bool = True) -> ClipData:
+                 keep_crops: bool = True, stages: ClipStages | None = None) -> ClipData:
         started = time.perf_counter()
+        stages = stages or ClipStages()
         report = _DecodeReport()
-        path, media_info, source_fps, frames = self._source_frames(video, video_fps, report)
-        visual = self._visual(frames, face_embedder, keep_crops)
+        path, media_info, source_fps, frames = self._source_frames(video, video_fps, report, stages)
+        visual = self._visual(frames, face_embedder, keep_crops, faces=stages.faces)
         notes: list[str] = []
-        if media_info is not None:
+        if media_info is not None and stages.decodes_video:
             notes.extend(report.warnings)
             notes.extend(self._truncation_notes(media_info, report))
         frame_mask = visual.face.astype(np.int8)
-        au = self._au_values(visual, path, au_file)
+        au = self._au_values(visual, path, au_file) if stages.faces else \
+            np.zeros((visual.num_frames, len(self.settings.au_names)), np.float32)
         au_fraction = float(np.isfinite(au).all(axis=1)[visual.face].mean()) if frame_mask.any() else 0.0
         au = fill_missing(au, visual.face)
         t0 = float(visual.timestamps[0]) if visual.num_frames else None
-        waveform, audio_track = self._audio(audio, path, media_info, audio_sampling_rate, source_fps, t0, notes)
-        if visual.num_frames and not frame_mask.any():
+        waveform, audio_track = None, False
+        if stages.audio:
+            waveform, audio_track = self._audio(audio, path, media_info, audio_sampling_rate, source_fps, t0, notes)
+        if visual.num_frames and not frame_mask.any() and stages.faces:
             notes.append("no face was found in any frame; the visual modality is masked (face_fraction 0.0).")
-        if path is not None and not media_info.has_video:
+        if path is not None and not media_info.has_video and stages.faces:
             notes.append("the file has no video stream (audio only); the visual modality is masked.")
-        if path is not None and not audio_track:
+        if path is not None and not audio_track and stages.audio:
             notes.append("the file has no audio stream; the audio modality is masked.")
         for note in notes:
             warnings.warn(f"{path or 'clip'}: {note}", UserWarning, stacklevel=3)
         metadata = self._metadata(path, media_info, source_fps, visual, waveform, t0, au_fraction, notes)
+        if not stages.complete:  # a stage that did not run: not looked at, rather than absent
+            metadata.update(stages=stages.to_dict(), **({} if stages.faces else {"face_fraction": None}),
+                            **({} if stages.audio else {"audio_present": None}))
+            if path is not None and not stages.decodes_video:
+                metadata["duration"] = media_info.duration
         metadata["seconds"] = round(time.perf_counter() - started, 4)
         metadata["visual_seconds"] = round(visual.seconds, 4)
         if media_info is not None:
@@ -239,14 +284,17 @@ class ClipPipeline:
                         face_embeddings=visual.embeddings)
 
     # -- sources --------------------------------------------------------------------------------------------
-    def _source_frames(self, video, video_fps, report: _DecodeReport) -> tuple:
-        """(path or None, MediaInfo or None, source fps or None, iterator of the kept SourceFrames)."""
+    def _source_frames(self, video, video_fps, report: _DecodeReport, stages: ClipStages) -> tuple:
+        """(path or None, MediaInfo or None, source fps or None, iterator of the kept SourceFrames); their pixels
+        only with the `faces` stage, none at all without `frame_times` either."""
         s = self.settings
         if isinstance(video, (str, os.PathLike)):
             path = os.fspath(video)
             media_info = probe_media(path)
+            if not stages.decodes_video:
+                return path, media_info, media_info.fps, iter(())
             frames = iter_video_frames(path, s.target_fps, s.max_frames, s.max_duration, report=report,
-                                       queue_size=max(8, s.chunk_size))
+                                       queue_size=max(8, s.chunk_size), rgb=stages.faces)
             return path, media_info, media_info.fps, frames
         if video is None:
             return None, None, None, iter(())
@@ -335,27 +383,33 @@ class ClipPipeline:
         if chunk:
             yield chunk
 
-    def _visual(self, frames: Iterator[SourceFrame], face_embedder=None, keep_crops: bool = True) -> VisualTrack:
+    def _visual(self, frames: Iterator[SourceFrame], face_embedder=None, keep_crops: bool = True,
+                faces: bool = True) -> VisualTrack:
         """Runs faces, alignment and per-frame AU inputs over the clip's source frames, chunk by chunk (and the
-        face embedder, when given, in a background thread)."""
+        face embedder, when given, in a background thread). Without `faces`: the frames' times only."""
         s = self.settings
         started = time.perf_counter()
-        mediapipe_au = isinstance(self.au_backend, MediaPipeAUBackend)
-        # the mesh confirms faces, gives the alignment points and the mediapipe AU geometry
-        landmarker = FaceMeshLandmarker.for_this_thread(s.mesh_refine) if s.face_detector or mediapipe_au else None
+        mesh_aus = self.mesh_aus and faces
+        # the mesh confirms faces, gives the alignment points and the mediapipe AU geometry (or blendshapes);
+        # borrowed for this clip from the process-wide pool
+        held = contextlib.ExitStack()
+        landmarker = held.enter_context(self.borrowed_landmarker()) if faces and (s.face_detector or mesh_aus) else None
         tracker = None
-        if s.face_detector is not None:
+        if s.face_detector is not None and faces:
             tracker = SubjectTracker(self.detector, landmarker, detect_every=s.detect_every, subject=s.subject)
         recorder = _VisualRecorder(s.face_size, len(s.au_names), keep_crops)
-        worker = EmbeddingWorker(face_embedder) if face_embedder is not None else None
+        worker = EmbeddingWorker(face_embedder) if face_embedder is not None and faces else None
         try:
             for chunk in self._chunks(frames):
+                if not faces:
+                    recorder.add(chunk, [FrameFace() for _ in chunk], [None] * len(chunk))
+                    continue
                 if tracker is not None:
                     results = tracker.process([f.image for f in chunk])
                     crops = [align_face(f.image, r.points, s.face_size) if r.box is not None else None
                              for f, r in zip(chunk, results)]
                 else:  # inputs are face crops already
-                    results, crops = self.crops_as_faces(chunk, landmarker if mediapipe_au else None)
+                    results, crops = self.crops_as_faces(chunk, landmarker if mesh_aus else None)
                 rows, face_crops = recorder.add(chunk, results, crops)
                 if worker is not None and rows:
                     worker.submit(rows, np.stack(face_crops))
@@ -368,28 +422,35 @@ class ClipPipeline:
                 worker.cancel()
             if hasattr(frames, "close"):  # stops the decoding thread now, also when an error ends the loop early
                 frames.close()
+            held.close()  # the landmarker goes back to the pool
         tracks = tracker.tracks_started if tracker is not None else int(bool(recorder.faces))
         return recorder.track(embedded, tracks=int(tracks), detector_runs=int(tracker.detections_run if tracker else 0),
                               seconds=time.perf_counter() - started)
 
     def crops_as_faces(self, chunk: list[SourceFrame], landmarker: FaceMeshLandmarker | None) -> tuple:
         """Frames that are face crops: each one is the subject (track 0), resized to the crop size; with a
-        `landmarker`, its mesh (mediapipe AU geometry)."""
+        `landmarker`, its mesh (mediapipe AU geometry) and blendshape scores (Tasks landmarker)."""
         size = self.settings.face_size
         results, crops = [], []
         for frame in chunk:
             image = frame.image
             height, width = image.shape[:2]
             mesh = landmarker.on_image(image) if landmarker is not None else None
-            results.append(FrameFace(box=np.array([0.0, 0.0, width, height]), mesh=mesh, track_id=0))
+            results.append(FrameFace(box=np.array([0.0, 0.0, width, height]), mesh=mesh, track_id=0,
+                                     blendshapes=landmarker.last_blendshapes if landmarker is not None else None))
             crops.append(image if (height, width) == (size, size) else
                          cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA))
         return results, crops
 
     def au_inputs(self, chunk: list[SourceFrame], results: list[FrameFace]) -> tuple | None:
         """Per-source-frame AU inputs of a chunk, (measurements [n, n_au], au12 [n]) (NaN rows without a face),
-        for the backends that measure frames (mediapipe: the mesh geometry; pyfaceau: the image); else None."""
+        for the backends that measure frames (mediapipe: the mesh geometry; blendshapes: the landmarker's scores, as
+        intensities; pyfaceau: the image); else None."""
         names = self.settings.au_names
+        if isinstance(self.au_backend, BlendshapeAUBackend):
+            scores = np.stack([r.blendshapes if r.box is not None and r.blendshapes is not None
+                               else np.full(len(BLENDSHAPE_NAMES), np.nan, np.float32) for r in results])
+            return self.au_backend.intensities(scores), np.full(len(chunk), np.nan, np.float32)
         if isinstance(self.au_backend, PyFaceAUBackend):
             values = [self.au_backend.values_for_frame(f.image) if r.box is not None
                       else np.full(len(names), np.nan, np.float32) for f, r in zip(chunk, results)]

@@ -15,6 +15,7 @@ from typing import Any
 from ..configuration_emi import DEFAULT_AU_NAMES
 from ..errors import EmiUsageError
 from .faces import FACE_DETECTORS, SUBJECT_POLICIES
+from .mediapipe_tasks import MEDIAPIPE_BACKENDS, resolve_mediapipe_backend
 
 __all__ = ["ClipSettings"]
 
@@ -43,9 +44,15 @@ class ClipSettings:
             (see `emi_hf.media.faces`).
         face_size (`int`, defaults to 112): crop size.
         mesh_refine (`bool`, defaults to `True`): the face mesh's refined eye / lip model (478 points).
+        mediapipe_backend (`str`, defaults to `"auto"`): which MediaPipe graphs give the face mesh (and the
+            `mediapipe` detector): `"solutions"` (the legacy graphs of mediapipe 0.10.14, Python 3.10-3.12, models
+            inside the wheel), `"tasks"` (the Tasks API's face landmarker, any mediapipe; its model file is found
+            or downloaded once, see `emi_hf.media.mediapipe_tasks`) or `"auto"` (the legacy graphs where the
+            installed mediapipe has them, else the Tasks API).
         au_backend (`str` or `None`, defaults to `"mediapipe"`): `"mediapipe"` (geometry of the face mesh),
-            `"openface"` (OpenFace 2.x CSVs: `au_files=` or `<video>.csv`), `"pyfaceau"` (optional package) or
-            `None` (AU channel all zeros).
+            `"blendshapes"` (the scores of MediaPipe's trained blendshape model, Tasks API), `"openface"`
+            (OpenFace 2.x CSVs: `au_files=` or `<video>.csv`), `"pyfaceau"` (optional package) or `None` (AU
+            channel all zeros).
         au_names (`tuple[str]`): the AUs, in order; must match the model config's `au_names`.
         au_neutral_baseline (`bool`, defaults to `False`): subtract a per-clip neutral (low percentile) from the
             `mediapipe` AU geometry, as OpenFace's person-specific normalisation.
@@ -69,6 +76,7 @@ class ClipSettings:
     subject: str = "tracked"
     face_size: int = 112
     mesh_refine: bool = True
+    mediapipe_backend: str = "auto"
     au_backend: str | None = "mediapipe"
     au_names: tuple[str, ...] = tuple(DEFAULT_AU_NAMES)
     au_neutral_baseline: bool = False
@@ -101,6 +109,11 @@ class ClipSettings:
                                 f"got {self.face_detector!r}")
         if self.face_detector is not None and self.subject not in SUBJECT_POLICIES:
             raise EmiUsageError(f"subject must be one of {SUBJECT_POLICIES}, got {self.subject!r}")
+        if self.mediapipe_backend not in MEDIAPIPE_BACKENDS:
+            raise EmiUsageError(f"mediapipe_backend must be one of {MEDIAPIPE_BACKENDS}, got {self.mediapipe_backend!r}")
+        if self.au_backend == "blendshapes" and self.mediapipe_backend == "solutions":
+            raise EmiUsageError("au_backend='blendshapes' needs MediaPipe's Tasks face landmarker (the legacy "
+                             "'solutions' face mesh gives no blendshapes): use mediapipe_backend='auto' or 'tasks'.")
         if self.detect_every < 1:
             raise EmiUsageError(f"detect_every must be >= 1, got {self.detect_every}")
         if self.chunk_size < 1:
@@ -122,7 +135,16 @@ class ClipSettings:
         return output
 
     def result_dict(self) -> dict[str, Any]:
-        """The settings that change the result (what the clip cache key is made of)."""
-        output = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.NOT_IN_CACHE_KEY}
+        """The settings that change the result (what the clip cache key is made of). Of ``mediapipe_backend`` only
+        the graphs it picks here count, and only when they are the Tasks API's: entries made with the legacy
+        graphs keep the keys they had before the setting existed."""
+        output = {k: v for k, v in dataclasses.asdict(self).items()
+                  if k not in self.NOT_IN_CACHE_KEY and k != "mediapipe_backend"}
         output["au_names"] = list(self.au_names)
+        if resolve_mediapipe_backend(self.mediapipe_backend, self.au_backend) == "tasks":
+            output["mediapipe_backend"] = "tasks"
         return output
+
+    def mediapipe_graphs(self) -> str:
+        """``"solutions"`` or ``"tasks"``: the MediaPipe graphs these settings run with the installed mediapipe."""
+        return resolve_mediapipe_backend(self.mediapipe_backend, self.au_backend)

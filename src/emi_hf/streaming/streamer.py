@@ -52,10 +52,11 @@ import torch
 
 from ..errors import EmiUsageError
 from ..face_embedding import FaceEmbedder
+from ..inference import model_stages
 from ..media.alignment import align_face
 from ..media.au import OpenFaceAUBackend
 from ..media.decoding import SourceFrame
-from ..media.faces import FaceMeshLandmarker, SubjectTracker
+from ..media.faces import SubjectTracker
 from ..media.pipeline import ClipPipeline
 from ..media.resampling import nearest_frames
 from ..provenance import check_raw_input_backbones
@@ -118,12 +119,14 @@ class EmiStreamer:
         self.window_s, self.hop_s = float(window_s), float(hop_s)
         self.label_names = [model.config.id2label[i] for i in range(len(model.config.id2label))]
         self.settings = processor.clip_settings()
-        self.pipeline = ClipPipeline(self.settings)
-        if "visual" in self.modalities and isinstance(self.pipeline.au_backend, OpenFaceAUBackend):
+        self.pipeline = ClipPipeline(self.settings,
+                                     face_landmarker_model=getattr(processor, "_face_landmarker_model", None))
+        stages = model_stages(model)  # the one rule: no face detection, mesh or AUs without a visual part
+        if stages.faces and isinstance(self.pipeline.au_backend, OpenFaceAUBackend):
             raise EmiUsageError("au_backend='openface' reads AUs from OpenFace CSVs written after the fact; a live "
                                 "stream needs a processor with au_backend='mediapipe' (or 'pyfaceau' or None).")
-        visual = getattr(model, "visual", model if "visual" in self.modalities else None)
-        audio = getattr(model, "audio", model if "audio" in self.modalities else None)
+        visual = getattr(model, "visual", model) if stages.faces else None
+        audio = getattr(model, "audio", model) if stages.audio else None
         keep = self.window_s + self.hop_s + (audio_context_s or 0.0) + 1.0
         self.visual = None if visual is None else VisualStore(
             FaceEmbedder(processor, visual), self.pipeline.au_backend, len(self.settings.au_names),
@@ -317,7 +320,7 @@ class EmiStreamer:
         try:
             self._landmarker = None
             if self.visual is not None:
-                self._landmarker = FaceMeshLandmarker.for_this_thread(self.settings.mesh_refine)
+                self._landmarker = self.pipeline.landmarker()
                 detector = self.pipeline.detector
                 self._tracker = None if detector is None else SubjectTracker(
                     detector, self._landmarker, detect_every=self.settings.detect_every, subject=self.settings.subject)
@@ -357,8 +360,8 @@ class EmiStreamer:
             (result,) = self._tracker.process([image])
             crop = align_face(image, result.points, self.settings.face_size) if result.box is not None else None
         else:  # the frames are face crops already
-            mediapipe = self._landmarker if self.settings.au_backend == "mediapipe" else None
-            (result,), (crop,) = self.pipeline.crops_as_faces([frame], mediapipe)
+            mesh = self._landmarker if self.pipeline.mesh_aus else None
+            (result,), (crop,) = self.pipeline.crops_as_faces([frame], mesh)
         inputs = self.pipeline.au_inputs([frame], [result])
         measurement, au12 = (None, math.nan) if inputs is None else (inputs[0][0], float(inputs[1][0]))
         fps = self.settings.target_fps

@@ -4,7 +4,10 @@ Keyed like the clip cache (:mod:`emi_hf.media.cache`): ``sha256(file sha256, the
 (backend, model and a fingerprint of a model folder, language, decode length, VAD on/off and its settings), the
 library versions that change the result, TRANSCRIPT_CACHE_VERSION)``; one ``<key>.json`` per clip, written to a
 temporary file and renamed. The folder is ``cache_dir`` if given, else ``$EMI_HF_CACHE/transcripts`` when
-``EMI_HF_CACHE`` is set, else ``~/.cache/emi_hf/transcripts``.
+``EMI_HF_CACHE`` is set, else ``transcripts/`` in emi-hf's cache folder (:func:`emi_hf.media.cache.cache_root`:
+``$HF_HOME/emi_hf``, ``$XDG_CACHE_HOME/emi_hf`` or ``~/.cache/emi_hf``). Entries are a few kB and costly to
+recompute (ASR), so the folder has no size cap; ``emi-hf cache info`` shows it, ``emi-hf cache clear
+--transcripts`` empties it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import os
 import threading
 from pathlib import Path
 
-from ..media.cache import _library_versions, file_sha256
+from ..media.cache import _library_versions, cache_root, file_sha256
 from .transcript import Transcript
 
 __all__ = ["TRANSCRIPT_CACHE_VERSION", "TranscriptCache", "default_transcript_cache_dir", "model_fingerprint"]
@@ -26,7 +29,7 @@ _RESULT_PACKAGES = ("av", "transformers", "tokenizers", "faster-whisper", "ctran
 
 def default_transcript_cache_dir() -> Path:
     root = os.environ.get("EMI_HF_CACHE")
-    return Path(root) / "transcripts" if root else Path.home() / ".cache" / "emi_hf" / "transcripts"
+    return Path(root) / "transcripts" if root else cache_root() / "transcripts"
 
 
 def model_fingerprint(model: str) -> str | None:
@@ -59,6 +62,27 @@ class TranscriptCache:
             return None
         self.hits += 1
         return Transcript.from_dict(data)
+
+    def usage(self) -> tuple[int, int]:
+        """(entries, bytes) in the folder."""
+        files = self._entries()
+        return len(files), sum(size for _, size in files)
+
+    def clear(self) -> tuple[int, int]:
+        """Removes every entry; returns (entries removed, bytes freed)."""
+        files = self._entries()
+        for path, _ in files:
+            path.unlink(missing_ok=True)
+        return len(files), sum(size for _, size in files)
+
+    def _entries(self) -> list[tuple[Path, int]]:
+        found = []
+        for path in self.folder.glob("*.json") if self.folder.is_dir() else ():
+            try:
+                found.append((path, path.stat().st_size))
+            except FileNotFoundError:
+                continue
+        return found
 
     def put(self, key: str, transcript: Transcript) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)

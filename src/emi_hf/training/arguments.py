@@ -39,6 +39,17 @@ def _help(text: str, **argparse_options) -> dict:
     return {"help": text, **argparse_options}
 
 
+def _warn_without_tensorboard(report_to: str) -> None:
+    """accelerate silently skips a tracker whose package is missing: say so for tensorboard, the default, which a
+    plain `pip install emi-hf` does not bring (it is the `tensorboard` extra)."""
+    import importlib.util
+
+    if report_to == "tensorboard" and not any(importlib.util.find_spec(name) for name in ("tensorboard", "tensorboardX")):
+        warnings.warn("report_to='tensorboard' (the default) but tensorboard is not installed, so no training curves "
+                      "are written: `pip install 'emi-hf[tensorboard]'`, or pass --report-to none.", UserWarning,
+                      stacklevel=3)
+
+
 @dataclass
 class EmiTrainingArguments:
     """
@@ -89,10 +100,11 @@ class EmiTrainingArguments:
     cpu: bool = field(default=False, metadata=_help("train on the CPU even when a GPU is present"))
     # sequences
     max_frames: int | None = field(default=None, metadata=_help(
-        "cap on video frames per clip: random window in training, centre window in evaluation "
+        "cap on video frames per training clip (a random window); it sets the model's temporal_window (or the "
+        "longest training clip if shorter): evaluation and inference score longer clips in overlapping windows of it "
         f"(default {DEFAULT_MAX_FRAMES}; fusion: the visual model's; 0: no cap)"))
     max_audio_frames: int | None = field(default=None, metadata=_help(
-        "cap on audio (encoder) frames per clip, windows as for max_frames "
+        "cap on audio (encoder) frames per training clip, as max_frames "
         f"(default {DEFAULT_MAX_AUDIO_FRAMES}; fusion: the audio model's; 0: no cap)"))
     # checkpoints and logging
     resume: str | None = field(default=None, metadata=_help(
@@ -181,6 +193,7 @@ class EmiTrainingArguments:
                 raise EmiUsageError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}.")
         if self.report_to not in TRACKERS:
             raise EmiUsageError(f"report_to {self.report_to!r} is not a tracker accelerate knows.")
+        _warn_without_tensorboard(self.report_to)
         if self.output_dir is None:
             self.output_dir = f"runs/{self.modality}"
         if self.grad_accum < 1 or self.epochs < 1 or self.batch_size < 1 or self.seeds < 1:
@@ -235,9 +248,9 @@ def parse_args(argv: list[str] | None = None) -> EmiTrainingArguments:
 def sequence_caps(max_frames: int | None, max_audio_frames: int | None, visual_run=None,
                   audio_run=None) -> tuple[int | None, int | None]:
     """
-    The frame caps of a run or an evaluation: a cap left at None is the one the model in `visual_run` /
-    `audio_run` was trained with (its results.json), else `DEFAULT_MAX_FRAMES` / `DEFAULT_MAX_AUDIO_FRAMES`.
-    0 (or None recorded) means no cap, returned as None.
+    The training crops of a run: a cap left at None is the one the model in `visual_run` / `audio_run` was trained
+    with (its results.json), else `DEFAULT_MAX_FRAMES` / `DEFAULT_MAX_AUDIO_FRAMES`. 0 (or None recorded) means no
+    cap, returned as None. (Evaluation reads whole clips; the model's `temporal_window` windows the long ones.)
     """
     if max_frames is None:
         max_frames = trained_settings(visual_run).get("max_frames", DEFAULT_MAX_FRAMES)
@@ -263,3 +276,13 @@ def deprecated_name(module: str, name: str):
 
 def __getattr__(name: str):
     return deprecated_name(__name__, name)
+
+
+def resolve_sequence_caps(args: EmiTrainingArguments) -> EmiTrainingArguments:
+    """Fills `max_frames` / `max_audio_frames` left at None: a fusion run crops its training clips with the caps the
+    unimodal models were trained with (their results.json), other runs get the defaults. 0 means no cap."""
+    fusion = args.modality == "fusion"
+    max_frames, max_audio_frames = sequence_caps(args.max_frames, args.max_audio_frames,
+                                                 args.visual_model if fusion else None,
+                                                 args.audio_model if fusion else None)
+    return dataclasses.replace(args, max_frames=max_frames, max_audio_frames=max_audio_frames)

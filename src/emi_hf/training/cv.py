@@ -34,7 +34,7 @@ from ..configuration_emi import FUSION_MODALITIES
 from ..data.store import load_feature_splits
 from ..errors import EmiUsageError
 from ..results import json_ready, trained_settings
-from .arguments import EmiTrainingArguments, sequence_caps
+from .arguments import EmiTrainingArguments
 from .evaluation import predict_split, score_predictions
 
 logger = logging.getLogger("emi_hf.training")
@@ -127,9 +127,8 @@ def _score(run_dir: Path, test, args: EmiTrainingArguments, label_names) -> dict
 
     model = AutoModel.from_pretrained(run_dir)
     modality = model_modality(model.config)
-    max_frames, max_audio_frames = sequence_caps(args.max_frames, args.max_audio_frames, run_dir, run_dir)
-    arrays = predict_split(model, test, modality, args.eval_batch_size or args.batch_size, max_frames,
-                           max_audio_frames, device="cpu" if args.cpu else None)
+    arrays = predict_split(model, test, modality, args.eval_batch_size or args.batch_size,
+                           device="cpu" if args.cpu else None)
     scores = score_predictions(arrays, label_names, modality)
     return {k: scores[k] for k in ("mean_pearson", "per_emotion", "num_clips", "num_missing_modality")}
 
@@ -167,7 +166,7 @@ def run_cv(args: EmiTrainingArguments, cv: CVArguments) -> dict:
     records = []
     for k in range(cv.folds):
         round_started = time.perf_counter()
-        splits = {name: split.flatten_indices() for name, split in fold_splits(pooled, folds, k).items()}
+        splits = fold_splits(pooled, folds, k)  # index views: FeatureTable reads through them, nothing is copied
         runs = _train_round(args, splits, output_dir / f"fold_{k}")
         scores = {name: _score(run, splits["test"], args, label_names) for name, run in runs.items()}
         records.append({

@@ -4,14 +4,13 @@ A split of the features `DatasetDict` is a memory-mapped Arrow table. [`FeatureT
 list of zero-copy NumPy views, one per clip (`[T, 512]`, `[T, n_au]`, `[T]`, ...), once; a batch is then a handful of
 `np.copyto` calls into a preallocated padded array, so loading costs a few milliseconds per batch whatever the model.
 
-Sequences are padded to the longest clip of the batch; padding has mask 0, which the models ignore. Long clips are
-capped (`max_frames` video frames, `max_audio_frames` audio frames):
-
-- training: a random window, drawn per (seed, epoch, clip), so the crop is the same for any number of processes and
-  after a resume;
-- evaluation: the centre window, deterministic.
-
-Video and audio windows of a clip start at the same relative position, so fusion sees roughly the same moment.
+Sequences are padded to the longest clip of the batch; padding has mask 0, which the models ignore. In training,
+long clips are capped (`max_frames` video frames, `max_audio_frames` audio frames): a random window, drawn per
+(seed, epoch, clip), so the crop is the same for any number of processes and after a resume. Video and audio windows
+of a clip start at the same relative position, so fusion sees roughly the same moment. Evaluation, cv and submission
+read whole clips (no cap): the model scores a clip longer than its `temporal_window` in overlapping windows
+(`temporal_emi.TemporalEncoder`), as `emi-hf predict` does. (`ClipBatchDataset` without `random_crop` still takes
+the centre window when given a cap.)
 
 Batches come from [`EpochBatchSampler`]: a permutation drawn from (seed, epoch) in training, the split's order in
 evaluation. Under `accelerate`, the sampler yields *global* batches and `split_batches=True` gives each process its
@@ -121,27 +120,35 @@ def _column_rows(column) -> list[np.ndarray]:
     return rows
 
 
+def _row_indices(dataset) -> np.ndarray | None:
+    """The rows of the underlying table that a `select()` / `shuffle()` view shows, in its order (None: all)."""
+    indices = getattr(dataset, "_indices", None)
+    return None if indices is None else _to_numpy(indices.column(0)).astype(np.int64)
+
+
 class FeatureTable:
     """
     Per-clip NumPy views of one split's columns, built once (no copy: the views point into the memory-mapped Arrow
-    files). `table["audio_features"][i]` is clip `i`'s `[Ta, D]` array.
+    files). `table["audio_features"][i]` is clip `i`'s `[Ta, D]` array. A `select()` view (a cv fold) reads through
+    its indices, so no fold is ever written out (no `flatten_indices`).
     """
 
     def __init__(self, dataset, columns: Sequence[str]):
-        if getattr(dataset, "_indices", None) is not None:  # a select()/shuffle() view: materialise it once
-            dataset = dataset.flatten_indices()
         self.num_rows = len(dataset)
+        rows = _row_indices(dataset)
         names = set(dataset.column_names)
         missing = [c for c in columns if c not in names]
         if missing:
             raise EmiUsageError(f"The features have no column(s) {missing}; they have {sorted(names)}.")
         self.columns = {name: _column_rows(dataset.data.column(name)) for name in columns}
+        if rows is not None:
+            self.columns = {name: [views[i] for i in rows] for name, views in self.columns.items()}
         # Trailing shape of each column's frames ((512,) for visual_features, () for masks), from the schema.
         self.widths = {name: tuple(getattr(dataset.features[name], "shape", (None,))[1:]) for name in columns}
         if "labels" in names:
-            labels = dataset.data.column("labels")
-            rows = _column_rows(labels)
-            self.labels = np.stack([np.asarray(r, dtype=np.float32) for r in rows]) if rows else np.zeros((0, 0))
+            labels = _column_rows(dataset.data.column("labels"))
+            labels = labels if rows is None else [labels[i] for i in rows]
+            self.labels = np.stack([np.asarray(r, dtype=np.float32) for r in labels]) if labels else np.zeros((0, 0))
         else:  # an unlabeled split
             self.labels = None
         self.clip_ids = list(dataset["clip_id"]) if "clip_id" in names else [str(i) for i in range(self.num_rows)]
@@ -151,6 +158,24 @@ class FeatureTable:
 
     def __len__(self) -> int:
         return self.num_rows
+
+
+def sequence_lengths(dataset, column: str) -> np.ndarray:
+    """`[N]` the number of frames (rows) of `column` in each clip of `dataset` (a select() view: its rows), read from
+    the Arrow offsets without touching the values."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    lengths = []
+    for chunk in dataset.data.column(column).chunks:
+        if isinstance(chunk, pa.ExtensionArray):
+            chunk = chunk.storage
+        lengths.append(pc.list_value_length(chunk).to_numpy(zero_copy_only=False))
+    lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+    indices = getattr(dataset, "_indices", None)
+    if indices is not None:
+        lengths = lengths[np.asarray(indices.column(0).to_numpy(zero_copy_only=False), dtype=np.int64)]
+    return np.nan_to_num(lengths.astype(np.float64)).astype(np.int64)  # null rows: 0
 
 
 # ----------------------------------------------------------------------------------------------------------------------

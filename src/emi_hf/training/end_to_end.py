@@ -15,7 +15,8 @@ process, best model, checkpoints and results.json. Only the dataset differs:
   cap) so that later epochs skip decoding and face detection.
 - Long clips are cut to windows by the rule of the cached features (`training.data`): in training a window at a
   random position drawn from (seed, epoch, clip), so that the crops are the same for any number of processes and
-  after a resume; in evaluation the centre window. `max_frames` counts video frames; `max_audio_frames` counts
+  after a resume; in evaluation the whole clip (the model scores long clips in windows of the trained length:
+  `temporal_window`, set to the crop). `max_frames` counts video frames; `max_audio_frames` counts
   encoder frames, `max_audio_frames * inputs_to_logits_ratio` samples of the waveform (320 at 16 kHz for
   wav2vec2-base, HuBERT, WavLM and Whisper).
 - A clip that cannot be decoded (`EmiInputError`) is reported once with its file and then counts as a clip without
@@ -155,7 +156,7 @@ class RawClipDataset(torch.utils.data.Dataset):
         from ..media.images import clip_side_inputs, process_clip_inputs
 
         clip = process_clip_inputs(self.processor, record.path, keep_crops=True, **clip_side_inputs(record))
-        start, stop = _window(clip.num_frames, self.max_frames, position)
+        start, stop = _window(clip.num_frames, self.max_frames if self.random_crop else None, position)
         return {"crops": clip.face_crops[start:stop], "au": clip.au_intensities[start:stop],
                 "mask": clip.frame_mask[start:stop]}
 
@@ -181,7 +182,7 @@ class RawClipDataset(torch.utils.data.Dataset):
                                            max_duration=longest)
         if waveform is None or float(np.max(np.abs(waveform), initial=0.0)) < SILENCE_PEAK:
             return None
-        start, stop = _window(len(waveform), self.max_audio_samples, position)
+        start, stop = _window(len(waveform), self.max_audio_samples if self.random_crop else None, position)
         return waveform[start:stop]
 
 
@@ -204,8 +205,8 @@ class RawClipSource:
     seed: int
 
     def loader(self, records, batch_size: int, training: bool, clip_weights=None) -> torch.utils.data.DataLoader:
-        """Training: an order and windows drawn from (seed, epoch), full batches only; else the split's order, centre
-        windows, a last partial batch (as `evaluation.build_loader` for cached features)."""
+        """Training: an order and windows drawn from (seed, epoch), full batches only; else the split's order, whole
+        clips, a last partial batch (as `evaluation.build_loader` for cached features)."""
         dataset = RawClipDataset(records, self.processor, self.modality, self.num_labels, self.max_frames,
                                  self.max_audio_samples, random_crop=training, seed=self.seed,
                                  clip_weights=clip_weights)
@@ -261,6 +262,10 @@ def setup_end_to_end(args, metadata: dict, root, model) -> tuple[dict, RawClipSo
                             "of an `emi-hf extract` run (its processor and base models).")
     processor = EmiProcessor.from_pretrained(root / metadata["processor_path"])
     processor.use_cache = bool(args.raw_clip_cache) and args.modality == "visual"
+    if args.modality == "visual":  # the window training shows; longer clips are scored in windows of it
+        model.config.temporal_window = args.max_frames or None
+    elif args.max_audio_frames:
+        model.config.temporal_window = args.max_audio_frames
     label_names = list(metadata["label_names"])
     splits = raw_splits(args, label_names)
     trainable = prepare_fine_tuning(model, args)

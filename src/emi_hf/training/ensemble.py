@@ -57,7 +57,7 @@ def save_ensemble(args, members: list[dict], datasets: dict, metadata: dict, wal
     _copy_processor(folders[0], output_dir)
     label_names = list(metadata["label_names"])
     arrays = predict_split(model, datasets[args.eval_split], args.modality, args.eval_batch_size or args.batch_size,
-                           args.max_frames, args.max_audio_frames, device="cpu" if args.cpu else None)
+                           device="cpu" if args.cpu else None)
     scores = score_predictions(arrays, label_names, args.modality)
     shared = members[0].get("training", {})
     results = {

@@ -20,7 +20,6 @@ from ..devices import default_device
 from ..errors import EmiUsageError, loading
 from ..metrics import BOOTSTRAP_RESAMPLES, bootstrap_mean_pearson, mean_pearson
 from ..results import trained_settings
-from .arguments import sequence_caps
 from .data import ClipBatchDataset, EpochBatchSampler, FeatureTable, make_loader, model_inputs, split_columns
 
 MODEL_TYPE_TO_MODALITY = {"emi_visual": "visual", "emi_audio": "audio", "emi_text": "text", "emi_fusion": "fusion"}
@@ -113,13 +112,14 @@ def bootstrap_block(arrays: dict, label_names, num_resamples: int = BOOTSTRAP_RE
                                   num_resamples=num_resamples, seed=seed)
 
 
-def predict_split(model, dataset, modality: str, batch_size: int = 32, max_frames: int | None = None,
-                  max_audio_frames: int | None = None, device: str | None = None) -> dict[str, np.ndarray]:
-    """`predict`'s arrays for one split (a `datasets.Dataset` of features), in one process, centre windows;
+def predict_split(model, dataset, modality: str, batch_size: int = 32,
+                  device: str | None = None) -> dict[str, np.ndarray]:
+    """`predict`'s arrays for one split (a `datasets.Dataset` of features), in one process: whole clips through the
+    model's forward (which scores a clip longer than its `temporal_window` in windows, as `emi-hf predict` does);
     `device`: default `default_device()`."""
     device = default_device(device)
     model.to(device)
-    loader = build_loader(dataset, modality, len(model.config.id2label), batch_size, max_frames, max_audio_frames)
+    loader = build_loader(dataset, modality, len(model.config.id2label), batch_size, None, None)
     if device != "cpu":
         loader = _DeviceLoader(loader, device)
     return predict(model, loader, modality)
@@ -128,8 +128,8 @@ def predict_split(model, dataset, modality: str, batch_size: int = 32, max_frame
 def build_loader(dataset, modality: str, num_labels: int, batch_size: int, max_frames, max_audio_frames,
                  shuffle_seed: int | None = None, clip_weights=None) -> torch.utils.data.DataLoader:
     """
-    Batches of a split's clips for the `modality` model. Evaluation (no `shuffle_seed`): the split's order, centre
-    windows, a last partial batch. Training: an order and random windows drawn from `(shuffle_seed, epoch)`, full
+    Batches of a split's clips for the `modality` model. Evaluation (no `shuffle_seed`): the split's order, whole
+    clips (pass no caps), a last partial batch. Training: an order and random windows drawn from `(shuffle_seed, epoch)`, full
     batches only. `loader.dataset` is the `ClipBatchDataset`, `loader.batch_sampler` the `EpochBatchSampler`.
     `clip_weights`: per-clip loss weights `[N]`, returned in each batch as `weights`.
     """
@@ -146,8 +146,6 @@ def evaluate_model(
     features_dir: str | os.PathLike,
     split: str = "validation",
     batch_size: int = 32,
-    max_frames: int | None = None,
-    max_audio_frames: int | None = None,
     device: str | None = None,
     num_resamples: int = BOOTSTRAP_RESAMPLES,
     bootstrap_seed: int = 0,
@@ -158,8 +156,8 @@ def evaluate_model(
     Returns `(results, predictions [N, L], labels [N, L])` in the split's row order (NaN rows: clips the model could
     not score, or unlabeled). `results` holds `split`, `modality`, `label_names`, `num_clips_total` and the metric
     block (`mean_pearson`, `per_emotion`, `num_clips`, `num_missing_modality`); for a fusion model also `visual`,
-    `audio` and `fusion` blocks and the `fusion_weights`. The sequence caps default to the ones the model was trained
-    with (its `results.json`), else the training defaults (centre windows). `device`: default `default_device()`.
+    `audio` and `fusion` blocks and the `fusion_weights`. Whole clips, through the same forward as `emi-hf predict`
+    (a clip longer than the model's `temporal_window` is scored in windows). `device`: default `default_device()`.
     A fusion model's results also hold `modality_weights` ({modality: {emotion: weight}}).
     `confidence_intervals`: the percentile bootstrap of the metric (`bootstrap_block`, `num_resamples` resamples
     of the clips drawn from `bootstrap_seed`; 0 resamples: none), None when fewer than 2 clips are scored.
@@ -174,12 +172,11 @@ def evaluate_model(
     modality = model_modality(model.config)
     if modality is None:
         raise EmiUsageError(f"{model_dir} holds a {model.config.model_type!r} model, not an emi-hf one.")
-    max_frames, max_audio_frames = sequence_caps(max_frames, max_audio_frames, model_dir, model_dir)
     datasets, metadata, _ = load_feature_splits(features_dir)
     if split not in datasets:
         raise EmiUsageError(f"{features_dir} has no split {split!r}; it has {sorted(datasets)}.")
     label_names = [model.config.id2label[i] for i in range(len(model.config.id2label))]
-    arrays = predict_split(model, datasets[split], modality, batch_size, max_frames, max_audio_frames, device)
+    arrays = predict_split(model, datasets[split], modality, batch_size, device)
     results = {
         "split": split,
         "modality": modality,

@@ -13,8 +13,8 @@ Read top to bottom, `train()`:
    `accelerator.prepare`; `resume`: `accelerator.load_state` of an epoch checkpoint (model, optimizer, scheduler,
    RNG, and our `TrainingState`: epoch, best metric, patience counter, history).
 4. Per epoch: `train_one_epoch` (the model's own loss, `training_loss`) with gradient clipping; `evaluate` with
-   `gather_for_metrics` (every process's share of the evaluation split); `keep_if_best` saves
-   the best model (validation mean Pearson) with `save_pretrained`; `save_checkpoint` to `checkpoints/epoch_N`
+   `gather_for_metrics` (every process's share of the evaluation split); `keep_if_best` keeps the best model
+   (validation mean Pearson; `best_model`: frozen weights once); `save_checkpoint`: `checkpoints/epoch_N`
    (`checkpoint_every_epoch`, the last 2 kept); early stopping after `patience` epochs without improvement.
 5. `write_run_results`: `results.json` (`emi_hf.results`) and the returned results dict.
 
@@ -58,7 +58,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -75,14 +75,15 @@ from ..configuration_emi import FUSION_MODALITIES
 from ..modeling_fusion_emi import EmiFusionModel
 from ..results import RESULTS_FILE, TRAINING_LABEL_MEAN, json_ready, write_results
 from ..temporal_emi import loss_reduction
-from .arguments import EmiTrainingArguments, parse_args, sequence_caps
+from .arguments import EmiTrainingArguments, parse_args, resolve_sequence_caps
+from .best_model import BestModelWriter
 from .data import check_batch_size, label_mean, model_inputs
 from .end_to_end import (BACKBONE_LR_SCALE, RawClipSource, check_end_to_end_args, end_to_end_record,
                          setup_end_to_end)
 from .ensemble import train_seed_ensemble
 from .evaluation import build_loader, predict, score_predictions
 from .fusion import fit_fusion
-from .models import build_model, model_summary
+from .models import build_model, model_summary, set_trained_windows
 from .selection import held_out, kept_fusion_weights, place_scores, selection_record, training_splits
 from .weighting import annotator_weights
 
@@ -132,6 +133,7 @@ class Run:
     started: float  # time.perf_counter() at the start of train()
     weighting: dict | None = None  # --annotator-weights: what was inferred (results.json)
     raw_clips: RawClipSource | None = None  # --raw-data: the loaders of raw clips (end to end)
+    best_model: BestModelWriter | None = None  # train_model's: writes the best model (frozen weights once)
 
     @property
     def output_dir(self) -> Path:
@@ -142,16 +144,18 @@ class Run:
         return list(self.metadata["label_names"])
 
     def loader(self, split: str, batch_size: int, training: bool = False):
-        """A (not yet prepared) loader of `split`: shuffled random windows for training, else the centre windows;
-        of cached features or of raw clips, batches of the same form (model inputs, `labels`, `index`, `weights`)."""
+        """A (not yet prepared) loader of `split`: shuffled random windows for training, else whole clips (the model
+        windows long ones); of cached features or of raw clips, batches of the same form (model inputs, `labels`,
+        `index`, `weights`)."""
         args, weights, data = self.args, None, self.datasets[split]
         if training and args.annotator_weights:
             labels = self.raw_clips.labels(data) if self.raw_clips else np.asarray(data["labels"], dtype=np.float64)
             weights, self.weighting = annotator_weights(labels)
         if self.raw_clips is not None:
             return self.raw_clips.loader(data, batch_size, training, clip_weights=weights)
-        return build_loader(data, args.modality, len(self.label_names), batch_size, args.max_frames,
-                            args.max_audio_frames, shuffle_seed=args.seed if training else None, clip_weights=weights)
+        caps = (args.max_frames, args.max_audio_frames) if training else (None, None)
+        return build_loader(data, args.modality, len(self.label_names), batch_size, *caps,
+                            shuffle_seed=args.seed if training else None, clip_weights=weights)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -293,16 +297,6 @@ def train(args, on_epoch_end: Callable[[int, TrainingState], None] | None = None
         accelerator.end_training()  # closes the trackers (and the process group of a distributed run)
 
 
-def resolve_sequence_caps(args: EmiTrainingArguments) -> EmiTrainingArguments:
-    """Fills `max_frames` / `max_audio_frames` left at None: a fusion run evaluates the unimodal models with the caps
-    they were trained with (their results.json), other runs get the defaults. 0 means no cap."""
-    fusion = args.modality == "fusion"
-    max_frames, max_audio_frames = sequence_caps(args.max_frames, args.max_audio_frames,
-                                                 args.visual_model if fusion else None,
-                                                 args.audio_model if fusion else None)
-    return replace(args, max_frames=max_frames, max_audio_frames=max_audio_frames)
-
-
 def prepare_run(args: EmiTrainingArguments, accelerator, started: float, datasets: dict | None = None) -> Run:
     """Seeds, checks the batch size and splits, loads the features, builds the model and saves the processor."""
     set_seed(args.seed)
@@ -324,6 +318,8 @@ def prepare_run(args: EmiTrainingArguments, accelerator, started: float, dataset
     _log(accelerator, note)
     if (mean := label_mean(datasets["train"])) is not None:  # the checkpoint knows it: `emi-hf submit`'s fallback row
         setattr(model.config, TRAINING_LABEL_MEAN, mean)
+    if not args.raw_data and not (args.modality == "fusion" and args.fusion_mode == "late"):
+        _log(accelerator, f"temporal windows (frames): {set_trained_windows(model, datasets['train'], args)}")
     if accelerator.is_main_process:
         processor_note = save_processor(metadata, root, output_dir, fallback_dirs=(args.visual_model, args.audio_model))
         _log(accelerator, processor_note or "processor: none named by the features (emi_features.json processor_path)")
@@ -402,6 +398,7 @@ def train_model(run: Run, on_epoch_end=None) -> dict:
     )
     state = TrainingState()
     accelerator.register_for_checkpointing(state)
+    run.best_model = BestModelWriter(output_dir, accelerator)  # and epoch checkpoints without the frozen weights
     if args.report_to != "none":
         accelerator.init_trackers("tensorboard", config=_tracker_config(args.hyperparameters()))
     resume(accelerator, args, output_dir, state)
@@ -442,7 +439,7 @@ def train_model(run: Run, on_epoch_end=None) -> dict:
             _log(accelerator, f"early stop: no better {args.eval_split} mean Pearson for {args.patience} epochs "
                               f"(best {state.best_metric:.4f} at epoch {state.best_epoch})")
 
-    accelerator.wait_for_everyone()
+    run.best_model.finish(accelerator.unwrap_model(model))  # the complete best model, written once more
     fusion, trained = None, accelerator.unwrap_model(model)
     if args.modality == "fusion":  # joint: fit the late weights on the best model, as late fusion does
         trained = EmiFusionModel.from_pretrained(output_dir).to(accelerator.device)
@@ -455,7 +452,7 @@ def resume(accelerator, args: EmiTrainingArguments, output_dir: Path, state: Tra
     """`args.resume`: loads the checkpoint it names (or the latest, "auto") into the prepared objects and `state`."""
     resume_from = resolve_resume(args.resume, output_dir)
     if resume_from is not None:
-        accelerator.load_state(str(resume_from))
+        accelerator.load_state(str(resume_from), strict=False)  # the frozen weights are not in it (checked)
         _log(accelerator, f"resumed from {resume_from}: {state.epoch} epoch(s) done, best epoch {state.best_epoch}")
     elif args.resume:
         _log(accelerator, f"--resume {args.resume}: no checkpoint under {output_dir / CHECKPOINTS_DIR}, starting anew")
@@ -499,8 +496,8 @@ def keep_if_best(run: Run, model, state: TrainingState, validation: dict) -> boo
         state.best_validation["unimodal"] = {m: validation[m] for m in FUSION_MODALITIES if m in validation}
     state.epochs_without_improvement = 0
     run.accelerator.wait_for_everyone()
-    if run.accelerator.is_main_process:
-        run.accelerator.unwrap_model(model).save_pretrained(run.output_dir)
+    if run.accelerator.is_main_process:  # complete at the first improvement, then the parts that train
+        run.best_model.save(run.accelerator.unwrap_model(model))
     return True
 
 

@@ -223,6 +223,32 @@ def build_model(args: EmiTrainingArguments, metadata: dict, root: Path):
     return build_unimodal_model(args.modality, args, metadata, root)
 
 
+SEQUENCE_COLUMNS = {"visual": "visual_features", "audio": "audio_features", "text": "text_features"}
+
+
+def set_trained_windows(model, train_split, args: EmiTrainingArguments) -> dict[str, int]:
+    """
+    Sets each unimodal part's `temporal_window` to the span this run's training shows it: its frame cap
+    (`max_frames`, `max_audio_frames`; the text model's transcripts are not cropped: `max_text_tokens`), or the
+    longest sequence of the training split when that is shorter (0 / no cap: that longest). Every position of a window
+    is then one training saw, and longer clips are scored in windows of it. Returns {modality: window}.
+    """
+    from .data import sequence_lengths
+
+    sub_configs = getattr(model.config, "sub_configs_of_modalities", None)
+    configs = sub_configs() if sub_configs else {args.modality: model.config}
+    windows = {}
+    for modality, config in configs.items():
+        column = SEQUENCE_COLUMNS[modality]
+        if column not in train_split.column_names:
+            continue
+        cap = {"visual": args.max_frames, "audio": args.max_audio_frames}.get(modality,
+                                                                             getattr(config, "max_text_tokens", None))
+        longest = int(sequence_lengths(train_split, column).max(initial=1))
+        config.temporal_window = windows[modality] = max(1, min(longest, cap or longest))
+    return windows
+
+
 def model_summary(model) -> dict:
     """Effective temporal hyperparameters (under the config's names) and parameter counts, for results.json."""
     sub_configs = getattr(model.config, "sub_configs_of_modalities", None)
