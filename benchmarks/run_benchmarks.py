@@ -53,9 +53,10 @@ SECTION_MODULES["encoders"] = "bench_encoders"  # face backbones (crops/s) and s
 SECTION_MODULES["streaming"] = "bench_streaming"  # EmiStreamer: per-hop compute, latency, real-time factor, memory
 SECTION_MODULES["disk"] = "bench_disk"  # the set-up commands' disk use on a clean clone (opt-in, about 10 minutes)
 SECTION_MODULES["scale"] = "bench_scale"  # Hume-scale dry run: disk, memory, time of merge/train/cv/evaluate/submit
-OPT_IN_SECTIONS = ["disk", "scale"]  # run only when named in --sections
+SECTION_MODULES["streaming_words"] = "bench_streaming_words"  # the streaming rows with / without the words only
+OPT_IN_SECTIONS = ["disk", "scale", "streaming_words"]  # run only when named in --sections
 APPEND_SECTIONS = ["scale"]  # their earlier rows are kept and the new ones appended (each row says its commit)
-OPTION_SECTIONS = ["scale"]  # modules with add_arguments(parser) and run(..., args=)
+OPTION_SECTIONS = ["scale", "streaming_words"]  # modules with add_arguments(parser) and run(..., args=)
 MEDIA_FREE_SECTIONS = ["disk", "scale"]  # sections that need no shared media
 
 def source_frames(path: Path) -> tuple[int, float]:
@@ -265,11 +266,14 @@ def bench_memory(media: Path, short_clip: Path, long_clip: Path) -> None:
 
 def write_table(path: Path, machine: str, threads: int, seconds: float, sections: list[str]) -> None:
     """Writes the table (`table.write_results`); rows of sections not run this time are kept from the previous
-    results file, each with its own date and machine."""
+    results file, each with its own date and machine, unless a row of this run replaces them (same section and
+    label: e.g. the streaming section's rows with the words, measured again by the section streaming_words)."""
     previous = path.with_suffix(".json")
     if previous.exists():
+        remeasured = {(r["section"], r["what"]) for r in ROWS if r["section"] not in APPEND_SECTIONS}
         kept = [r for r in json.loads(previous.read_text())["rows"]
-                if r["section"] not in sections or r["section"] in APPEND_SECTIONS]
+                if (r["section"] not in sections or r["section"] in APPEND_SECTIONS)
+                and (r["section"], r["what"]) not in remeasured]
         ROWS[:0] = kept
     latest = {"measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine, "threads": threads,
               "sections": list(sections), "wall_min": round(seconds / 60, 1)}

@@ -13,6 +13,9 @@ Environment variables (all optional):
     EMI_HF_TRANSCRIPTS    a model with a text part: transcripts of the clips (Filename,text CSV, JSON / JSONL) to use
                           instead of its ASR; default `quickstart/data/transcripts.csv` when there (synthetic). A
                           clip without one is scored without the text model, and the page says so.
+    EMI_HF_ASR_MODEL, EMI_HF_ASR_BACKEND  a model with a text part: the speech recognizer (Whisper id or folder;
+                          transformers or faster-whisper) for uploads without a transcript and for the Live tab's
+                          words; default the one the model's training transcripts came from.
     EMI_HF_MAX_FILE_MB    upload size cap in MB (default 50).
     EMI_HF_MAX_DURATION_S clip duration cap in seconds (default 60).
     EMI_HF_QUEUE_SIZE     requests that may wait in the queue (default 20).
@@ -399,7 +402,8 @@ class EmiDemo:
             # uploads: the model's ASR, or a transcripts file (None for a model without text)
             self.text_side = TextSide.for_model(
                 self.model, transcripts=transcripts or os.environ.get("EMI_HF_TRANSCRIPTS") or _default_transcripts(),
-                missing_ok=True, use_cache=False)
+                missing_ok=True, use_cache=False, asr_model=os.environ.get("EMI_HF_ASR_MODEL") or None,
+                asr_backend=os.environ.get("EMI_HF_ASR_BACKEND") or None)
         except RandomBackboneError as error:
             self.model = None
             self.load_error = f"{error} Restart the app with `EMI_HF_ALLOW_RANDOM_BACKBONES=1` to run it anyway."

@@ -91,6 +91,27 @@ def save_tiny_checkpoint(folder: Path) -> Path:
     return folder
 
 
+def save_tiny_three_way_checkpoint(folder: Path, asr_model: str | None = None, processor=None) -> Path:
+    """A tiny random visual + audio + text EmiFusionModel saved as a checkpoint folder, with a word-level
+    `text_tokenizer/` (on TINY_BERT's 64-token vocabulary) and a processor (default: MediaPipe at 10 fps). With
+    `asr_model`, its text config names that transformers Whisper folder as the ASR its transcripts came from."""
+    import torch
+
+    from emi_hf import EmiFusionModel
+    from emi_hf.processing_emi import EmiProcessor
+    from emi_hf.text import build_word_tokenizer
+    from emi_hf.text.encoder import TEXT_TOKENIZER_DIR
+
+    asr = {"asr_backend": "transformers", "asr_model": str(asr_model)} if asr_model else {"asr_backend": "file"}
+    torch.manual_seed(0)
+    EmiFusionModel(tiny_fusion_config(text_config=tiny_text_config(**asr))).save_pretrained(folder)
+    tokenizer = build_word_tokenizer(["what a wonderful surprise", "i did not expect that at all",
+                                      "that is so sad", "hello there how are you"], Path(folder) / TEXT_TOKENIZER_DIR)
+    assert len(tokenizer) <= TINY_BERT["vocab_size"]
+    (processor or EmiProcessor(face_detector="mediapipe", target_fps=10, use_cache=False)).save_pretrained(folder)
+    return folder
+
+
 def clean_site_prelude() -> str:
     """Python source that adds this interpreter's site-packages by hand, skipping .pth files that point at the emi_hf
     source (editable install): run with `python -S -c prelude + script` for a Python without emi_hf."""

@@ -15,6 +15,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from .cli_stream import add_stream_parser
 from .configuration_emi import EMOTION_NAMES
 from .errors import ExitCode, exit_code_table, extraction_exit_code, is_known_error, loading
 
@@ -232,35 +233,6 @@ def cmd_quickstart(args) -> int:
     run_quickstart(args.output_dir, num_train=args.num_train, num_valid=args.num_valid, epochs=args.epochs,
                    seed=args.seed, face_detector=args.face_detector, num_test=args.num_test)
     return 0
-
-
-def cmd_stream(args) -> int:
-    from .inference import load_for_inference
-    from .streaming import EmiStreamer, camera_events, file_events, run_stream
-
-    model, processor = load_for_inference(args.model, processor=args.processor,
-                                          allow_random_backbones=args.allow_random_backbones)
-    events = file_events(args.video) if args.video else camera_events(args.camera)
-    streamer = EmiStreamer(model, processor, window_s=args.window, hop_s=args.hop)
-    for update in run_stream(streamer, events, realtime=args.realtime, live=args.camera is not None):
-        print(json.dumps(update.to_dict()) if args.json else update.line(), flush=True)
-    return 0
-
-
-def _add_stream_parser(sub) -> None:
-    p = sub.add_parser("stream", help="live estimation from a video file or a camera, one line per hop")
-    p.add_argument("--model", required=True, help="a model folder or Hub id")
-    p.add_argument("--processor", help="processor folder (default: the model's own)")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--video", help="a video file played through the streamer")
-    source.add_argument("--camera", type=int, help="a local camera index (OpenCV; video only, no microphone)")
-    p.add_argument("--realtime", action="store_true",
-                   help="with --video: pace the file at real time (frames are dropped when compute falls behind)")
-    p.add_argument("--window", type=float, default=4.0, help="seconds each update covers (default 4)")
-    p.add_argument("--hop", type=float, default=0.5, help="seconds between updates (default 0.5)")
-    p.add_argument("--json", action="store_true", help="one JSON object per update")
-    _add_allow_random_arg(p)
-    p.set_defaults(func=cmd_stream)
 
 
 def _add_allow_random_arg(p) -> None:
@@ -567,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--face-detector", default="mediapipe")
     p.add_argument("--num-test", type=int, default=20, help="synthetic test clips (test_data/raw/) for the submission")
     p.set_defaults(func=cmd_quickstart)
-    _add_stream_parser(sub)
+    add_stream_parser(sub, _add_allow_random_arg)
     _add_import_features_parser(sub)
     _add_submit_parser(sub)
     _add_verify_submission_parser(sub)

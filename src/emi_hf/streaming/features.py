@@ -131,7 +131,9 @@ class AudioStore:
     def end_time(self) -> float:
         return self.start_time + (self.offset + len(self.samples)) / self.rate
 
-    def add(self, samples, rate: int, t: float | None) -> None:
+    def add(self, samples, rate: int, t: float | None) -> tuple[np.ndarray, float]:
+        """Appends a chunk; returns what was appended (mono at `rate`, silence before it when it starts after the
+        previous chunk ended) and the media time of its first sample."""
         samples = np.asarray(samples)
         if samples.dtype.kind == "i":
             samples = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max)
@@ -144,10 +146,12 @@ class AudioStore:
             gap = int(round((t - self.end_time) * self.rate))
             if gap > 0:
                 samples = np.concatenate([np.zeros(gap, np.float32), samples])
+        start = self.end_time
         self.samples = np.concatenate([self.samples, samples])
         surplus = len(self.samples) - self.keep
         if surplus > 0:
             self.samples, self.offset = self.samples[surplus:], self.offset + surplus
+        return samples, start
 
     def _index(self, time: float) -> int:
         return int(round((time - self.start_time) * self.rate))

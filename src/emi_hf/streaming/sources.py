@@ -47,9 +47,10 @@ def file_events(path, loops: int = 1) -> Iterator[tuple]:
         shift += length
 
 
-def camera_events(index: int = 0, max_seconds: float | None = None) -> Iterator[tuple]:
-    """Frames of local camera `index` (OpenCV) as ``("frame", rgb, t)``, `t` = seconds since the first frame.
-    OpenCV reads no microphone: the stream is visual only."""
+def camera_events(index: int = 0, max_seconds: float | None = None, origin: float | None = None) -> Iterator[tuple]:
+    """Frames of local camera `index` (OpenCV) as ``("frame", rgb, t)``, `t` = seconds since the first frame (or
+    since `origin`, a `time.perf_counter()` value: the clock shared with the microphone, `live_events`). OpenCV reads
+    no microphone."""
     import cv2
 
     capture = cv2.VideoCapture(int(index))
@@ -68,7 +69,7 @@ def camera_events(index: int = 0, max_seconds: float | None = None) -> Iterator[
             started = now if started is None else started
             if max_seconds is not None and now - started > max_seconds:
                 return
-            yield "frame", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), now - started
+            yield "frame", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), now - (started if origin is None else origin)
     finally:
         capture.release()
 
@@ -94,6 +95,7 @@ def run_stream(streamer, events: Iterable[tuple], realtime: bool = False, live: 
             else:
                 streamer.push_audio(np.asarray(event[1]), event[2], t)
             yield from streamer.poll()
-    finally:
-        remaining = streamer.close()
-    yield from remaining
+    except BaseException:  # an error, Ctrl-C, or the caller stopped reading: no waiting for the last words
+        streamer.close(wait_for_words=False)
+        raise
+    yield from streamer.close()

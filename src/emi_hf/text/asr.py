@@ -74,6 +74,13 @@ class AsrBackend:
     def settings(self) -> dict:
         raise NotImplementedError
 
+    def load(self) -> None:
+        """Loads the model now (otherwise on the first `transcribe`): a live stream loads it before it starts, so
+        that a model that cannot be loaded is reported at once and the first utterance does not wait for it."""
+        loader = getattr(self, "_load", None)
+        if loader is not None:
+            loader()
+
 
 class TransformersAsr(AsrBackend):
     """The transformers ASR pipeline, chunked long-form (``chunk_length_s`` windows, ``stride_length_s``

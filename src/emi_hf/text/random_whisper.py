@@ -19,12 +19,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["WHISPER_BASE_DIMS", "WHISPER_TINY_TEST_DIMS", "whisper_special_tokens", "build_random_whisper",
+__all__ = ["WHISPER_BASE_DIMS", "WHISPER_TINY_DIMS", "WHISPER_TINY_TEST_DIMS", "whisper_special_tokens", "build_random_whisper",
            "convert_to_ctranslate2"]
 
 NUM_TEXT_TOKENS = 50257
 WHISPER_TINY_TEST_DIMS = dict(d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
                               decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32)
+# openai/whisper-tiny's dimensions (39 M parameters)
+WHISPER_TINY_DIMS = dict(d_model=384, encoder_layers=4, decoder_layers=4, encoder_attention_heads=6,
+                         decoder_attention_heads=6, encoder_ffn_dim=1536, decoder_ffn_dim=1536)
 # openai/whisper-base's dimensions (74 M parameters)
 WHISPER_BASE_DIMS = dict(d_model=512, encoder_layers=6, decoder_layers=6, encoder_attention_heads=8,
                          decoder_attention_heads=8, encoder_ffn_dim=2048, decoder_ffn_dim=2048)

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["VadOptions", "SpeechDetector", "speech_frame_mask", "speech_seconds"]
+__all__ = ["VadOptions", "SpeechDetector", "SpeechStream", "speech_frame_mask", "speech_seconds"]
 
 VAD_SAMPLING_RATE = 16000
 
@@ -31,7 +31,8 @@ class VadOptions:
 
 
 def _load_silero():
-    """silero-vad's TorchScript model from the installed wheel, and its segmenter. Importing silero_vad calls
+    """silero-vad's TorchScript model from the installed wheel, and its segmenter (whole clips; `VADIterator` for
+    streams is in the same package). Importing silero_vad calls
     ``torch.set_num_threads(1)`` for the whole process (which would slow everything that runs after it, e.g. an
     extraction's backbones, to one thread): the thread count is restored."""
     import warnings
@@ -78,6 +79,66 @@ class SpeechDetector:
         with torch.inference_mode():
             stamps = self._segmenter(audio, self._model, sampling_rate=sampling_rate, **self.options.to_dict())
         return [[round(item["start"] / sampling_rate, 3), round(item["end"] / sampling_rate, 3)] for item in stamps]
+
+
+class SpeechStream:
+    """silero-vad over a stream, as it arrives: `feed` 16 kHz mono samples, get the speech segments that ended (in
+    samples from the start of the stream). silero-vad's own streaming rule (`VADIterator`: a segment starts at the
+    first 32 ms chunk whose speech probability reaches ``threshold`` and ends after ``min_silence_duration_ms`` below
+    ``threshold - 0.15``; ``speech_pad_ms`` on both sides) with the options of :class:`VadOptions`; segments shorter
+    than ``min_speech_duration_ms`` are dropped, as for whole clips. The model keeps state per stream, so every
+    stream loads its own copy (a 2 MB TorchScript file from the installed wheel)."""
+
+    CHUNK = 512  # samples per silero-vad step at 16 kHz
+
+    def __init__(self, options: VadOptions | None = None):
+        self.options = options or VadOptions()
+        model, _ = _load_silero()  # first: it imports silero_vad without letting it change the thread count
+        from silero_vad import VADIterator
+
+        self._iterator = VADIterator(model, threshold=self.options.threshold, sampling_rate=VAD_SAMPLING_RATE,
+                                     min_silence_duration_ms=self.options.min_silence_duration_ms,
+                                     speech_pad_ms=self.options.speech_pad_ms)
+        self._rest = np.zeros(0, np.float32)
+        self.position = 0  # samples fed to the model so far
+        self.speech_start: int | None = None  # the segment in progress (None: silence)
+
+    def feed(self, samples: np.ndarray) -> list[tuple[int, int]]:
+        """The segments ``(start, end)`` (samples) that ended within `samples`; the one still going is
+        `speech_start`."""
+        import torch
+
+        audio = np.concatenate([self._rest, np.asarray(samples, np.float32)])
+        stop = len(audio) - len(audio) % self.CHUNK
+        self._rest = audio[stop:]
+        ended = []
+        with torch.inference_mode():
+            for offset in range(0, stop, self.CHUNK):
+                event = self._iterator(torch.from_numpy(audio[offset : offset + self.CHUNK]))
+                self.position += self.CHUNK
+                if event and "start" in event:
+                    self.speech_start = int(event["start"])
+                elif event and "end" in event and self.speech_start is not None:
+                    ended += self._kept(self.speech_start, int(event["end"]))
+                    self.speech_start = None
+        return ended
+
+    def finish(self) -> list[tuple[int, int]]:
+        """The end of the stream: the segment still going ends at the last sample fed."""
+        start, self.speech_start = self.speech_start, None
+        self._iterator.reset_states()
+        return [] if start is None else self._kept(start, self.position + len(self._rest))
+
+    def split(self) -> tuple[int, int] | None:
+        """Ends the segment in progress here and starts the next at the same sample (a long utterance cut in two);
+        None in silence."""
+        if self.speech_start is None:
+            return None
+        start, self.speech_start = self.speech_start, self.position
+        return start, self.position
+
+    def _kept(self, start: int, end: int) -> list[tuple[int, int]]:
+        return [(start, end)] if end - start >= self.options.min_speech_duration_ms * VAD_SAMPLING_RATE / 1000 else []
 
 
 def speech_seconds(segments: list[list[float]]) -> float:
