@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import time
@@ -11,13 +12,20 @@ ROWS: list[dict] = []
 
 
 def row(section, what, value, unit, target=None, passed=None, note="", **fields):
-    """Records a row; `fields` (e.g. commit, machine, load_average) are kept in results.json beside the columns."""
+    """Records a row; `fields` (e.g. commit, machine, load_average) are kept in results.json beside the columns. Every
+    row names its machine (default: this one), which the docs' table shows (benchmarks/docs_table.py)."""
+    fields.setdefault("machine", _this_machine())
     entry = dict(section=section, what=what, value=value, unit=unit, target=target, passed=passed, note=note,
                  measured=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **fields)
     ROWS.append(entry)
     status = "" if passed is None else ("PASS" if passed else "FAIL")
     print(f"[{section}] {what}: {value} {unit} {('(target ' + target + ')') if target else ''} {status} {note}",
           flush=True)
+
+
+@functools.lru_cache(maxsize=1)
+def _this_machine() -> str:
+    return device_name()
 
 
 def device_name() -> str:
