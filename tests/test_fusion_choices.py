@@ -216,6 +216,11 @@ def test_training_options_reach_the_configs():
     assert args.fusion_mode == "cross-attention" and args.cross_attention_dim == 512
     assert temporal_overrides(args, "visual") | {"temporal_block": "lstm", "lstm_layers": 2, "lstm_hidden": 64} == \
         temporal_overrides(args, "visual")
+    from emi_hf.cli import build_parser as cli_parser
+
+    extract = cli_parser().parse_args(["extract", "--data-dir", "d", "--output", "o", "--text-encoder", "t",
+                                       "--text-pooling", "cls", "--text-max-tokens", "128"])
+    assert extract.text_pooling == "cls" and extract.text_max_tokens == 128
 
 
 def test_cross_attention_fusion_with_lstm_parts_trains_through_the_training_loop(tmp_path):
@@ -239,3 +244,65 @@ def test_cross_attention_fusion_with_lstm_parts_trains_through_the_training_loop
     assert model.config.fusion_type == "cross-attention" and model.config.modalities == ["visual", "audio", "text"]
     assert all(sub.temporal_block == "lstm" for sub in model.config.sub_configs_of_modalities().values())
     assert math.isfinite(results["validation"]["mean_pearson"])
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Text features: the [CLS] state, a token limit
+# ----------------------------------------------------------------------------------------------------------------------
+
+SENTENCES = ["what a wonderful surprise this is for all of us here today", "i am so sorry", "we did it"]
+
+
+def test_cls_text_features_with_a_token_limit_are_the_same_in_extraction_and_prediction(tmp_path):
+    """`emi-hf extract --text-pooling cls --text-max-tokens 6`'s text stage caches the encoder's [CLS] state of the
+    truncated transcript `[1, D]`; the base text model it writes carries both settings, and a model scoring raw
+    transcripts (predict / stream: `TextSide` tokens -> the model's own encoder) computes the same features."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from emi_hf.configuration_emi import EMOTION_NAMES
+    from emi_hf.data.text_features import TextStage
+    from emi_hf.inference import TextSide
+    from emi_hf.text import build_word_text_encoder
+
+    encoder_dir = build_word_text_encoder(SENTENCES, tmp_path / "encoder", hidden_size=24, num_attention_heads=2)
+    stage = TextStage.from_options(text_encoder=str(encoder_dir), vad=False, text_pooling="cls", max_text_tokens=6)
+    cached = stage.encoder.encode(SENTENCES[0])
+    assert cached.features.shape == (1, 24) and cached.mask.tolist() == [1] and cached.truncated
+    tokenizer, encoder = AutoTokenizer.from_pretrained(encoder_dir), AutoModel.from_pretrained(encoder_dir).eval()
+    tokens = tokenizer([SENTENCES[0]], truncation=True, max_length=6, return_tensors="pt")
+    assert tokens["input_ids"].shape[1] == 6
+    with torch.no_grad():
+        states = encoder(**tokens).last_hidden_state
+    torch.testing.assert_close(torch.from_numpy(cached.features), states[:, 0], atol=1e-5, rtol=1e-5)
+    assert stage.record()["text_pooling"] == "cls" and stage.record()["max_text_tokens"] == 6
+    stage.save_base(tmp_path / "base_text", EMOTION_NAMES)
+
+    model = EmiTextModel.from_pretrained(tmp_path / "base_text").eval()
+    assert model.config.text_pooling == "cls" and model.config.max_text_tokens == 6
+    side = TextSide(model)
+    raw = side.inputs([SENTENCES[0], ""], "cpu")
+    assert raw["input_ids"].shape[1] == 6  # truncated to the model's limit
+    with torch.no_grad():
+        from_tokens = model(**raw)
+        from_cache = model(text_features=torch.from_numpy(cached.features)[None], text_mask=torch.ones(1, 1))
+    torch.testing.assert_close(from_tokens.intensities[:1], from_cache.intensities, atol=1e-5, rtol=1e-5)
+    assert from_tokens.last_hidden_state.shape[1] == 1 and torch.isnan(from_tokens.intensities[1]).all()
+
+
+def test_mean_text_pooling_and_the_default_stays_every_token(tmp_path):
+    from emi_hf.data.text_features import TextStage
+    from emi_hf.text import build_word_text_encoder
+    from emi_hf.text.encoder import TextEncoder
+
+    encoder_dir = build_word_text_encoder(SENTENCES, tmp_path / "encoder", hidden_size=24, num_attention_heads=2)
+    tokens = TextEncoder(str(encoder_dir)).encode(SENTENCES[1])
+    mean = TextEncoder(str(encoder_dir), pooling="mean").encode(SENTENCES[1])
+    assert tokens.features.shape == (6, 24)  # [CLS] i am so sorry [SEP]: every token's state, as before
+    torch.testing.assert_close(torch.from_numpy(mean.features[0]), torch.from_numpy(tokens.features).mean(0))
+    # The default record is that of earlier versions, so their feature folders keep resuming.
+    assert "text_pooling" not in TextStage.from_options(text_encoder=str(encoder_dir), vad=False).record()
+    with pytest.raises(ValueError, match="text pooling"):
+        TextEncoder(str(encoder_dir), pooling="max")
+    with pytest.raises(EmiConfigError, match="text_pooling"):
+        tiny_text_config(text_pooling="max")
+    assert tiny_text_config(text_max_tokens=128).max_text_tokens == 128
