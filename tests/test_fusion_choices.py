@@ -306,3 +306,71 @@ def test_mean_text_pooling_and_the_default_stays_every_token(tmp_path):
     with pytest.raises(EmiConfigError, match="text_pooling"):
         tiny_text_config(text_pooling="max")
     assert tiny_text_config(text_max_tokens=128).max_text_tokens == 128
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Licences: the model card takes the most restrictive one; push warns when it is not permissive
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _save_fusion_with_encoders(folder, speech_encoder: str, results: dict | None = None):
+    config = EmiFusionConfig(
+        visual_config=tiny_visual_config(backbone_provenance={"kind": "pretrained", "source": "timm:resnet18.tv_in1k"}),
+        audio_config=tiny_audio_config(speech_encoder_name=speech_encoder),
+        text_config=tiny_text_config(text_encoder_name="Alibaba-NLP/gte-en-mlm-base", asr_backend="faster-whisper",
+                                     asr_model="large-v3"))
+    torch.manual_seed(0)
+    EmiFusionModel(config).save_pretrained(folder)
+    if results is not None:
+        (folder / "results.json").write_text(json.dumps(results))
+    return folder
+
+
+def test_weights_licences_and_the_most_restrictive_one():
+    from emi_hf.provenance import card_licence, weights_licence
+
+    assert weights_licence("audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim") == "cc-by-nc-sa-4.0"
+    assert weights_licence("facebook/wav2vec2-base") == "apache-2.0"
+    assert weights_licence("google/vit-huge-patch14-224-in21k") == "apache-2.0"
+    assert weights_licence("openai/whisper-large-v3-turbo") == "apache-2.0"
+    assert weights_licence("timm:resnet18.tv_in1k") == weights_licence("resnet18") == "bsd-3-clause"
+    assert weights_licence("/hf/hub/models--audeering--wav2vec2-large-robust-12-ft-emotion-msp-dim/snapshots/ab12") \
+        == "cc-by-nc-sa-4.0"  # a Hub cache folder is its repository
+    assert weights_licence("someone/unknown-model") is None
+    permissive = card_licence(tiny_fusion_dict("facebook/wav2vec2-base"))
+    assert permissive["license"] == "apache-2.0" and permissive["permissive"] and not permissive["notes"]
+    restricted = card_licence(tiny_fusion_dict("audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim"))
+    assert restricted["license"] == "cc-by-nc-sa-4.0" and not restricted["permissive"]
+    assert any("non-commercial" in note for note in restricted["notes"])
+    unknown = card_licence(tiny_fusion_dict("someone/unknown-model"))
+    assert unknown["license"] == "other" and any("someone/unknown-model" in n and "unknown" in n for n in unknown["notes"])
+    assert card_licence(tiny_fusion_dict("facebook/wav2vec2-base"), declared="cc-by-nc-4.0")["license"] == "cc-by-nc-4.0"
+
+
+def tiny_fusion_dict(speech_encoder: str) -> dict:
+    return EmiFusionConfig(
+        visual_config=tiny_visual_config(backbone_provenance={"kind": "pretrained", "source": "google/vit-base-patch16-224-in21k"}),
+        audio_config=tiny_audio_config(speech_encoder_name=speech_encoder),
+        text_config=tiny_text_config(text_encoder_name="Alibaba-NLP/gte-en-mlm-base", asr_backend="transformers",
+                                     asr_model="openai/whisper-large-v3")).to_dict()
+
+
+def test_model_card_takes_the_most_restrictive_licence_and_push_warns(tmp_path, monkeypatch):
+    from emi_hf.hub import HubOfflineError, push_model, render_model_card
+    from emi_hf.provenance import LicenceWarning
+
+    folder = _save_fusion_with_encoders(tmp_path / "run", "audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim")
+    card = str(render_model_card(folder, "user/emi"))
+    assert "\nlicense: cc-by-nc-sa-4.0\n" in card.split("---")[1]
+    assert "## Licence" in card and "`Systran/faster-whisper-large-v3`, mit" in card and "non-commercial" in card
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.warns(LicenceWarning, match="cc-by-nc-sa-4.0.*non-commercial"), pytest.raises(HubOfflineError):
+        push_model(folder, "user/emi", token="hf_x")  # warned before anything is sent
+    permissive = _save_fusion_with_encoders(tmp_path / "ok", "facebook/wav2vec2-base")
+    assert "\nlicense: apache-2.0\n" in str(render_model_card(permissive, "user/emi")).split("---")[1]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LicenceWarning)
+        with pytest.raises(HubOfflineError):
+            push_model(permissive, "user/emi", token="hf_x")
