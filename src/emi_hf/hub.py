@@ -67,6 +67,7 @@ from huggingface_hub.errors import (
 
 from .configuration_emi import EMOTION_NAMES
 from .errors import EmiError, EmiUsageError
+from .provenance import warn_unless_permissive
 from .results import RESULTS_FILE, read_results
 from .text.encoder import TEXT_TOKENIZER_DIR
 
@@ -402,18 +403,6 @@ def _model_files(folder: Path) -> list[Path]:
     return files
 
 
-def _warn_unless_permissive(folder: Path, config: dict) -> None:
-    """A `LicenceWarning` when the model's licence (`provenance.card_licence`) is not permissive or not known."""
-    from .provenance import LicenceWarning, card_licence
-
-    licence = card_licence(config, (read_results(folder, _label_names(config)) or {}).get("license"))
-    if not licence["permissive"]:
-        warnings.warn(
-            f"{folder}: this model's licence is {licence['license']!r}, not a permissive one: "
-            f"{'; '.join(licence['notes']) or 'see the model card'}. The model card says so; publish it only under "
-            "those terms (a non-commercial licence binds the fine-tuned model too).", LicenceWarning, stacklevel=3)
-
-
 def push_model(
     folder: str | os.PathLike,
     repo_id: str,
@@ -453,7 +442,7 @@ def push_model(
     files = _model_files(folder)
     card = model_card if model_card is not None else render_model_card(folder, repo_id)
     config = _read_json(folder / "config.json")
-    _warn_unless_permissive(folder, config)
+    warn_unless_permissive(folder, config, (read_results(folder, _label_names(config)) or {}).get("license"))
     missing_code = [name for name in code_files(config) if not (folder / name).is_file()]
     if not config.get("auto_map") or missing_code:
         warnings.warn(

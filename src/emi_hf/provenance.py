@@ -441,10 +441,20 @@ class LicenceWarning(UserWarning):
     """A model about to be published carries weights under a licence that is not permissive (or unknown)."""
 
 
+def warn_unless_permissive(folder, config, declared: str | None = None) -> None:
+    """A `LicenceWarning` when the licence of the model saved in `folder` (`card_licence`) is not permissive."""
+    licence = card_licence(config, declared)
+    if not licence["permissive"]:
+        warnings.warn(
+            f"{folder}: this model's licence is {licence['license']!r}, not a permissive one: "
+            f"{'; '.join(licence['notes']) or 'see the model card'}. The model card says so; publish it only under "
+            "those terms (a non-commercial licence binds the fine-tuned model too).", LicenceWarning, stacklevel=3)
+
+
 __all__ = [
     "ALLOW_ENV", "ALLOW_FLAG", "backbone_fingerprint", "update_with_weights", "ALLOW_KEYWORD", "BackboneCheck", "BackboneWarning", "KINDS", "RandomBackboneError",
     "allowed_by_environment", "base_record", "card_provenance", "check_raw_input_backbones", "derived_record",
     "describe", "no_backbone_record", "passed_check", "provenance", "random_record", "record_of", "stamp", "unimodal_parts",
     "weights_record", "KNOWN_LICENCES", "LICENCE_ORDER", "LicenceWarning", "PERMISSIVE_LICENCES", "card_licence",
-    "weights_licence",
+    "warn_unless_permissive", "weights_licence",
 ]
