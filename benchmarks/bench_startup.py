@@ -7,8 +7,9 @@
   random weights saved with a processor, mediapipe face detector, no clip cache): wall time and peak RSS.
 
 Each is run `--startup-repeats` times (default 3) and the minimum is kept (the machine is shared: the minimum is the
-run least disturbed by other processes; the load average is in the note). `--startup-src DIR` measures another
-source tree's package (e.g. main's `src`, for the before rows) through PYTHONPATH, with the same interpreter.
+run least disturbed by other processes; the load average is in the note). `--startup-src DIR [DIR ...]` measures these
+source trees' packages in turn (e.g. main's `src` and this one, for before / after rows) through PYTHONPATH, with the
+same interpreter.
 
     python benchmarks/run_benchmarks.py --sections startup [--startup-src /path/to/other/src]
 """
@@ -29,21 +30,23 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--startup-src", help="source tree whose emi_hf to measure (default: this checkout's src)")
+    parser.add_argument("--startup-src", nargs="+", help="source trees whose emi_hf to measure, each in turn (default: "
+                        "this checkout's src), e.g. main's src and this one for before / after rows")
     parser.add_argument("--startup-repeats", type=int, default=3, help="runs per measurement; the minimum is kept")
 
 
 def _timed(command: list[str], env: dict) -> tuple[float, float, str]:
-    """Wall seconds and peak RSS (MiB) of one child process (os.wait4's rusage: that child alone)."""
+    """Wall seconds and peak RSS (MiB) of one child process. The RSS comes from GNU time (`/usr/bin/time -f %M`),
+    itself a small process: the rusage of a child forked from this (large) process would start at this one's size."""
+    timer = ["/usr/bin/time", "-f", "TIME %e %M"] if Path("/usr/bin/time").exists() else []
     began = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(process.pid, 0)
+    done = subprocess.run([*timer, *command], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - began
-    out, err = process.stdout.read(), process.stderr.read()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}): {err[-500:]}")
-    return wall, usage.ru_maxrss / 1024, out
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr[-500:]}")
+    lines = [line for line in done.stderr.splitlines() if line.startswith("TIME ")]
+    rss = int(lines[-1].split()[2]) / 1024 if lines else float("nan")
+    return wall, rss, done.stdout
 
 
 def _best(command: list[str], env: dict, repeats: int) -> tuple[float, float, list[float]]:
@@ -70,10 +73,16 @@ def _predict_checkpoint(folder: Path) -> None:
 
 
 def run(media: Path, work: Path, quick: bool, args=None) -> None:
-    src = Path(getattr(args, "startup_src", None) or REPO / "src").resolve()
-    repeats = getattr(args, "startup_repeats", 3)
+    long_clip = build_long_clip(media, work / "long_1min.mp4", min_duration_s=60)
+    clip = cut_clip(long_clip, work / "clip_10s.mp4", start=19.7, duration=10.0)
+    for src in getattr(args, "startup_src", None) or [REPO / "src"]:
+        _run_one(Path(src).resolve(), clip, getattr(args, "startup_repeats", 3))
+
+
+def _run_one(src: Path, clip: Path, repeats: int) -> None:
     env = {**os.environ, "PYTHONPATH": str(src), "HF_HUB_OFFLINE": "1"}
     which = "this checkout" if src == (REPO / "src").resolve() else str(src)
+    which = which if which == "this checkout" else src.parent.name  # e.g. "main" for /work/main/src
     cli = [sys.executable, "-m", "emi_hf.cli"]
 
     wall, rss, walls = _best([*cli, "--help"], env, repeats)
@@ -86,8 +95,6 @@ def run(media: Path, work: Path, quick: bool, args=None) -> None:
         row("startup", f"python -c '{label}' ({which})", round(wall, 2), "s",
             note=_note(walls, f"; peak RSS {rss:.0f} MiB"))
 
-    long_clip = build_long_clip(media, work / "long_1min.mp4", min_duration_s=60)
-    clip = cut_clip(long_clip, work / "clip_10s.mp4", start=19.7, duration=10.0)
     with tempfile.TemporaryDirectory() as folder:
         _predict_checkpoint(Path(folder))
         command = [*cli, "predict", str(clip), "--model", folder, "--allow-random-backbones", "--json"]
