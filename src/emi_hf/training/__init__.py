@@ -20,24 +20,36 @@ plot_scatter(predictions, labels, results["label_names"], "runs/visual/scatter.p
 `TrainingArguments` (the arguments' name before) still imports, with a DeprecationWarning.
 """
 
-from .arguments import EmiTrainingArguments, build_parser, deprecated_name, parse_args
-from .evaluation import evaluate_model, plot_scatter, predict, score_predictions
-from .loop import TrainingState, main, train, training_loss
+from __future__ import annotations
 
-__all__ = [
-    "EmiTrainingArguments",
-    "TrainingState",
-    "build_parser",
-    "evaluate_model",
-    "main",
-    "parse_args",
-    "plot_scatter",
-    "predict",
-    "score_predictions",
-    "train",
-    "training_loss",
-]
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .arguments import EmiTrainingArguments, build_parser, parse_args
+    from .evaluation import evaluate_model, plot_scatter, predict, score_predictions
+    from .loop import TrainingState, main, train, training_loss
+
+# Imported on first use (PEP 562): `emi-hf train --help` needs only the arguments, not torch or accelerate.
+_LAZY = {
+    **dict.fromkeys(("EmiTrainingArguments", "build_parser", "parse_args"), ".arguments"),
+    **dict.fromkeys(("evaluate_model", "plot_scatter", "predict", "score_predictions"), ".evaluation"),
+    **dict.fromkeys(("TrainingState", "main", "train", "training_loss"), ".loop"),
+}
+
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str):
-    return deprecated_name(__name__, name)
+    module = _LAZY.get(name)
+    if module is None:
+        from .arguments import deprecated_name
+
+        return deprecated_name(__name__, name)
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -19,11 +19,14 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
-from ..configuration_emi import LOSS_TYPES, POOLING_TYPES, TEMPORAL_BLOCKS
 from ..errors import EmiUsageError
 from ..results import trained_settings
 
 MODALITIES = ("visual", "audio", "text", "fusion")
+# configuration_emi's choices, repeated here so that `emi-hf train --help` imports no torch (a test checks they agree)
+LOSS_TYPES = ("mse", "ccc", "pearson")
+POOLING_TYPES = ("mean", "attention")
+TEMPORAL_BLOCKS = ("tcn-transformer", "lstm")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 FUSION_MODES = ("late", "joint", "feature", "cross-attention")
 TRACKERS = ("tensorboard", "none", "all", "wandb", "mlflow", "comet_ml", "aim", "clearml")

@@ -7,14 +7,14 @@ from __future__ import annotations
 import json
 import sys
 
-from .errors import EmiUsageError
+from ..errors import EmiUsageError
 
 __all__ = ["add_stream_parser", "cmd_stream"]
 
 
 def cmd_stream(args) -> int:
-    from .inference import load_for_inference
-    from .streaming import EmiStreamer, file_events, live_events, run_stream
+    from ..inference import load_for_inference
+    from ..streaming import EmiStreamer, file_events, live_events, run_stream
 
     live = args.camera is not None or args.microphone is not None
     if args.video is None and not live:
@@ -23,7 +23,7 @@ def cmd_stream(args) -> int:
         raise EmiUsageError("--video plays a file (its own audio included): it does not go with --camera or "
                             "--microphone")
     if args.microphone is not None:  # the device first: a missing one fails before the model loads
-        from .streaming.microphone import input_device
+        from ..streaming.microphone import input_device
 
         input_device(None if args.microphone == "default" else args.microphone)
     model, processor = load_for_inference(args.model, processor=args.processor,
@@ -41,7 +41,7 @@ def cmd_stream(args) -> int:
 
 def _stream_words(args, model):
     """(TextSide, known transcript) of `emi-hf stream` for a model with a text part; (None, None) without one."""
-    from .inference import TextSide
+    from ..inference import TextSide
 
     text_side = TextSide.for_model(model, transcripts=args.transcripts, asr_model=args.asr_model,
                                    asr_backend=args.asr_backend, language=args.language, use_cache=False)

@@ -1,0 +1,5 @@
+"""`python -m emi_hf.cli ...` = `emi-hf ...`."""
+
+from . import main
+
+raise SystemExit(main())
