@@ -131,17 +131,28 @@ def _as_clip_list(value, is_batch) -> list | None:
     return None
 
 
+def _channels_last(frames):
+    """Frames `[..., 3, H, W]` (channels first, as transformers' video processors also take them) -> `[..., H, W,
+    3]`; channels-last frames (and paths, None) pass unchanged. A shape that reads both ways (`[T, 3, H, 3]`) is
+    taken as channels last, as before."""
+    if isinstance(frames, np.ndarray) and frames.ndim >= 3 and frames.shape[-3] in (1, 3) \
+            and frames.shape[-1] not in (1, 3):
+        return np.ascontiguousarray(np.moveaxis(frames, -3, -1))
+    return frames
+
+
 def _as_video_list(videos) -> list:
-    """One entry per clip: a path, a frames array [T, H, W, 3] or None."""
+    """One entry per clip: a path, a frames array [T, H, W, 3] (given `[T, H, W, 3]` or `[T, 3, H, W]`) or None."""
     clips = _as_clip_list(videos, lambda array: array.ndim == 5)
     if clips is not None:
-        return clips
+        return [_channels_last(clip) for clip in clips]
     if isinstance(videos, (list, tuple)):
         if len(videos) == 0:
             raise EmiInputError(None, "`videos` is an empty list.")
+        videos = [np.asarray(v) if hasattr(v, "numpy") and not isinstance(v, np.ndarray) else v for v in videos]
         if all(isinstance(v, np.ndarray) and v.ndim == 3 for v in videos):
-            return [np.stack(videos)]  # a list of frames is one video
-        return list(videos)
+            return [_channels_last(np.stack(videos))]  # a list of frames is one video
+        return [_channels_last(v) for v in videos]
     raise TypeError(f"videos must be a path, a list of paths or decoded frames, got {type(videos).__name__}")
 
 
