@@ -55,7 +55,9 @@ try:
     from emi_hf.media.stages import ClipStages
 
     MEDIA_IMPORT_ERROR = None
-except ImportError as _error:  # the remote-code copy in a Python without emi-hf
+except ImportError as _error:  # the remote-code copy in a Python without emi-hf (inside emi-hf: a real error)
+    if __name__.startswith("emi_hf."):
+        raise
     MEDIA_IMPORT_ERROR = _error
     ClipData = ClipPipeline = ClipStages = Any
     from .processing_standalone_emi import (  # noqa: F811  (stand-ins of the same names)
@@ -69,6 +71,8 @@ except ImportError as _error:  # the remote-code copy in a Python without emi-hf
 __all__ = ["EmiBatch", "EmiVideoProcessor", "EmiProcessor", "model_inputs", "register_processor"]
 
 _DEFAULTS = ClipSettings()  # the keywords' defaults (ClipSettings owns them)
+
+
 def require_media(what: str) -> None:
     """Raises ImportError naming what to install when `what` needs emi-hf's media package and it is missing."""
     if MEDIA_IMPORT_ERROR is not None:
