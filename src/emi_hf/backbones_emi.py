@@ -174,7 +174,8 @@ def _cached_or_downloaded_imagenet_weights() -> dict:
             raise BackboneFileNotFoundError(
                 f"The ImageNet ResNet18 weights ({RESNET18_HUB_REPO}) are not in {where} and downloads are off "
                 f"(HF_HUB_OFFLINE / EMI_HF_OFFLINE). Run `hf download {RESNET18_HUB_REPO} {RESNET18_HUB_FILE}` on a "
-                "connected machine with the same HF_HOME, or pass the file's path."
+                f"connected machine with the same HF_HOME, place torchvision's {os.path.basename(legacy)} at {legacy}, "
+                "or pass the file's path."
             ) from error
         raise BackboneUnavailableError(
             f"Could not fetch the ImageNet ResNet18 weights {RESNET18_HUB_REPO}/{RESNET18_HUB_FILE} into {where} "
