@@ -19,6 +19,8 @@ Environment variables (all optional):
     EMI_HF_MAX_FILE_MB    upload size cap in MB (default 50).
     EMI_HF_MAX_DURATION_S clip duration cap in seconds (default 60).
     EMI_HF_QUEUE_SIZE     requests that may wait in the queue (default 20).
+    EMI_HF_CACHE_EXAMPLES results of the example clips cached: `lazy` (computed once, at the first click; the
+                          default on a Space), `eager` (all at start-up) or `0` (the default elsewhere).
     EMI_HF_ALLOW_RANDOM_BACKBONES  1: run a model whose backbones are random or absent (the offline quickstart's);
                           without it such a model is refused and the page says why (its numbers mean nothing).
     EMI_HF_TEMP_MAX_AGE_S Gradio's temporary files (uploads, result images) older than this are deleted, checked as
@@ -575,6 +577,20 @@ def _short(model_id: str) -> str:
         return str(Path(*path.parts[-2:]))
 
 
+def examples_cache_mode() -> str | None:
+    """How the examples' results are cached (`EMI_HF_CACHE_EXAMPLES`): `"lazy"` (each example computed once, at its
+    first click; the default on a Space, where `SPACE_ID` is set), `"eager"` (all at start-up), or None (`0`, the
+    default elsewhere: every click computes)."""
+    value = os.environ.get("EMI_HF_CACHE_EXAMPLES", "lazy" if os.environ.get("SPACE_ID") else "0").strip().lower()
+    if value in ("0", "false", "no", "off", ""):
+        return None
+    if value in ("1", "true", "yes", "on", "lazy"):
+        return "lazy"
+    if value == "eager":
+        return "eager"
+    raise ValueError(f"EMI_HF_CACHE_EXAMPLES={value!r}: use lazy, eager or 0.")
+
+
 def build_demo(model_path: str | os.PathLike | None = None, examples_dir: str | os.PathLike | None = None,
                max_file_mb: float | None = None, max_duration_s: float | None = None,
                queue_size: int | None = None) -> gr.Blocks:
@@ -610,15 +626,27 @@ def build_demo(model_path: str | os.PathLike | None = None, examples_dir: str | 
             gr.Markdown(f"⚠️ **The app has no model.** {engine.load_error}", elem_id="emi-status")
         for note in engine.backbone_notes:
             gr.Markdown(f"⚠️ **Backbone:** {note}", elem_id="emi-backbone-warning")
+        # the outputs, made first (rendered below in their places) so that the examples can name them
+        bars = gr.Plot(label="Clip intensities: face, voice and fused", show_label=False, format="png",
+                       elem_id="emi-bars", render=False)
+        summary = gr.Markdown(label="Summary", value="_Results appear here._", elem_id="emi-summary", render=False)
+        timeline = gr.Plot(label="Timeline: frame-level intensities", show_label=False, format="png",
+                           elem_id="emi-timeline", render=False)
+        faces = gr.Gallery(label="Detected faces (aligned crops)", columns=4, height=300, object_fit="contain",
+                           format="png", elem_id="emi-faces", render=False)
+        raw = gr.JSON(label="Result", elem_id="emi-json", render=False)
         with gr.Tab("Clip", elem_id="emi-tab-clip"):
             with gr.Row(equal_height=False):
                 with gr.Column(scale=2, min_width=320):
                     video = gr.Video(label="Video", sources=["upload", "webcam"], height=300, elem_id="emi-video")
                     button = gr.Button("Analyse", variant="primary", elem_id="emi-analyse")
                     if examples:
+                        cache_mode = examples_cache_mode() if engine.ready else None
                         gr.Examples(examples=[[p] for p in examples], inputs=[video],
                                     label="Examples (synthetic clips)", examples_per_page=NUM_EXAMPLES,
-                                    elem_id="emi-examples")
+                                    elem_id="emi-examples", fn=predict if cache_mode else None,
+                                    outputs=[bars, timeline, faces, summary, raw] if cache_mode else None,
+                                    cache_examples=bool(cache_mode), cache_mode=cache_mode or "eager")
                     gr.Markdown(
                         f"Limits: videos ({', '.join(e.lstrip('.') for e in READABLE_VIDEO_EXTENSIONS[:5])}, ...) "
                         f"up to {max_file_mb:g} MB and {max_duration_s:g} s. Requests run one at a time; others wait "
@@ -626,18 +654,15 @@ def build_demo(model_path: str | os.PathLike | None = None, examples_dir: str | 
                         elem_id="emi-limits",
                     )
                 with gr.Column(scale=3, min_width=420):
-                    bars = gr.Plot(label="Clip intensities: face, voice and fused", show_label=False, format="png",
-                                   elem_id="emi-bars")
-                    summary = gr.Markdown(label="Summary", value="_Results appear here._", elem_id="emi-summary")
+                    bars.render()
+                    summary.render()
             with gr.Row(equal_height=False):
                 with gr.Column(scale=3, min_width=420):
-                    timeline = gr.Plot(label="Timeline: frame-level intensities", show_label=False, format="png",
-                                       elem_id="emi-timeline")
+                    timeline.render()
                 with gr.Column(scale=2, min_width=320):
-                    faces = gr.Gallery(label="Detected faces (aligned crops)", columns=4, height=300,
-                                       object_fit="contain", format="png", elem_id="emi-faces")
+                    faces.render()
             with gr.Accordion("Raw numbers (JSON, as the API returns them)", open=False):
-                raw = gr.JSON(label="Result", elem_id="emi-json")
+                raw.render()
             button.click(predict, inputs=[video], outputs=[bars, timeline, faces, summary, raw], api_name=API_NAME,
                          concurrency_limit=1)
         with gr.Tab("Live", elem_id="emi-tab-live"):

@@ -276,3 +276,29 @@ def test_a_model_with_text_shows_the_transcript_and_a_text_bar(app, media_dir, t
     other = engine.analyse(str(media_dir / "debate_5s.mp4")).to_json()  # not in the file: no transcript
     assert other["transcript"] == "" and all(v is None for v in other["text"].values())
     assert any("text model was skipped" in note for note in other["missing"])
+
+
+def test_space_caches_examples_and_installs_a_cpu_torch(app, tiny_checkpoint, media_dir, monkeypatch):
+    from helpers import REPO_ROOT
+
+    for env, expected in (({}, None), ({"SPACE_ID": "org/space"}, "lazy"), ({"EMI_HF_CACHE_EXAMPLES": "eager"}, "eager"),
+                          ({"SPACE_ID": "org/space", "EMI_HF_CACHE_EXAMPLES": "0"}, None)):
+        monkeypatch.delenv("SPACE_ID", raising=False)
+        monkeypatch.delenv("EMI_HF_CACHE_EXAMPLES", raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        assert app.examples_cache_mode() == expected, env
+    monkeypatch.setenv("EMI_HF_CACHE_EXAMPLES", "sometimes")
+    with pytest.raises(ValueError, match="EMI_HF_CACHE_EXAMPLES"):
+        app.examples_cache_mode()
+    counts = {}
+    for mode in ("0", "lazy"):
+        monkeypatch.setenv("EMI_HF_CACHE_EXAMPLES", mode)
+        monkeypatch.setenv("GRADIO_EXAMPLES_CACHE", str(tiny_checkpoint.parent / "examples_cache"))
+        demo = app.build_demo(model_path=tiny_checkpoint, examples_dir=media_dir)
+        counts[mode] = len(demo.fns)
+    assert counts["lazy"] > counts["0"]  # the examples' cached results are served by an event of their own
+    requirements = [line.strip() for line in (REPO_ROOT / "demo" / "requirements.txt").read_text().splitlines()
+                    if line.strip() and not line.startswith("#")]
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in requirements
+    assert any(line.startswith("torch>=") for line in requirements)

@@ -127,8 +127,9 @@ def test_push_pull_fusion_model_and_card(hub, tmp_path):
     assert {"emi-hf", "emotion-recognition", "audiovisual", "abaw"} <= set(metadata["tags"])
     assert metadata["datasets"] == ["tester/emi-features"]
     metrics = {m["name"]: m["value"] for m in metadata["model-index"][0]["results"][0]["metrics"]}
-    assert metrics.pop("Mean Pearson r") == results["validation"]["mean_pearson"]
-    assert metrics == {f"Pearson r ({name})": value for name, value in results["validation"]["per_emotion"].items()}
+    assert metrics.pop("Mean Pearson r") == round(results["validation"]["mean_pearson"], 4)
+    assert metrics == {f"Pearson r ({name})": round(value, 4)
+                       for name, value in results["validation"]["per_emotion"].items()}
     assert metadata["model-index"][0]["results"][0]["dataset"]["split"] == "validation"
     for text in (
         "not a diagnosis", "consented", "Hume-Vidmimic2", 'EmiFusionModel.from_pretrained("tester/emi-fusion")',
@@ -193,10 +194,14 @@ def test_features_round_trip(hub, errors_and_features):
     result = errors_and_features["features"]
     assert result["from_object"] == result["expected"]
     assert result["from_folder"] == result["expected"]
+    assert result["from_legacy"] == result["expected"]
+    # Parquet in push_to_hub's layout, the old layout's files gone: load_dataset and the dataset viewer read it
+    assert [f for f in result["files"] if f != ".gitattributes"] == [
+        "README.md", "data/test-00000-of-00001.parquet", "data/train-00000-of-00001.parquet"]
     repo = hub.store.repos[("dataset", f"{USER}/emi-features")]
     assert repo.private, "features repos are private by default"
-    assert "dataset_dict.json" in repo.commits[repo.branches["main"]].tree
-    assert "README.md" in repo.commits[repo.branches["main"]].tree
+    tree = repo.commits[repo.branches["main"]].tree
+    assert "data/train-00000-of-00001.parquet" in tree and "README.md" in tree and "dataset_dict.json" not in tree
 
 
 def test_packaged_templates_match_hub_folder():
@@ -522,16 +527,25 @@ def scenario_features(workdir: str) -> dict:
             for name, split in dataset_dict.items()
         }
 
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=TOKEN)
     push_features(features, f"{USER}/emi-features", token=TOKEN)
     from_object = pull_features(f"{USER}/emi-features", token=TOKEN)
     folder = Path(workdir) / "saved"
     features.save_to_disk(str(folder))
+    # a repo in the save_to_disk layout, as earlier versions pushed it: still pulled; pushed over, it is replaced
+    api.create_repo(f"{USER}/emi-features-2", repo_type="dataset")
+    api.upload_folder(repo_id=f"{USER}/emi-features-2", folder_path=str(folder), repo_type="dataset")
+    from_legacy = pull_features(f"{USER}/emi-features-2", token=TOKEN)
     commit = push_features(folder, f"{USER}/emi-features-2", private=False, token=TOKEN)
     from_folder = pull_features(f"{USER}/emi-features-2", revision=commit.oid)  # public: no token needed
     return {
         "expected": summary(features),
         "from_object": summary(from_object),
         "from_folder": summary(from_folder),
+        "from_legacy": summary(from_legacy),
+        "files": sorted(api.list_repo_files(f"{USER}/emi-features-2", repo_type="dataset")),
     }
 
 

@@ -1,5 +1,6 @@
 """emi_hf.metrics against scipy, edge-case conventions, input validation, and the `evaluate` wrapper module."""
 
+import os
 import warnings
 from pathlib import Path
 
@@ -199,3 +200,71 @@ def test_metric_card_example_value():
     # The value quoted in the evaluate module's docstring and README.
     result = mean_pearson([[0.1] * 6, [0.5] * 6, [0.9] * 6], [[0.0] * 6, [0.4] * 6, [1.0] * 6])
     assert round(result["mean_pearson"], 4) == 0.9934
+
+
+def _site_without(tmp_path, blocked) -> Path:
+    """A folder of links to this interpreter's site-packages entries, minus those whose name starts with one of
+    `blocked` (and every .pth file): with `python -S` and only this folder on sys.path, the blocked packages are
+    really not importable."""
+    import site
+
+    farm = tmp_path / "site"
+    farm.mkdir()
+    for folder in (Path(p) for p in site.getsitepackages() if Path(p).is_dir()):
+        for entry in folder.iterdir():
+            name = entry.name.lower()
+            if name.endswith(".pth") or name.startswith(blocked) or (farm / entry.name).exists():
+                continue
+            (farm / entry.name).symlink_to(entry)
+    return farm
+
+
+def test_evaluate_module_stands_alone_without_emi_hf_or_torch(tmp_path):
+    pytest.importorskip("evaluate", reason="the `evaluate` package is not installed (extra: evaluate)")
+    import json
+    import subprocess
+    import sys
+
+    for name in ("app.py", "requirements.txt", "README.md"):
+        assert (METRIC_MODULE / name).is_file(), name
+    requirements = [line.split("#")[0].strip().lower() for line in
+                    (METRIC_MODULE / "requirements.txt").read_text().splitlines()]
+    assert any(line.startswith("evaluate") for line in requirements)
+    assert not [line for line in requirements if line.startswith(("emi", "torch", "scipy"))]
+    rng = np.random.default_rng(3)
+    references = rng.random((25, 6))
+    predictions = references + rng.normal(scale=0.4, size=references.shape)
+    predictions[:, 2] = 0.5  # a constant column: 0.0 here, NaN in scipy
+    (tmp_path / "inputs.json").write_text(json.dumps({"p": predictions.tolist(), "r": references.tolist()}))
+    farm = _site_without(tmp_path, ("torch", "functorch", "torchgen", "torchvision", "torchaudio", "emi_hf",
+                                    "emi-hf", "__editable__"))
+    script = f"""
+import sys, json
+sys.path = [p for p in sys.path if 'site-packages' not in p and 'dist-packages' not in p] + [{str(farm)!r}]
+for name in ('torch', 'emi_hf'):
+    try:
+        __import__(name)
+        raise SystemExit(name + ' must not be importable here')
+    except ImportError:
+        pass
+import evaluate
+evaluate.config.HF_MODULES_CACHE = {str(tmp_path / 'modules')!r}
+metric = evaluate.load({str(METRIC_MODULE)!r}, cache_dir={str(tmp_path / 'cache')!r})
+data = json.load(open({str(tmp_path / 'inputs.json')!r}))
+result = metric.compute(predictions=data['p'], references=data['r'])
+assert 'torch' not in sys.modules and not any(m.startswith('emi_hf') for m in sys.modules), 'imported'
+json.dump(result, open({str(tmp_path / 'out.json')!r}, 'w'))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), PYTHONNOUSERSITE="1")
+    done = subprocess.run([sys.executable, "-S", "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "out.json").read_text())
+    expected = mean_pearson(predictions, references)
+    assert result["mean_pearson"] == pytest.approx(expected["mean_pearson"], abs=1e-12)
+    assert result["per_emotion"] == pytest.approx(expected["per_emotion"], abs=1e-12)
+    scipy_values = _scipy_pearson(np.delete(predictions, 2, axis=1), np.delete(references, 2, axis=1))
+    values = [v for name, v in result["per_emotion"].items() if name != EMOTION_NAMES[2]]
+    np.testing.assert_allclose(values, scipy_values, atol=1e-6, rtol=0)
+    assert result["per_emotion"][EMOTION_NAMES[2]] == 0.0

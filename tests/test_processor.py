@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ import torch
 
 from emi_hf.media import EmiFileNotFoundError, EmiInputError
 from emi_hf.processing_emi import EmiBatch, EmiProcessor, EmiVideoProcessor, register_processor
+from helpers import clean_site_prelude
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -104,15 +108,21 @@ def test_save_and_load_round_trip(tmp_path):
                              subject="central", au_neutral_baseline=True, max_duration=4.0,
                              clip_cache_dir=tmp_path / "clips")
     processor.save_pretrained(tmp_path / "saved")
-    assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == ["processor_config.json"]
+    # the processor's code travels with it (processing_emi.py and its bundle imports), named by auto_map
+    assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == [
+        "configuration_emi.py", "processing_emi.py", "processing_standalone_emi.py", "processor_config.json",
+        "processor_kwargs.py"]
     saved = json.loads((tmp_path / "saved" / "processor_config.json").read_text())
+    assert saved["auto_map"] == {"AutoProcessor": "processing_emi.EmiProcessor"}
+    assert saved["video_processor"]["auto_map"]["AutoVideoProcessor"] == "processing_emi.EmiVideoProcessor"
     assert saved["processor_class"] == "EmiProcessor" and saved["au_names"] == ["AU12", "AU06"]
     assert saved["video_processor"]["video_processor_type"] == "EmiVideoProcessor"
     assert "clip_cache_dir" not in saved  # machine-specific, not saved
     for loader in (EmiProcessor.from_pretrained, AutoProcessor.from_pretrained):
         loaded = loader(tmp_path / "saved")
         assert type(loaded) is EmiProcessor and isinstance(loaded.video_processor, EmiVideoProcessor)
-        assert loaded.to_dict() == processor.to_dict()
+        without_map = {k: v for k, v in processor.to_dict().items() if k != "auto_map"}  # set by saving
+        assert {k: v for k, v in loaded.to_dict().items() if k != "auto_map"} == without_map
         assert loaded.clip_settings() == processor.clip_settings()
     assert EmiProcessor.from_pretrained(tmp_path / "saved", detect_every=7).detect_every == 7
     assert callable(processor.push_to_hub)
@@ -160,3 +170,106 @@ def test_process_clip_and_cache(media_dir, tmp_path):
     again = processor(videos=media_dir / "single_face.mp4")
     assert again.metadata[0]["cache_hit"] is True
     assert processor(videos=media_dir / "single_face.mp4", use_cache=False).metadata[0]["cache_hit"] is False
+
+
+def _run_without_emi_hf(script: str, workdir) -> subprocess.CompletedProcess:
+    """`script` in a fresh Python where emi_hf cannot be imported (see helpers.clean_site_prelude)."""
+    prelude = clean_site_prelude() + """
+try:
+    import emi_hf
+    raise SystemExit('emi_hf must not be importable here')
+except ImportError:
+    pass
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(workdir / "hf_home"), PYTHONNOUSERSITE="1")
+    return subprocess.run([sys.executable, "-S", "-c", prelude + script], cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_processor_travels_with_the_weights(tmp_path):
+    """AutoProcessor.from_pretrained(folder, trust_remote_code=True) in a Python without emi_hf: face crops and
+    waveforms give the inputs emi-hf gives, and the saved model scores them as it does with emi-hf."""
+    from emi_hf import EmiFusionModel
+    from helpers import tiny_fusion_config
+
+    folder = tmp_path / "model"
+    torch.manual_seed(0)
+    model = EmiFusionModel(tiny_fusion_config()).eval()
+    model.save_pretrained(folder)
+    processor = EmiProcessor(face_detector=None, au_backend=None, use_cache=False, max_frames=20)
+    processor.save_pretrained(folder)
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 255, (24, 112, 112, 3), dtype=np.uint8)  # more than max_frames: cut as emi-hf cuts
+    waveform = rng.normal(size=16000).astype(np.float32)
+    inputs = {"videos": [crops, crops[:5].transpose(0, 3, 1, 2) / 255.0, crops[:3]],
+              "audio": [waveform, waveform[:6000], np.zeros(800, np.float32)]}  # the last: digital silence
+    np.savez(tmp_path / "inputs.npz", *inputs["videos"], *inputs["audio"])
+    expected = processor(**inputs, return_tensors="pt")
+    with torch.no_grad():
+        expected_intensities = model(**expected).intensities
+    script = f"""
+import numpy as np, torch
+from transformers import AutoModel, AutoProcessor
+arrays = np.load({str(tmp_path / 'inputs.npz')!r})
+arrays = [arrays[f'arr_{{i}}'] for i in range(6)]
+processor = AutoProcessor.from_pretrained({str(folder)!r}, trust_remote_code=True)
+assert type(processor).__name__ == 'EmiProcessor' and 'emi_hf' not in type(processor).__module__
+assert processor.max_frames == 20 and processor.face_detector is None
+model = AutoModel.from_pretrained({str(folder)!r}, trust_remote_code=True).eval()
+batch = processor(videos=arrays[:3], audio=arrays[3:], return_tensors='pt')
+with torch.no_grad():
+    torch.save({{'batch': dict(batch), 'intensities': model(**batch).intensities}}, 'out.pt')
+for call, needs in ((lambda: processor(videos='clip.mp4'), 'files'),
+                    (lambda: processor(audio=arrays[3], sampling_rate=44100), 'Resampling')):
+    try:
+        call()
+        raise SystemExit('no error for ' + needs)
+    except ImportError as error:
+        assert needs in str(error) and 'install emi-hf' in str(error) and 'pip install .' in str(error), error
+processor.face_detector = 'mtcnn'
+try:
+    processor(videos=arrays[0])
+    raise SystemExit('no error for face detection')
+except ImportError as error:
+    assert 'face_detector = None' in str(error), error
+"""
+    done = _run_without_emi_hf(script, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = torch.load(tmp_path / "out.pt")
+    assert sorted(out["batch"]) == sorted(expected.keys())
+    for name, value in expected.items():
+        assert out["batch"][name].dtype == value.dtype, name
+        torch.testing.assert_close(out["batch"][name], value, atol=0, rtol=0, msg=name)
+    torch.testing.assert_close(out["intensities"], expected_intensities)
+
+
+def test_standalone_processor_defaults_are_emi_hfs(tmp_path):
+    """The remote copy's own setting defaults (used without emi-hf's media package) are ClipSettings'."""
+    expected = EmiProcessor().to_dict()
+    EmiProcessor().save_pretrained(tmp_path / "saved")
+    script = f"""
+import json, sys
+sys.path.insert(0, {str(tmp_path / 'saved')!r})
+import processing_emi_standalone_probe
+"""
+    (tmp_path / "saved" / "processing_emi_standalone_probe.py").write_text(
+        "import importlib.util, json, sys, types\n"
+        "from transformers.dynamic_module_utils import get_class_from_dynamic_module\n"
+        f"cls = get_class_from_dynamic_module('processing_emi.EmiProcessor', {str(tmp_path / 'saved')!r})\n"
+        f"json.dump(cls().to_dict(), open({str(tmp_path / 'defaults.json')!r}, 'w'))\n")
+    done = _run_without_emi_hf(script, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    defaults = json.loads((tmp_path / "defaults.json").read_text())
+    assert defaults == json.loads(json.dumps(expected))
+
+
+def test_standalone_stand_ins_match_the_media_package():
+    from emi_hf import processing_standalone_emi as standalone
+    from emi_hf.media import decoding, pipeline
+    from emi_hf.media.settings import ClipSettings
+
+    assert standalone.MAX_AUDIO_CHANNELS == decoding.MAX_AUDIO_CHANNELS
+    assert standalone.SILENCE_PEAK == pipeline.SILENCE_PEAK
+    assert standalone.ClipSettings().to_dict() == ClipSettings().to_dict()
+    assert standalone.ClipSettings.saved_fields() == ClipSettings.saved_fields()

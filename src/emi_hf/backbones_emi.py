@@ -11,7 +11,7 @@ Both run frozen by default (`FrozenBackboneMixin`), under bfloat16 autocast when
 `config.backbone_precision == "bfloat16"` (`backbone_context`).
 
 This file is copied next to the weights by ``save_pretrained`` with ``modeling_emi.py``, which imports it relatively:
-it imports only torch, torchvision and transformers.
+it imports only torch, torchvision and transformers (and huggingface_hub / safetensors, which transformers brings).
 """
 
 from __future__ import annotations
@@ -43,6 +43,10 @@ from .encoders_emi import (
 )
 
 RESNET18_IMAGENET_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+"""torchvision's file of the same weights: read from torchvision's cache where an earlier version put it."""
+RESNET18_HUB_REPO = "timm/resnet18.tv_in1k"
+"""torchvision's IMAGENET1K_V1 ResNet18 weights on the Hub (timm's copy, same parameter names)."""
+RESNET18_HUB_FILE = "model.safetensors"
 
 MIN_WAVEFORM_SAMPLES = 400
 """The shortest waveform a wav2vec2 conv feature encoder turns into one frame (25 ms at 16 kHz)."""
@@ -121,38 +125,62 @@ def load_resnet18_imagenet_state_dict(weights: str | os.PathLike | None = None) 
     """
     The ImageNet ResNet18 weights (torchvision's IMAGENET1K_V1), without the classifier.
 
-    `weights` is a local `.pth` file; `None` uses torchvision's cache (`$TORCH_HOME/hub/checkpoints`), downloading
-    into it unless `HF_HUB_OFFLINE=1`/`EMI_HF_OFFLINE=1` is set or no network is reachable, in which case the error
-    says which file to place where.
+    `weights` is a local `.pth` / `.safetensors` file; `None` takes `timm/resnet18.tv_in1k` from the Hugging Face
+    cache (`$HF_HOME/hub`, default `~/.cache/huggingface/hub`), fetching it there once when the Hub is reachable and
+    not offline (`hub_offline`); a copy torchvision cached earlier (`$TORCH_HOME/hub/checkpoints`) still serves when
+    the Hub cannot. Otherwise the error says what to download and where.
     """
     if weights is not None:
         path = os.fspath(weights)
         if not os.path.isfile(path):
             raise BackboneFileNotFoundError(f"ResNet18 weights file {path!r} does not exist.")
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            state_dict = load_file(path)
+        else:
+            state_dict = torch.load(path, map_location="cpu", weights_only=True)
     else:
         state_dict = _cached_or_downloaded_imagenet_weights()
     return {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
 
 
-def _cached_or_downloaded_imagenet_weights() -> dict:
-    """The full ImageNet state dict from torchvision's cache, downloaded into it when downloads are allowed."""
-    from torch.hub import get_dir, load_state_dict_from_url
+def hub_offline() -> bool:
+    """Downloads are off: huggingface_hub's own check (`HF_HUB_OFFLINE` / `TRANSFORMERS_OFFLINE` as it reads them:
+    `1`, `true`, `yes`, `on`; `0` or `false` is online), or `EMI_HF_OFFLINE` read the same way."""
+    from huggingface_hub import constants
 
-    cached = os.path.join(get_dir(), "checkpoints", os.path.basename(RESNET18_IMAGENET_URL))
-    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or os.environ.get("EMI_HF_OFFLINE")
-    if offline and not os.path.isfile(cached):
-        raise BackboneFileNotFoundError(
-            f"ImageNet ResNet18 weights are not in the torchvision cache ({cached}) and downloads are off "
-            f"(HF_HUB_OFFLINE/EMI_HF_OFFLINE). Download {RESNET18_IMAGENET_URL} on a connected machine and place "
-            "it there, or pass the file's path."
-        )
+    return bool(constants.is_offline_mode()) or \
+        os.environ.get("EMI_HF_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _cached_or_downloaded_imagenet_weights() -> dict:
+    """The full ImageNet state dict from the Hugging Face cache (fetched into it when allowed), else from
+    torchvision's cache where an earlier version left it."""
+    from huggingface_hub import constants, hf_hub_download
+    from safetensors.torch import load_file
+
+    offline = hub_offline()
     try:
-        return load_state_dict_from_url(RESNET18_IMAGENET_URL, map_location="cpu", progress=False)
-    except Exception as error:  # urllib raises many kinds when offline
+        return load_file(hf_hub_download(RESNET18_HUB_REPO, RESNET18_HUB_FILE, local_files_only=offline))
+    except Exception as error:  # offline and not cached, no connection, ...: huggingface_hub raises many kinds
+        from torch.hub import get_dir
+
+        legacy = os.path.join(get_dir(), "checkpoints", os.path.basename(RESNET18_IMAGENET_URL))
+        if os.path.isfile(legacy):
+            return torch.load(legacy, map_location="cpu", weights_only=True)
+        where = f"the Hugging Face cache ({constants.HF_HUB_CACHE})"
+        if offline:
+            raise BackboneFileNotFoundError(
+                f"The ImageNet ResNet18 weights ({RESNET18_HUB_REPO}) are not in {where} and downloads are off "
+                f"(HF_HUB_OFFLINE / EMI_HF_OFFLINE). Run `hf download {RESNET18_HUB_REPO} {RESNET18_HUB_FILE}` on a "
+                f"connected machine with the same HF_HOME, place torchvision's {os.path.basename(legacy)} at {legacy}, "
+                "or pass the file's path."
+            ) from error
         raise BackboneUnavailableError(
-            f"Could not download the ImageNet ResNet18 weights from {RESNET18_IMAGENET_URL} ({error}). Place the "
-            f"file at {cached} or pass its local path."
+            f"Could not fetch the ImageNet ResNet18 weights {RESNET18_HUB_REPO}/{RESNET18_HUB_FILE} into {where} "
+            f"({type(error).__name__}: {error}). Run `hf download {RESNET18_HUB_REPO} {RESNET18_HUB_FILE}`, or pass "
+            "the path of a local copy."
         ) from error
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 
 from .encoders_emi import backbone_family
 from .errors import EmiUsageError
@@ -151,6 +152,32 @@ def card_encoders(config: dict) -> dict:
         phrases["text"] = (f"{'`' + source + '` ' if source else ''}({encoder.get('model_type', 'bert')}, "
                            f"{encoder.get('num_hidden_layers')} layers, {text.get('text_feature_dim', 768)}-d tokens)")
     return phrases
+
+
+def _hub_id(name) -> bool:
+    """`name` reads as a Hub repo id (`org/name`) and is not a local folder."""
+    return isinstance(name, str) and re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None and not os.path.exists(name)
+
+
+def card_base_models(config: dict) -> list[str]:
+    """For a model card's `base_model`: the Hub ids of the encoders of a `config.json` (the ResNet18 face backbone's
+    ImageNet weights `timm/resnet18.tv_in1k`, a `timm:NAME.TAG` backbone's `timm/NAME.TAG`, a transformers vision
+    backbone, speech or text encoder id); local folders and torchvision-only names are left out."""
+    ids = []
+    visual = config.get("visual_config") or (config if config.get("model_type") == "emi_visual" else None)
+    if visual is not None:
+        spec = visual.get("backbone", "resnet18")
+        if spec == "resnet18":
+            ids.append("timm/resnet18.tv_in1k")
+        elif spec.startswith("timm:") and "." in spec:
+            ids.append("timm/" + spec[len("timm:"):])
+        elif _hub_id(spec):
+            ids.append(spec)
+    for key, name in (("audio_config", "speech_encoder_name"), ("text_config", "text_encoder_name")):
+        part = config.get(key) or (config if name in config else {})
+        if _hub_id(part.get(name)):
+            ids.append(part[name])
+    return list(dict.fromkeys(ids))
 
 
 MODALITY_PHRASES = {"visual": "the face", "audio": "the voice", "text": "the transcript"}

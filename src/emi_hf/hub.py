@@ -16,29 +16,25 @@ Models
     `emi_hf.results`): validation mean and per-emotion Pearson r, dataset, hyperparameters, license, versions.
 
 Features
-    `push_features(dataset_dict_or_folder, "org/emi-features")` uploads a `datasets.DatasetDict` as a dataset repo in
-    the `save_to_disk` layout (Arrow files + `dataset_dict.json`), and `pull_features("org/emi-features")` downloads it
-    with `snapshot_download` and opens it with `datasets.load_from_disk`. This round-trips every feature type exactly
-    (variable-length float32 arrays, int8 masks, NaN labels) with the two most basic Hub operations, instead of
-    `DatasetDict.push_to_hub`'s Parquet conversion; the price is that `load_dataset("org/emi-features")` and the
-    Hub's dataset viewer do not read that layout: use `pull_features`.
+    `push_features(dataset_dict_or_folder, "org/emi-features")` uploads a `datasets.DatasetDict` as Parquet shards in
+    `push_to_hub`'s layout (`emi_hf.data.parquet`), so `load_dataset("org/emi-features")` and the dataset viewer read
+    it, every column exact. `pull_features` opens it, and repos of earlier versions (the `save_to_disk` layout) too.
 
 Templates
-    The canonical model card templates are `hub/model_cards/emi-*.md` in the repository (what reviewers edit, next to
-    the other files that get pushed). The package ships identical copies in `emi_hf/hub_templates/` so that an
-    installed emi-hf can render cards; `tests/test_hub.py` fails if the copies drift
+    The canonical model card templates are `hub/model_cards/emi-*.md` (what reviewers edit); the package ships
+    identical copies in `emi_hf/hub_templates/` for an installed emi-hf; `tests/test_hub.py` fails if they drift
     (`cp hub/model_cards/*.md src/emi_hf/hub_templates/` after editing).
 
 Errors
-    Failures that a user can fix raise `EmiHubError` subclasses with a message saying what to do: `MissingTokenError`,
-    `MissingRepoError`, `MissingRevisionError`, `HubOfflineError`. The original `huggingface_hub` exception is chained
-    (`__cause__`).
+    Failures that a user can fix raise `EmiHubError` subclasses saying what to do: `MissingTokenError`,
+    `MissingRepoError`, `MissingRevisionError`, `HubOfflineError`; the `huggingface_hub` exception is chained.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Mapping
@@ -49,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import (
     CommitOperationAdd,
+    CommitOperationDelete,
     EvalResult,
     HfApi,
     ModelCard,
@@ -100,6 +97,12 @@ MODEL_TYPES = {
 CARD_TAGS = ["emi-hf", "emotion-recognition", "audiovisual", "abaw"]
 MODALITY_TAGS = {"visual": ["video", "face"], "audio": ["audio", "speech"], "text": ["text", "transcript"],
                  "fusion": ["video", "audio"]}
+PIPELINE_TAGS = {"visual": "video-classification", "audio": "audio-classification", "text": "text-classification",
+                 "fusion": "video-classification"}
+METRIC_ID = "emi_mean_pearson"  # the evaluate module's id (hub/metrics/emi_mean_pearson)
+# license `other` without license_name / license_link in results.json: the page the challenge data comes from
+DEFAULT_LICENSE_NAME = "emi-training-data-terms"
+DEFAULT_LICENSE_LINK = "https://affective-behavior-analysis-in-the-wild.github.io/6th/"
 TASK_TYPE = "emotional-mimicry-intensity"
 TASK_NAME = "Emotional Mimicry Intensity estimation"
 
@@ -282,36 +285,33 @@ def _read_model_config(folder: Path) -> tuple[dict, str]:
 
 def _card_data(results: dict, modality: str, model_name: str, label_names: list[str],
                config: Mapping[str, Any] | None = None) -> ModelCardData:
-    """The card's YAML metadata: tags, license, datasets and the `model-index` of the validation numbers."""
-    from .encoder_setup import card_modalities
+    """The card's YAML metadata: pipeline tag, base models (the encoders' Hub ids), tags, license (with
+    `license_name` / `license_link` when `other`), the dataset's Hub id and the `model-index` of the validation
+    numbers (rounded to 4 decimals; the mean under the evaluate module's id, `METRIC_ID`)."""
+    from .encoder_setup import card_base_models, card_modalities
 
     dataset = results.get("dataset") or "the training data"
-    validation = results.get("validation")
-    eval_results = None
+    repo = results.get("dataset_repo_id")
+    validation, eval_results = results.get("validation"), None
     if validation is not None:
-        common = dict(
-            task_type=TASK_TYPE, task_name=TASK_NAME, dataset_type=results.get("dataset_repo_id") or dataset,
-            dataset_name=dataset, dataset_split="validation",
-        )
-        eval_results = [
-            EvalResult(metric_type="mean_pearson", metric_name="Mean Pearson r", metric_value=validation["mean_pearson"],
-                       **common)
-        ] + [
+        common = dict(task_type=TASK_TYPE, task_name=TASK_NAME, dataset_name=dataset, dataset_split="validation",
+                      dataset_type=repo or re.sub(r"[^a-z0-9]+", "-", dataset.lower()).strip("-"))
+        eval_results = [EvalResult(metric_type=METRIC_ID, metric_name="Mean Pearson r",
+                                   metric_value=round(float(validation["mean_pearson"]), 4), **common)] + [
             EvalResult(metric_type="pearsonr", metric_name=f"Pearson r ({name})", metric_config=name,
-                       metric_value=validation["per_emotion"][name], **common)
-            for name in label_names
-            if name in validation.get("per_emotion", {})
-        ]
+                       metric_value=round(float(validation["per_emotion"][name]), 4), **common)
+            for name in label_names if name in validation.get("per_emotion", {})]
     from .provenance import card_licence
 
+    license_id = card_licence(config or {}, results.get("license"))["license"]
+    other = {"license_name": results.get("license_name") or DEFAULT_LICENSE_NAME,
+             "license_link": results.get("license_link") or DEFAULT_LICENSE_LINK} if license_id == "other" else {}
     return ModelCardData(
-        library_name="transformers",
-        license=card_licence(config or {}, results.get("license"))["license"],
+        library_name="transformers", pipeline_tag=PIPELINE_TAGS[modality], license=license_id, **other,
+        base_model=card_base_models(dict(config or {})) or None,
         tags=CARD_TAGS + (sorted({t for m in card_modalities(config or {}) for t in MODALITY_TAGS[m]})
                           if modality == "fusion" and config else MODALITY_TAGS[modality]),
-        datasets=[results["dataset_repo_id"]] if results.get("dataset_repo_id") else None,
-        metrics=["pearsonr"],
-        model_name=model_name,
+        datasets=[repo] if repo else None, metrics=[METRIC_ID, "pearsonr"], model_name=model_name,
         eval_results=eval_results,
     )
 
@@ -499,26 +499,31 @@ def pull_model(
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-_FEATURES_CARD = """---
-tags:
-- emi-hf
-- emotion-recognition
-- abaw
----
-
+_FEATURES_CARD = """
 # Cached emi-hf features
 
-Per-clip features written by `emi-hf extract` (face embeddings, Action Unit intensities, wav2vec 2.0 frames, masks,
-labels), as a `datasets.DatasetDict` in the `save_to_disk` layout. Splits: {splits}.
+Per-clip features of `emi-hf extract` (face embeddings, AUs, speech frames, masks, labels) as Parquet: {splits}.
 
 ```python
-from emi_hf.hub import pull_features
-features = pull_features("{repo_id}")   # snapshot_download + datasets.load_from_disk
+from datasets import load_dataset
+features = load_dataset("{repo_id}")          # or: emi_hf.hub.pull_features("{repo_id}")
 ```
 
-`load_dataset("{repo_id}")` does not read this layout. The features derive from face and voice recordings:
-share them only under the licence and consent terms of the source videos.
+The features derive from face and voice recordings: share them only under the licence and consent terms of the
+source videos.
 """
+_LEGACY_FEATURE_FILES = ("dataset_dict.json", "state.json", "dataset_info.json", ".arrow")
+
+
+def _features_card(dataset, repo_id: str) -> str:
+    import yaml
+
+    from .data.parquet import card_metadata
+
+    metadata = {"tags": ["emi-hf", "emotion-recognition", "abaw"], **card_metadata(dataset)}
+    splits = ", ".join(getattr(dataset, "keys", lambda: ["train"])())
+    return f"---\n{yaml.safe_dump(metadata, sort_keys=False)}---\n" + _FEATURES_CARD.format(repo_id=repo_id,
+                                                                                            splits=splits)
 
 
 def push_features(
@@ -530,46 +535,48 @@ def push_features(
     revision: str | None = None,
     commit_message: str = "Upload emi-hf features",
 ) -> CommitInfo:
-    """Uploads cached features (a `DatasetDict`, or a folder written by its `save_to_disk`) as a dataset repo.
-
-    The repo is created **private by default**: features of face and voice recordings inherit the source videos'
-    licence and consent terms. Read the module docstring for the layout and why.
+    """Uploads cached features as a dataset repo of Parquet shards that `load_dataset` and the dataset viewer read
+    (module docstring); files of an earlier push that this one lacks (other shards, the old layout) are deleted.
+    The repo is **private by default**: features of recordings inherit the videos' licence and consent terms.
 
     Args:
-        dataset_dict_path_or_obj: a `datasets.DatasetDict` / `Dataset`, or the path of its `save_to_disk` folder.
+        dataset_dict_path_or_obj: a `datasets.DatasetDict` / `Dataset` (as split `train`), or the path of its
+            `save_to_disk` folder.
         repo_id: `namespace/name` of the dataset repo.
         token, private, revision, commit_message: as in :func:`push_model`.
 
     Returns:
         `huggingface_hub.CommitInfo`.
     """
+    from datasets import load_from_disk
+
+    from .data.parquet import write_parquet_repo
+
     _require_online(f"push features to {repo_id}")
     token = _require_token(token)
+    dataset = dataset_dict_path_or_obj
+    if isinstance(dataset, (str, os.PathLike)):
+        folder = Path(dataset)
+        if not ((folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file()):
+            raise EmiUsageError(f"{folder} is not a folder written by `DatasetDict.save_to_disk` / "
+                                "`Dataset.save_to_disk` (no dataset_dict.json or state.json).")
+        dataset = load_from_disk(str(folder))
     with tempfile.TemporaryDirectory(prefix="emi-features-") as staging:
-        if isinstance(dataset_dict_path_or_obj, (str, os.PathLike)):
-            folder = Path(dataset_dict_path_or_obj)
-            if not ((folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file()):
-                raise EmiUsageError(
-                    f"{folder} is not a folder written by `DatasetDict.save_to_disk` / `Dataset.save_to_disk` "
-                    "(no dataset_dict.json or state.json)."
-                )
-            splits = sorted(path.name for path in folder.iterdir() if (path / "state.json").is_file()) or ["(one)"]
-        else:
-            folder = Path(staging) / "features"
-            dataset_dict_path_or_obj.save_to_disk(str(folder))
-            splits = sorted(getattr(dataset_dict_path_or_obj, "keys", lambda: ["(one)"])())
-        card = _FEATURES_CARD.format(repo_id=repo_id, splits=", ".join(splits))
+        files = write_parquet_repo(dataset, staging)
         api = HfApi(token=token)
         with _explained_hub_errors(api, repo_id, "dataset", revision, token, pushing=True):
             api.create_repo(repo_id, private=private, exist_ok=True, repo_type="dataset")
             if revision is not None and revision != constants.DEFAULT_REVISION:
                 api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="dataset")
-            operations = [
-                CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(), path_or_fileobj=str(path))
-                for path in sorted(folder.rglob("*"))
-                if path.is_file() and path.name != "README.md"
-            ]
-            operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode("utf-8")))
+            new = {path.relative_to(staging).as_posix() for path in files}
+            stale = [name for name in api.list_repo_files(repo_id, repo_type="dataset", revision=revision)
+                     if name not in new and (name.startswith("data/") and name.endswith(".parquet")
+                                             or name.endswith(_LEGACY_FEATURE_FILES))]
+            operations = [CommitOperationDelete(path_in_repo=name) for name in stale]
+            operations += [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(Path(staging) / name))
+                           for name in sorted(new)]
+            operations.append(CommitOperationAdd(path_in_repo="README.md",
+                                                 path_or_fileobj=_features_card(dataset, repo_id).encode("utf-8")))
             return api.create_commit(
                 repo_id, operations, commit_message=commit_message, revision=revision, repo_type="dataset"
             )
@@ -582,14 +589,17 @@ def pull_features(
     token: str | None = None,
     local_dir: str | os.PathLike | None = None,
 ) -> DatasetDict | Dataset:
-    """Downloads a features dataset repo pushed by :func:`push_features` and opens it (memory-mapped).
+    """Downloads a features dataset repo pushed by :func:`push_features` (Parquet, or the `save_to_disk` layout of
+    earlier versions) and opens it.
 
     Raises:
         MissingRepoError, MissingRevisionError, HubOfflineError, MissingTokenError.
     """
     from datasets import load_from_disk
 
+    from .data.parquet import is_parquet_repo, load_parquet_repo
+
     api = HfApi(token=token)
     with _explained_hub_errors(api, repo_id, "dataset", revision, token, pushing=False):
         folder = snapshot_download(repo_id, repo_type="dataset", revision=revision, local_dir=local_dir, token=token)
-    return load_from_disk(folder)
+    return load_parquet_repo(folder) if is_parquet_repo(folder) else load_from_disk(folder)

@@ -99,10 +99,17 @@ class EmiVisualModel(_TemporalRegressor):
         at inference through a BatchNorm-folded copy of the backbone (see `FaceBackboneRunner`)."""
         return self._face_runner.embed(self.backbone, self.config, pixel_values)
 
-    def _combine_channels(self, visual_features: torch.Tensor, au_features: torch.Tensor) -> torch.Tensor:
-        """Face and AU channels, projected and combined, with channel dropout in training -> `[B, T, hidden]`."""
+    def _combine_channels(self, visual_features: torch.Tensor, au_features: torch.Tensor | None) -> torch.Tensor:
+        """Face and AU channels, projected and combined, with channel dropout in training -> `[B, T, hidden]`.
+        Without `au_features` the AU channel is dropped for every clip exactly as channel dropout drops it in
+        training (zeros after its projection, the face channel scaled by 2): a missing AU channel is a missing
+        input, not AUs of value 0."""
         dtype = self.visual_projection[1].weight.dtype
         visual = self.visual_projection(visual_features.to(dtype))
+        if au_features is None and not self.config.num_aus:  # a model without AUs: its empty channel, as always
+            au_features = visual_features.new_zeros(*visual_features.shape[:2], 0)
+        if au_features is None:
+            return self.channel_fusion(torch.cat([visual * 2.0, torch.zeros_like(visual)], dim=-1))
         aus = self.au_projection(au_features.to(dtype))
         if self.training and self.config.channel_dropout > 0 and self.config.num_aus:  # num_aus=0: one channel only
             # Drop a whole channel of a clip now and then (never both), rescaling as dropout does.
@@ -126,7 +133,8 @@ class EmiVisualModel(_TemporalRegressor):
             visual_features: `[batch, frames, visual_feature_dim]` cached face embeddings, or
             pixel_values: `[batch, frames, 3, face_size, face_size]` aligned face crops, ImageNet-normalised (the
                 backbone embeds them).
-            au_features: `[batch, frames, num_aus]` AU intensities (required).
+            au_features: `[batch, frames, num_aus]` AU intensities, *optional*: without them the AU channel counts
+                as missing (dropped as channel dropout drops it in training), as a frame without a face is masked.
             frame_mask: `[batch, frames]`: 1 for a real frame with a face, 0 for padding or no face (default all 1).
             labels: `[batch, num_labels]` intensities in [0, 1].
             output_hidden_states, output_attentions, return_dict: as in transformers (see [`EmiRegressionOutput`]).
@@ -136,10 +144,8 @@ class EmiVisualModel(_TemporalRegressor):
         """
         self._check_one_input(visual_features, pixel_values, "`visual_features` (cached embeddings)",
                               "`pixel_values` (face crops)")
-        if au_features is None:
-            raise ValueError("`au_features` [batch, frames, num_aus] are required by the visual model.")
         frame_mask = self._mask_or_all_valid(frame_mask, pixel_values if visual_features is None else visual_features)
-        if au_features.shape[-1] != self.config.num_aus:
+        if au_features is not None and au_features.shape[-1] != self.config.num_aus:
             raise ValueError(
                 f"au_features have {au_features.shape[-1]} AUs but the model expects {self.config.num_aus} "
                 f"({self.config.au_names})."

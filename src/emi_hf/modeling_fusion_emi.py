@@ -61,7 +61,11 @@ class EmiFusionOutput(ModelOutput):
         visual_mask, audio_mask, text_mask (`torch.BoolTensor` of shape `[batch]`): the clip had a face in some frame,
             audio, a non-empty transcript.
         {visual,audio,text}_last_hidden_state, _hidden_states, _attentions: each model's (see
-            [`EmiRegressionOutput`]), the last two when asked for.
+            [`EmiRegressionOutput`]), the last two when asked for (`output_hidden_states` / `output_attentions`, or
+            the config's).
+        last_hidden_state, hidden_states, attentions: those of the model's first part (visual, else audio, else
+            text; the part of `main_input_name`), as composite transformers models expose their main part's
+            (a `LlavaModel` its language model's): what transformers' common tests and generic code inspect.
     """
 
     loss: torch.FloatTensor | None = None
@@ -84,6 +88,10 @@ class EmiFusionOutput(ModelOutput):
     text_last_hidden_state: torch.FloatTensor | None = None
     text_hidden_states: tuple[torch.FloatTensor, ...] | None = None
     text_attentions: tuple[torch.FloatTensor, ...] | None = None
+    # last, so tuple outputs keep the indices of earlier versions
+    last_hidden_state: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 def fuse_intensities(
@@ -353,8 +361,10 @@ class EmiFusionModel(EmiPreTrainedModel):
                                           self.config.modality_weights)
         # Fused values are differentiable through every model where present (NaN rows are never selected).
         loss = None if labels is None else self._loss(outputs, intensities, present, labels)
-        fields = {"loss": loss, "intensities": intensities,
-                  "frame_intensities": next(iter(outputs.values())).frame_intensities}
+        main = outputs[self.modalities[0]]
+        fields = {"loss": loss, "intensities": intensities, "frame_intensities": main.frame_intensities,
+                  "last_hidden_state": main.last_hidden_state, "hidden_states": main.hidden_states,
+                  "attentions": main.attentions}
         for modality, out in outputs.items():
             fields.update({f"{modality}_intensities": out.intensities, f"{modality}_mask": out.modality_mask,
                            f"{modality}_last_hidden_state": out.last_hidden_state,

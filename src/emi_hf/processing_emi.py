@@ -36,19 +36,49 @@ from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.processing_utils import ProcessorMixin, Unpack
 from transformers.video_processing_utils import BaseVideoProcessor
 
-from .errors import EmiUsageError
-from .media.au import check_au_names
-from .media.cache import ClipData
-from .media.decoding import rows_are_channels
-from .media.errors import EmiInputError
-from .media.pipeline import ClipPipeline
-from .media.settings import ClipSettings
-from .media.stages import ClipStages
+from .processing_standalone_emi import MEDIA_INSTALL_HINT, channels_last, standalone_frames, standalone_waveform
 from .processor_kwargs import EmiProcessorKwargs, route_processor_kwargs
+
+# This file is also copied next to the weights (processor_config.json's `auto_map`), so that
+# `AutoProcessor.from_pretrained(folder, trust_remote_code=True)` works without emi-hf: its bundle imports
+# (configuration_emi, processor_kwargs) are relative, and the media pipeline (decoding, face detection, AUs) is
+# emi-hf's own package, imported in this try block (transformers' import check skips try blocks). Without it the
+# processor takes what needs no media code: face crops (`face_detector=None`), waveforms at its sampling rate.
+try:
+    from emi_hf.errors import EmiUsageError
+    from emi_hf.media.au import check_au_names
+    from emi_hf.media.cache import ClipData
+    from emi_hf.media.decoding import rows_are_channels
+    from emi_hf.media.errors import EmiInputError
+    from emi_hf.media.pipeline import ClipPipeline
+    from emi_hf.media.settings import ClipSettings
+    from emi_hf.media.stages import ClipStages
+
+    MEDIA_IMPORT_ERROR = None
+except ImportError as _error:  # the remote-code copy in a Python without emi-hf (inside emi-hf: a real error)
+    if __name__.startswith("emi_hf."):
+        raise
+    MEDIA_IMPORT_ERROR = _error
+    ClipData = ClipPipeline = ClipStages = Any
+    from .processing_standalone_emi import (  # noqa: F811  (stand-ins of the same names)
+        ClipSettings,
+        EmiInputError,
+        EmiUsageError,
+        check_au_names,
+        rows_are_channels,
+    )
 
 __all__ = ["EmiBatch", "EmiVideoProcessor", "EmiProcessor", "model_inputs", "register_processor"]
 
 _DEFAULTS = ClipSettings()  # the keywords' defaults (ClipSettings owns them)
+
+
+def require_media(what: str) -> None:
+    """Raises ImportError naming what to install when `what` needs emi-hf's media package and it is missing."""
+    if MEDIA_IMPORT_ERROR is not None:
+        raise ImportError(f"{what} needs emi-hf's media pipeline (decoding, face detection, AUs), which this Python "
+                          f"lacks ({MEDIA_IMPORT_ERROR}): {MEDIA_INSTALL_HINT}. Without it the processor takes face "
+                          "crops (frames arrays with `face_detector=None`) and waveforms at its sampling rate.")
 
 
 class EmiBatch(BatchFeature):
@@ -132,16 +162,17 @@ def _as_clip_list(value, is_batch) -> list | None:
 
 
 def _as_video_list(videos) -> list:
-    """One entry per clip: a path, a frames array [T, H, W, 3] or None."""
+    """One entry per clip: a path, a frames array [T, H, W, 3] (given `[T, H, W, 3]` or `[T, 3, H, W]`) or None."""
     clips = _as_clip_list(videos, lambda array: array.ndim == 5)
     if clips is not None:
-        return clips
+        return [channels_last(clip) for clip in clips]
     if isinstance(videos, (list, tuple)):
         if len(videos) == 0:
             raise EmiInputError(None, "`videos` is an empty list.")
+        videos = [np.asarray(v) if hasattr(v, "numpy") and not isinstance(v, np.ndarray) else v for v in videos]
         if all(isinstance(v, np.ndarray) and v.ndim == 3 for v in videos):
-            return [np.stack(videos)]  # a list of frames is one video
-        return list(videos)
+            return [channels_last(np.stack(videos))]  # a list of frames is one video
+        return [channels_last(v) for v in videos]
     raise TypeError(f"videos must be a path, a list of paths or decoded frames, got {type(videos).__name__}")
 
 
@@ -223,7 +254,8 @@ class EmiProcessor(ProcessorMixin):
         if (size.height, size.width) != (self.face_size, self.face_size):
             raise EmiUsageError(f"face_size={self.face_size} but the video processor's size is "
                                 f"{size.height}x{size.width}; pass the same size to both.")
-        self._build_pipeline()  # validates the settings now rather than at the first call
+        if MEDIA_IMPORT_ERROR is None:
+            self._build_pipeline()  # validates the settings now rather than at the first call
 
     # -- settings -------------------------------------------------------------------------------------------
     @property
@@ -311,6 +343,7 @@ class EmiProcessor(ProcessorMixin):
         (see :meth:`emi_hf.media.ClipPipeline.process`). `stages` (:class:`emi_hf.media.stages.ClipStages`, default
         all): the parts of the pipeline that run, e.g. ``ClipStages.for_modalities(["audio"])`` for an audio model.
         """
+        require_media("EmiProcessor.process_clip")
         pipeline = self._build_pipeline()
         use_cache = self.use_cache if use_cache is None else use_cache
         return pipeline.process(video, audio=audio, au_file=au_file, video_fps=video_fps,
@@ -350,6 +383,9 @@ class EmiProcessor(ProcessorMixin):
         au_list = [au_files] if _is_path(au_files) else list(au_files) if au_files is not None else []
         if au_list and len(au_list) != count:
             raise ValueError(f"got {len(au_list)} au_files for {count} clips")
+        if MEDIA_IMPORT_ERROR is not None:
+            return self._standalone_batch(video_list, audio_list, count, video_fps, sampling_rate, au_list,
+                                          return_tensors, videos_kwargs, audio_kwargs)
         clips = [
             self.process_clip(video_list[i] if video_list else None, audio_list[i] if audio_list else None,
                               au_list[i] if au_list else None, video_fps=video_fps, sampling_rate=sampling_rate,
@@ -358,6 +394,52 @@ class EmiProcessor(ProcessorMixin):
         ]
         return self.collate(clips, return_tensors=return_tensors, videos_kwargs=videos_kwargs,
                             audio_kwargs=audio_kwargs)
+
+    def _standalone_batch(self, video_list, audio_list, count, video_fps, sampling_rate, au_list, return_tensors,
+                          videos_kwargs, audio_kwargs) -> EmiBatch:
+        """`__call__` without emi-hf's media package (the remote-code copy): face crops and waveforms only, as the
+        media pipeline turns them into model inputs (crops: every frame a face, cut to `max_frames`; waveforms:
+        peak-normalised to `audio_peak_db`, cut to the video's span). The AU channel is left out (the models treat
+        it as missing) unless `au_backend` is None (zeros, as emi-hf gives)."""
+        if any(_is_path(v) for v in [*video_list, *audio_list]) or au_list:
+            require_media("Reading video / audio files (and OpenFace CSVs)")
+        if video_list and self.face_detector is not None:
+            require_media(f"Face detection (face_detector={self.face_detector!r}; set `processor.face_detector = "
+                          "None` to pass face crops)")
+        if video_fps is not None and self.target_fps is not None and float(video_fps) != float(self.target_fps):
+            require_media(f"Resampling frames from {video_fps} to {self.target_fps} fps")
+        if audio_list and sampling_rate is not None and int(sampling_rate) != self.sampling_rate:
+            require_media(f"Resampling audio from {sampling_rate} to {self.sampling_rate} Hz")
+        fps = float(video_fps or self.target_fps or 30.0)
+        crops, waveforms, metadata = [], [], []
+        for i in range(count):
+            frames = standalone_frames(video_list[i], self.max_frames, self.max_duration, fps) \
+                if video_list and video_list[i] is not None else None
+            crops.append(frames)
+            span = None if self.max_duration is None else float(self.max_duration)
+            if self.max_frames is not None:  # the audio covers the span the frames may take (ClipPipeline's rule)
+                span = min(span or np.inf, self.max_frames / fps)
+            waveform = audio_list[i] if audio_list else None
+            waveforms.append(None if waveform is None else
+                             standalone_waveform(waveform, self.audio_peak_db, self.sampling_rate, span))
+            metadata.append({"path": None, "fps": fps if frames is not None else None,
+                             "num_frames": 0 if frames is None else len(frames),
+                             "audio_present": waveforms[-1] is not None, "standalone": True})
+        batch = len(crops)
+        max_frames = max([len(c) for c in crops if c is not None] + [1])
+        pixel_values = np.zeros((batch, max_frames, 3, self.face_size, self.face_size), np.float32)
+        frame_mask = np.zeros((batch, max_frames), np.int64)
+        for b, frames in enumerate(crops):
+            if frames is not None:
+                pixels = self.video_processor(videos=[frames], return_tensors="np",
+                                              **(videos_kwargs or {}))["pixel_values"]
+                pixel_values[b, :len(frames)] = np.asarray(pixels[0], np.float32)
+                frame_mask[b, :len(frames)] = 1
+        data = {"pixel_values": pixel_values, "frame_mask": frame_mask}
+        if self.au_backend is None:
+            data["au_features"] = np.zeros((batch, max_frames, len(self.au_names)), np.float32)
+        data.update(self._pad_audio(waveforms, batch, audio_kwargs))
+        return EmiBatch(data, tensor_type=return_tensors, metadata=metadata)
 
     def collate(self, clips: Sequence[ClipData], return_tensors: str | None = "pt", videos_kwargs: dict | None = None,
                 audio_kwargs: dict | None = None, stages: ClipStages | None = None) -> EmiBatch:
@@ -413,8 +495,10 @@ class EmiProcessor(ProcessorMixin):
 
     def _collate_audio(self, clips: Sequence[ClipData], audio_kwargs: dict | None) -> dict:
         """`input_values`, `attention_mask` of `collate`."""
-        batch = len(clips)
-        waveforms = [clip.waveform for clip in clips]
+        return self._pad_audio([clip.waveform for clip in clips], len(clips), audio_kwargs)
+
+    def _pad_audio(self, waveforms: list, batch: int, audio_kwargs: dict | None) -> dict:
+        """Waveforms (None for a clip without audio) -> padded `input_values`, int64 `attention_mask`."""
         if any(w is not None for w in waveforms):
             audio = self.feature_extractor(
                 [w if w is not None else np.zeros(1, np.float32) for w in waveforms], sampling_rate=self.sampling_rate,
@@ -458,3 +542,7 @@ def register_processor() -> None:
     for config_class in (EmiVisualConfig, EmiAudioConfig, EmiFusionConfig):
         AutoVideoProcessor.register(config_class, EmiVideoProcessor, exist_ok=True)
         AutoProcessor.register(config_class, EmiProcessor, exist_ok=True)
+    # save_pretrained then writes `auto_map` into processor_config.json and copies this file (with
+    # configuration_emi.py and processor_kwargs.py) next to it: `trust_remote_code=True` loads it without emi-hf.
+    EmiProcessor.register_for_auto_class("AutoProcessor")
+    EmiVideoProcessor.register_for_auto_class("AutoVideoProcessor")

@@ -1,29 +1,69 @@
 """`evaluate` module for the EMI challenge metric: mean Pearson r over the six emotion intensities.
 
-Load it from a checkout (no network):
+Load it from a checkout, or from its Space (no emi-hf needed):
 
     import evaluate
     metric = evaluate.load("hub/metrics/emi_mean_pearson")
     metric.compute(predictions=[[...6 floats...], ...], references=[[...], ...])
     # {"mean_pearson": float, "per_emotion": {"Admiration": float, ...}}
 
-This file is a thin wrapper: the maths lives in `emi_hf.metrics.mean_pearson`, so there is a single
-implementation to test and to keep right. `evaluate` copies this script into its module cache before importing
-it, which rules out relative imports; the wrapper therefore needs the `emi-hf` package installed
-(`pip install emi-hf`, or `pip install -e .` in a checkout) and says so if it is not.
+The module stands alone: NumPy (and `evaluate` / `datasets`, which load it) only, no emi-hf and no torch.
+`evaluate` copies this script into its module cache before importing it, so it cannot import its neighbours; the
+maths below is the same as `emi_hf.metrics.mean_pearson` (the package's tests compare the two, and both against
+`scipy.stats.pearsonr`).
 """
 
 import datasets
 import evaluate
+import numpy as np
 
-try:  # indented import: evaluate's dependency scanner only looks at top-level imports; we give our own message
-    from emi_hf.metrics import EMOTION_NAMES, mean_pearson
-except ImportError as error:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "The `emi_mean_pearson` metric wraps `emi_hf.metrics.mean_pearson` and needs the emi-hf package: "
-        "`pip install emi-hf` (or `pip install -e .` in a checkout of the repository). "
-        f"Import failed with: {error}"
-    ) from error
+EMOTION_NAMES = ("Admiration", "Amusement", "Determination", "Empathic Pain", "Excitement", "Joy")
+
+
+def _matrix(values, argument, label_names):
+    """`values` as a float64 `[num_clips, len(label_names)]` array; ValueError for other shapes, NaN or inf."""
+    try:
+        matrix = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"`{argument}` must be a numeric array of shape [num_clips, {len(label_names)}]: {error}")
+    if matrix.ndim == 1 and len(label_names) == 1:
+        matrix = matrix[:, None]
+    if matrix.ndim != 2 or matrix.shape[1] != len(label_names):
+        raise ValueError(f"`{argument}` must have shape [num_clips, {len(label_names)}] (one column per label: "
+                         f"{list(label_names)}), got shape {list(matrix.shape)}.")
+    if not np.isfinite(matrix).all():
+        rows, columns = np.nonzero(~np.isfinite(matrix))
+        raise ValueError(f"`{argument}` contains {len(rows)} NaN or infinite value(s) (first at row {int(rows[0])}; "
+                         f"labels {sorted({label_names[c] for c in columns})}). Drop unlabeled clips first.")
+    return matrix
+
+
+def mean_pearson(predictions, references, label_names=EMOTION_NAMES):
+    """Pearson r per column (0.0 for a constant column) and their unweighted mean, in float64."""
+    label_names = tuple(label_names)
+    if not label_names or len(set(label_names)) != len(label_names):
+        raise ValueError(f"`label_names` must name at least one label, each once; got {list(label_names)}.")
+    predictions = _matrix(predictions, "predictions", label_names)
+    references = _matrix(references, "references", label_names)
+    if predictions.shape != references.shape:
+        raise ValueError(f"`predictions` and `references` must have the same shape, got {list(predictions.shape)} "
+                         f"and {list(references.shape)}.")
+    if predictions.shape[0] < 2:
+        raise ValueError(f"Correlation metrics need at least 2 clips, got {predictions.shape[0]}.")
+    units = []
+    for matrix in (predictions, references):  # centre, scale to unit norm (after max-abs scaling), as scipy does
+        deviations = matrix - matrix.mean(axis=0)
+        scale = np.abs(deviations).max(axis=0)
+        scale[scale == 0] = 1.0
+        deviations = deviations / scale
+        norms = np.linalg.norm(deviations, axis=0)
+        norms[norms == 0] = 1.0
+        units.append(deviations / norms)
+    correlation = np.clip(np.einsum("ij,ij->j", units[0], units[1]), -1.0, 1.0)
+    constant = np.all(predictions == predictions[0], axis=0) | np.all(references == references[0], axis=0)
+    correlation[constant] = 0.0
+    return {"mean_pearson": float(np.mean(correlation)),
+            "per_emotion": {name: float(value) for name, value in zip(label_names, correlation)}}
 
 
 _DESCRIPTION = """\

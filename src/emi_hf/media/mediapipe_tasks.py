@@ -18,8 +18,8 @@ Where the model file comes from (:func:`face_landmarker_model`), first found win
 -------------------------------------------------------------------------------
 1. a path given in code: ``EmiProcessor(face_landmarker_model=PATH)`` (not saved with the processor);
 2. the environment variable ``EMI_HF_FACE_LANDMARKER`` (a path);
-3. the cache: ``$EMI_HF_MODELS/face_landmarker.task`` (default ``$XDG_CACHE_HOME/emi_hf/models``, else
-   ``~/.cache/emi_hf/models``);
+3. the cache: ``$EMI_HF_MODELS/face_landmarker.task`` (default ``$HF_HOME/emi_hf/models`` when ``HF_HOME`` is set,
+   else ``$XDG_CACHE_HOME/emi_hf/models`` or ``~/.cache/emi_hf/models``, which is also still read);
 4. a download into that cache, once (3.7 MB from Google's MediaPipe model storage, checked against its SHA-256;
    it says what it fetches and where). Never with ``HF_HUB_OFFLINE=1`` (huggingface_hub's own check), nor with
    ``EMI_HF_ALLOW_DOWNLOADS=0``: then :class:`FaceModelNotFoundError` says where to put the file.
@@ -116,11 +116,19 @@ def resolve_mediapipe_backend(setting: str = "auto", au_backend: str | None = No
 
 
 def models_cache_dir() -> Path:
-    """``$EMI_HF_MODELS``, else ``$XDG_CACHE_HOME/emi_hf/models``, else ``~/.cache/emi_hf/models``."""
+    """``$EMI_HF_MODELS``, else ``models/`` in emi-hf's cache folder, as the clip cache (``emi_hf.media.cache.
+    cache_root``): ``$HF_HOME/emi_hf/models`` when ``HF_HOME`` is set, else ``$XDG_CACHE_HOME/emi_hf/models``, else
+    ``~/.cache/emi_hf/models``."""
     if os.environ.get(ENV_MODELS_DIR):
         return Path(os.environ[ENV_MODELS_DIR])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "emi_hf" / "models"
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]) / "emi_hf" / "models"
+    return _xdg_models_dir()
+
+
+def _xdg_models_dir() -> Path:
+    """Where versions before the HF_HOME rule kept the models (still read)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "emi_hf" / "models"
 
 
 def _offline() -> bool:
@@ -187,8 +195,10 @@ def face_landmarker_model(path: str | os.PathLike | None = None, download: bool 
                                              f"face_landmarker.task ({FACE_LANDMARKER_URL}).")
             return given
     target = models_cache_dir() / FACE_LANDMARKER_FILE
-    if target.is_file():
-        return target
+    legacy = [] if os.environ.get(ENV_MODELS_DIR) else [_xdg_models_dir() / FACE_LANDMARKER_FILE]
+    for cached in [target, *legacy]:
+        if cached.is_file():
+            return cached
     if download is False or (download is None and (_offline() or not _downloads_allowed())):
         why = ("downloads are off (download=False)" if download is False else
                "HF_HUB_OFFLINE is set" if _offline() else f"{ENV_ALLOW_DOWNLOADS}=0")

@@ -484,12 +484,16 @@ class ClipPipeline:
 
 
 def _as_rgb_frames(video) -> np.ndarray:
-    """Decoded frames (uint8, or floats in [0, 1] or [0, 255]) as uint8 RGB [T, H, W, 3]."""
+    """Decoded frames (uint8, or floats in [0, 1] or [0, 255]; channels last `[T, H, W, 3]` or first
+    `[T, 3, H, W]`, as transformers' video processors take them) as uint8 RGB [T, H, W, 3]."""
     frames = np.asarray(video)
     if frames.ndim == 3:
         frames = frames[None]
+    if frames.ndim == 4 and frames.shape[1] == 3 and frames.shape[-1] != 3:
+        frames = np.moveaxis(frames, 1, -1)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
-        raise EmiInputError(None, f"decoded video frames must be RGB [T, H, W, 3], got shape {frames.shape}.")
+        raise EmiInputError(None, "decoded video frames must be RGB [T, H, W, 3] or [T, 3, H, W], got shape "
+                                  f"{frames.shape}.")
     if frames.dtype != np.uint8:
         if frames.dtype.kind == "f" and frames.size and float(np.nanmax(frames)) <= 1.0:
             frames = frames * 255.0
