@@ -5,9 +5,11 @@ Importing the package registers the model types with transformers' Auto classes,
 ensembles of any of them (``emi_ensemble``, ``modeling_ensemble_emi.py``).
 """
 
+import sys
+
 from transformers import AutoConfig, AutoModel
 
-from .configuration_emi import (
+from .models.configuration_emi import (
     DEFAULT_AU_NAMES,
     EMOTION_NAMES,
     EmiAudioConfig,
@@ -15,12 +17,20 @@ from .configuration_emi import (
     EmiTextConfig,
     EmiVisualConfig,
 )
-from .modeling_emi import EmiAudioModel, EmiPreTrainedModel, EmiRegressionOutput, EmiTextModel, EmiVisualModel
-from .modeling_fusion_emi import EmiFusionModel, EmiFusionOutput
-from .modeling_ensemble_emi import EmiEnsembleConfig, EmiEnsembleModel
+from .models.modeling_emi import EmiAudioModel, EmiPreTrainedModel, EmiRegressionOutput, EmiTextModel, EmiVisualModel
+from .models.modeling_fusion_emi import EmiFusionModel, EmiFusionOutput
+from .models.modeling_ensemble_emi import EmiEnsembleConfig, EmiEnsembleModel
 from .processing_emi import EmiBatch, EmiProcessor, EmiVideoProcessor, register_processor
 
+from . import models as _models
+
 __version__ = "0.1.0"
+
+# The bundle moved into `emi_hf.models`; its modules stay importable under their old paths (`emi_hf.modeling_emi`,
+# `emi_hf.configuration_emi`, ...), as the same module objects.
+for _name in _models.BUNDLE_MODULES:
+    __import__(f"{__name__}.models.{_name}")
+    sys.modules.setdefault(f"{__name__}.{_name}", sys.modules[f"{__name__}.models.{_name}"])
 
 
 def _register_auto_classes() -> None:

@@ -15,7 +15,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from .configuration_emi import EMOTION_NAMES
+from .models.configuration_emi import EMOTION_NAMES
 from .errors import ExitCode, exit_code_table, extraction_exit_code, is_known_error, loading
 
 

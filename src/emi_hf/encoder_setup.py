@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from .encoders_emi import backbone_family
+from .models.encoders_emi import backbone_family
 from .errors import EmiUsageError
 from .provenance import backbone_fingerprint, update_with_weights  # noqa: F401  (re-exported: their earlier home)
 
@@ -37,7 +37,7 @@ def build_visual_model(spec: str, weights=None, allow_random: bool = False, rand
     """An `EmiVisualModel` on the face backbone `spec` with `weights` (see module docstring). Returns (model, note);
     with `allow_random`, unavailable published weights fall back to random ones (said in the note). `randomised`
     runs the build of a random model (`emi_hf.pretrained` seeds it); default: as is."""
-    from .modeling_emi import EmiVisualModel
+    from .models.modeling_emi import EmiVisualModel
     from .provenance import random_record, stamp, weights_record
 
     def random_model():
@@ -158,7 +158,7 @@ MODALITY_PHRASES = {"visual": "the face", "audio": "the voice", "text": "the tra
 
 def card_modalities(config: dict) -> list[str]:
     """The modalities of a fusion `config.json` (those whose sub-config it holds)."""
-    from .configuration_emi import FUSION_MODALITIES
+    from .models.configuration_emi import FUSION_MODALITIES
 
     return [m for m in FUSION_MODALITIES if config.get(f"{m}_config")]
 

@@ -65,7 +65,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from .configuration_emi import EMOTION_NAMES
+from .models.configuration_emi import EMOTION_NAMES
 from .errors import EmiError, EmiUsageError
 from .results import RESULTS_FILE, read_results
 from .text.encoder import TEXT_TOKENIZER_DIR

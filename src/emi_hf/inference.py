@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .configuration_emi import FUSION_MODALITIES, output_modalities
+from .models.configuration_emi import FUSION_MODALITIES, output_modalities
 from .devices import default_device
 from .errors import EmiNotFoundError, EmiUsageError, loading
 from .media.stages import ClipStages

@@ -44,7 +44,7 @@ from .media.errors import EmiInputError
 from .media.pipeline import ClipPipeline
 from .media.settings import ClipSettings
 from .media.stages import ClipStages
-from .processor_kwargs import EmiProcessorKwargs, route_processor_kwargs
+from .models.processor_kwargs import EmiProcessorKwargs, route_processor_kwargs
 
 __all__ = ["EmiBatch", "EmiVideoProcessor", "EmiProcessor", "model_inputs", "register_processor"]
 
@@ -453,7 +453,7 @@ def register_processor() -> None:
     ``AutoProcessor.from_pretrained`` resolves a saved EmiProcessor. Called by ``import emi_hf``."""
     from transformers import AutoProcessor, AutoVideoProcessor
 
-    from .configuration_emi import EmiAudioConfig, EmiFusionConfig, EmiVisualConfig
+    from .models.configuration_emi import EmiAudioConfig, EmiFusionConfig, EmiVisualConfig
 
     for config_class in (EmiVisualConfig, EmiAudioConfig, EmiFusionConfig):
         AutoVideoProcessor.register(config_class, EmiVideoProcessor, exist_ok=True)

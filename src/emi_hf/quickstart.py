@@ -207,7 +207,7 @@ def write_test_submission(data_dir: Path, features_dir: Path, fusion_dir: Path, 
     ``test_mean_pearson``."""
     from .data.extraction import run_extraction
     from .data.layout import load_hume_vidmimic2
-    from .modeling_emi import EmiAudioModel, EmiVisualModel
+    from .models.modeling_emi import EmiAudioModel, EmiVisualModel
     from .processing_emi import EmiProcessor
     from .submission import submission_from_features, verify_submission
 

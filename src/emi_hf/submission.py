@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .configuration_emi import EMOTION_NAMES
+from .models.configuration_emi import EMOTION_NAMES
 from .data.layout import normalize_clip_id
 from .errors import EmiUsageError, IncompleteSubmission
 

@@ -106,7 +106,7 @@ def embed_waveform(processor, audio_model, waveform: np.ndarray | None) -> tuple
     """Speech-encoder frames `[Ta, D]` and mask `[Ta]` of a 16 kHz waveform; one masked frame when there is none."""
     import torch
 
-    from ..backbones_emi import MIN_WAVEFORM_SAMPLES
+    from ..models.backbones_emi import MIN_WAVEFORM_SAMPLES
 
     config = audio_model.config
     dtype = np.float16 if getattr(config, "cache_dtype", "float32") == "float16" else np.float32

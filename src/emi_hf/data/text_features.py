@@ -155,7 +155,7 @@ class TextStage:
     def base_model(self, label_names):
         """An `EmiTextModel` holding the frozen encoder (random temporal part), as `base_text/`, for training; its
         provenance record names the encoder's Hub id or folder."""
-        from ..modeling_emi import EmiTextModel
+        from ..models.modeling_emi import EmiTextModel
         from ..provenance import stamp, weights_record
 
         asr = self.transcriber.settings() if self.transcriber is not None else {}

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
-from ..configuration_emi import LOSS_TYPES, POOLING_TYPES
+from ..models.configuration_emi import LOSS_TYPES, POOLING_TYPES
 from ..errors import EmiUsageError
 from ..results import trained_settings
 

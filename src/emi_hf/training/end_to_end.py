@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from ..data.layout import load_hume_vidmimic2
-from ..encoders_emi import enable_backbone_checkpointing, enable_model_checkpointing
+from ..models.encoders_emi import enable_backbone_checkpointing, enable_model_checkpointing
 from ..errors import EmiUsageError
 from ..media.errors import EmiInputError
 from .data import CROP_STREAM, EpochBatchSampler, _window, make_loader

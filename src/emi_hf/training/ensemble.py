@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import EmiUsageError
-from ..modeling_ensemble_emi import EmiEnsembleModel
+from ..models.modeling_ensemble_emi import EmiEnsembleModel
 from ..results import json_ready, write_results
 from .evaluation import predict_split, score_predictions
 from .selection import place_scores, selection_record

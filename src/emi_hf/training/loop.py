@@ -71,10 +71,10 @@ from ..data.store import load_feature_splits
 from ..errors import EmiNotFoundError, EmiUsageError
 from ..hub import CODE_FILES
 from ..media.logs import progress_bars_hidden
-from ..configuration_emi import FUSION_MODALITIES
-from ..modeling_fusion_emi import EmiFusionModel
+from ..models.configuration_emi import FUSION_MODALITIES
+from ..models.modeling_fusion_emi import EmiFusionModel
 from ..results import RESULTS_FILE, TRAINING_LABEL_MEAN, json_ready, write_results
-from ..temporal_emi import loss_reduction
+from ..models.temporal_emi import loss_reduction
 from .arguments import EmiTrainingArguments, parse_args, resolve_sequence_caps
 from .best_model import BestModelWriter
 from .data import check_batch_size, label_mean, model_inputs

@@ -1,0 +1,30 @@
+"""The model bundle: exactly the files that `save_pretrained` copies next to the weights for `trust_remote_code`.
+
+Every module here imports only its neighbours (relative imports) and third-party packages (torch, torchvision,
+transformers), never the rest of emi_hf, so that a saved checkpoint loads in a Python without emi-hf installed.
+What is copied is this folder's listing (`bundle_files`), not a hand-kept list.
+
+| module | holds |
+|---|---|
+| `configuration_emi` | the configs (`EmiVisualConfig`, `EmiAudioConfig`, `EmiTextConfig`, `EmiFusionConfig`, ...) |
+| `modeling_base_emi` | `EmiPreTrainedModel`, `EmiRegressionOutput`, the shared temporal regressor |
+| `modeling_emi` | the unimodal models `EmiVisualModel`, `EmiAudioModel`, `EmiTextModel` |
+| `modeling_fusion_emi` | `EmiFusionModel` (late or feature-level fusion of any subset of modalities) |
+| `modeling_ensemble_emi` | `EmiEnsembleModel` (seed ensembles of any of them) |
+| `temporal_emi` | projection, TCN, Transformer encoder, heads, windows, the loss |
+| `backbones_emi`, `encoders_emi` | the face backbones and speech encoders as submodules |
+| `processor_kwargs` | the processor's typed keyword arguments |
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+BUNDLE_MODULES = ("configuration_emi", "modeling_base_emi", "modeling_emi", "modeling_fusion_emi",
+                  "modeling_ensemble_emi", "temporal_emi", "backbones_emi", "encoders_emi", "processor_kwargs")
+"""The bundle's module names (also importable under their pre-0.2 paths, `emi_hf.<name>`)."""
+
+
+def bundle_files() -> list[str]:
+    """The file names `save_pretrained` copies next to the weights: this folder's Python modules but `__init__.py`."""
+    return sorted(path.name for path in Path(__file__).parent.glob("*.py") if path.name != "__init__.py")
