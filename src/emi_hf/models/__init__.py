@@ -28,3 +28,17 @@ BUNDLE_MODULES = ("configuration_emi", "modeling_base_emi", "modeling_emi", "mod
 def bundle_files() -> list[str]:
     """The file names `save_pretrained` copies next to the weights: this folder's Python modules but `__init__.py`."""
     return sorted(path.name for path in Path(__file__).parent.glob("*.py") if path.name != "__init__.py")
+
+
+def bundle_closure(modules: list[str]) -> list[str]:
+    """The file names of these bundle modules and of every bundle module they import, read from the sources
+    (relative imports, as transformers resolves remote code); names outside the bundle are ignored."""
+    from transformers.dynamic_module_utils import get_relative_import_files
+
+    folder = Path(__file__).parent
+    files = set()
+    for module in modules:
+        path = folder / f"{module}.py"
+        if path.is_file():
+            files |= {path.name, *(Path(name).name for name in get_relative_import_files(path))}
+    return sorted(files)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -142,6 +144,17 @@ class EmiPreTrainedModel(PreTrainedModel):
             init_resnet_module(module)
         if isinstance(getattr(module, "layer_weights", None), nn.Parameter):
             init.zeros_(module.layer_weights)  # the speech layers' mixing weights start uniform
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, then the whole bundle next to the weights: every module of this file's
+        folder (`emi_hf/models/`, or the remote-code cache a checkpoint was loaded from), so that any emi model of the
+        folder loads with `trust_remote_code=True` in a Python without emi-hf."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True) and getattr(self, "_auto_class", None) is not None:
+            for path in sorted(Path(__file__).parent.glob("*.py")):
+                target = Path(save_directory) / path.name
+                if path.name != "__init__.py" and not target.exists():
+                    shutil.copyfile(path, target)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):

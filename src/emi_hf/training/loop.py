@@ -69,8 +69,8 @@ from transformers import get_cosine_schedule_with_warmup
 
 from ..data.store import load_feature_splits
 from ..errors import EmiNotFoundError, EmiUsageError
-from ..hub import CODE_FILES
 from ..media.logs import progress_bars_hidden
+from ..models import bundle_files
 from ..models.configuration_emi import FUSION_MODALITIES
 from ..models.modeling_fusion_emi import EmiFusionModel
 from ..results import RESULTS_FILE, TRAINING_LABEL_MEAN, json_ready, write_results
@@ -225,8 +225,7 @@ def save_processor(metadata: dict, root: Path, output_dir: Path, fallback_dirs=(
         EmiProcessor.from_pretrained(source).save_pretrained(output_dir)
         return f"processor: saved from {source}"
     except Exception as error:  # the class is unavailable or cannot build this processor here: copy its files
-        skip = {"config.json", "model.safetensors", RESULTS_FILE, *CODE_FILES, "modeling_fusion_emi.py",
-                "modeling_ensemble_emi.py"}
+        skip = {"config.json", "model.safetensors", RESULTS_FILE, *bundle_files()}
         for path in source.iterdir():
             if path.is_file() and path.name not in skip and not path.name.endswith((".safetensors", ".bin")):
                 shutil.copy2(path, output_dir / path.name)
