@@ -5,6 +5,8 @@ Importing the package registers the model types with transformers' Auto classes,
 ensembles of any of them (``emi_ensemble``, ``modeling_ensemble_emi.py``).
 """
 
+import importlib.abc
+import importlib.util
 import sys
 
 from transformers import AutoConfig, AutoModel
@@ -20,17 +22,33 @@ from .models.configuration_emi import (
 from .models.modeling_emi import EmiAudioModel, EmiPreTrainedModel, EmiRegressionOutput, EmiTextModel, EmiVisualModel
 from .models.modeling_fusion_emi import EmiFusionModel, EmiFusionOutput
 from .models.modeling_ensemble_emi import EmiEnsembleConfig, EmiEnsembleModel
+from .models import BUNDLE_MODULES
 from .processing_emi import EmiBatch, EmiProcessor, EmiVideoProcessor, register_processor
-
-from . import models as _models
 
 __version__ = "0.1.0"
 
-# The bundle moved into `emi_hf.models`; its modules stay importable under their old paths (`emi_hf.modeling_emi`,
-# `emi_hf.configuration_emi`, ...), as the same module objects.
-for _name in _models.BUNDLE_MODULES:
-    __import__(f"{__name__}.models.{_name}")
-    sys.modules.setdefault(f"{__name__}.{_name}", sys.modules[f"{__name__}.models.{_name}"])
+
+class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Old module paths (before 0.2) import the module's new home, as the same module object: the remote-code
+    bundle moved into `emi_hf.models`, the encoder modules into `emi_hf.encoders`."""
+
+    MOVED = {**{f"{__name__}.{name}": f"{__name__}.models.{name}" for name in BUNDLE_MODULES},
+        f"{__name__}.encoder_setup": f"{__name__}.encoders.setup",
+        f"{__name__}.pretrained": f"{__name__}.encoders.pretrained",
+        f"{__name__}.face_embedding": f"{__name__}.encoders.face_embedding"}
+
+    def find_spec(self, fullname, path=None, target=None):
+        return importlib.util.spec_from_loader(fullname, self) if fullname in self.MOVED else None
+
+    def create_module(self, spec):
+        return importlib.import_module(self.MOVED[spec.name])
+
+    def exec_module(self, module):
+        pass
+
+
+if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
+    sys.meta_path.append(_MovedModules())
 
 
 def _register_auto_classes() -> None:

@@ -284,7 +284,7 @@ def _read_model_config(folder: Path) -> tuple[dict, str]:
 def _card_data(results: dict, modality: str, model_name: str, label_names: list[str],
                config: Mapping[str, Any] | None = None) -> ModelCardData:
     """The card's YAML metadata: tags, license, datasets and the `model-index` of the validation numbers."""
-    from .encoder_setup import card_modalities
+    from .encoders.setup import card_modalities
 
     dataset = results.get("dataset") or "the training data"
     validation = results.get("validation")
@@ -331,7 +331,7 @@ def render_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> 
     """
     import jinja2
 
-    from .encoder_setup import card_encoders, card_fusion
+    from .encoders.setup import card_encoders, card_fusion
     from .provenance import card_provenance
 
     folder = Path(folder)

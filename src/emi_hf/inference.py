@@ -278,7 +278,7 @@ def predict_clips(model, processor, videos, batch_size: int = 1, *, use_cache: b
     check_raw_input_backbones(model, allow_random_backbones, source=getattr(model, "name_or_path", None))
     if text_side is None:
         text_side = TextSide.default_for(model)
-    from .face_embedding import FaceEmbedder
+    from .encoders.face_embedding import FaceEmbedder
 
     videos = [videos] if isinstance(videos, (str, os.PathLike)) else list(videos)
     names = list(model.config.id2label[i] for i in range(len(model.config.id2label)))

@@ -97,7 +97,7 @@ def extract_features(records: dict, features_dir: Path, face_detector: str, fps:
     """Step 2: processor + frozen backbones (and the text stage) -> cached features; returns the notes on which
     backbones ran."""
     from .data.extraction import run_extraction
-    from .pretrained import build_audio_base, build_visual_base
+    from .encoders.pretrained import build_audio_base, build_visual_base
     from .processing_emi import EmiProcessor
 
     _banner(f"2/6 feature extraction ({face_detector} faces at {fps:g} fps, AUs, wav2vec2, transcripts) -> "

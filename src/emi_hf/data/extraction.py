@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..encoder_setup import backbone_fingerprint, encoder_record
+from ..encoders.setup import backbone_fingerprint, encoder_record
 from ..errors import EmiUsageError
-from ..face_embedding import FaceEmbedder, clip_face_embeddings
+from ..encoders.face_embedding import FaceEmbedder, clip_face_embeddings
 from ..media.images import DEFAULT_FACE_IMAGE_FPS, clip_side_inputs, process_clip_inputs
 from .failures import failure_reason, reason_counts
 from .sharding import (

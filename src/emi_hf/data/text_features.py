@@ -146,7 +146,7 @@ class TextStage:
             return None
         import hashlib
 
-        from ..encoder_setup import update_with_weights
+        from ..encoders.setup import update_with_weights
 
         digest = hashlib.sha256(self.encoder.model_name.encode())
         update_with_weights(digest, self.encoder.model)

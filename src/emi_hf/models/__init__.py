@@ -20,11 +20,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-BUNDLE_MODULES = ("configuration_emi", "modeling_base_emi", "modeling_emi", "modeling_fusion_emi",
-                  "modeling_ensemble_emi", "temporal_emi", "backbones_emi", "encoders_emi", "processor_kwargs")
-"""The bundle's module names (also importable under their pre-0.2 paths, `emi_hf.<name>`)."""
-
-
 def bundle_files() -> list[str]:
     """The file names `save_pretrained` copies next to the weights: this folder's Python modules but `__init__.py`."""
     return sorted(path.name for path in Path(__file__).parent.glob("*.py") if path.name != "__init__.py")
@@ -42,3 +37,7 @@ def bundle_closure(modules: list[str]) -> list[str]:
         if path.is_file():
             files |= {path.name, *(Path(name).name for name in get_relative_import_files(path))}
     return sorted(files)
+
+
+BUNDLE_MODULES = tuple(name.removesuffix(".py") for name in bundle_files())
+"""The bundle's module names (also importable under their earlier paths, `emi_hf.<name>`)."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..models.configuration_emi import FUSION_MODALITIES, EmiAudioConfig, EmiTextConfig, EmiVisualConfig
-from ..encoder_setup import check_input_dims
+from ..encoders.setup import check_input_dims
 from ..errors import EmiUsageError, loading
 from ..models.modeling_fusion_emi import MODEL_CLASSES, EmiFusionModel
 from ..errors import EmiError, EmiUsageError
