@@ -328,7 +328,8 @@ def _check_same_backbones(output_dir: Path, visual_model, audio_model, text_stag
         path.write_text(json.dumps(current, indent=2))
 
 
-def _collect_failures(output_dir: Path) -> list[dict]:
+def collect_failures(output_dir: Path) -> list[dict]:
+    """The failure records of a feature folder (`failures.rank*.jsonl` of every rank), one per clip."""
     failures = {}
     for path in sorted(output_dir.glob("failures.rank*.jsonl")):
         for line in path.read_text().splitlines():
@@ -378,7 +379,7 @@ def merge_features(output_dir: Path, records: dict[str, list], processor, visual
     recover_interrupted_merge(output_dir)
     done = {path.stem for path in (output_dir / "clips").glob("*/*.npz")}
     done |= set().union(*merged_clip_ids(output_dir).values())
-    failures = [f for f in _collect_failures(output_dir) if f["clip_id"] not in done]  # a retry may have succeeded
+    failures = [f for f in collect_failures(output_dir) if f["clip_id"] not in done]  # a retry may have succeeded
     failed = {f["clip_id"] for f in failures}
     wanted = {SPLIT_NAMES.get(split, split): [r.clip_id for r in clips] for split, clips in records.items()}
     columns = tuple(features)
