@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .models.configuration_emi import FUSION_MODALITIES, output_modalities
+from .models.configuration_emi import FUSION_MODALITIES
+from .models.modeling_fusion_emi import output_modalities
 from .devices import default_device
+from .modalities import MODALITY_NAMES
 from .errors import EmiNotFoundError, EmiUsageError, loading
 from .media.stages import ClipStages
 
-MODALITIES = ("visual", "audio", "text", "fused")  # keys of ClipPrediction.modality_intensities, in display order
+MODALITIES = (*MODALITY_NAMES, "fused")  # keys of ClipPrediction.modality_intensities, in display order
 _MODEL_MODALITIES = {"emi_visual": ("visual",), "emi_audio": ("audio",), "emi_text": ("text",)}
 
 

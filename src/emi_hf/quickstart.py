@@ -27,7 +27,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-UNIMODAL = ("visual", "audio", "text")
+from .modalities import MODALITY_NAMES
+
+UNIMODAL = MODALITY_NAMES
 # The text model's peak learning rate here: chosen on this validation set among 3e-4 (the training default) and
 # 1e-3, each with attention and mean pooling (validation 0.263 / 0.309 at 3e-4, 0.367 / 0.325 at 1e-3); the README
 # gives the table with the default too.

@@ -20,7 +20,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .backbones_emi import FrozenBackboneMixin, init_resnet_module
-from .configuration_emi import EmiVisualConfig
+from .configuration_emi import FUSION_MODALITIES, EmiVisualConfig
 from .temporal_emi import IntensityHead, TemporalEncoder, _finalise, clip_loss, init_submodel_on_load
 
 
@@ -105,7 +105,7 @@ def restore_unrecorded_windows(model: nn.Module, folder: str) -> None:
             cap = training.get(recorded[0], recorded[1])
             module.config.temporal_window = int(cap) if isinstance(cap, (int, float)) and cap > 0 else None
             changed = True
-        for name in ("visual", "audio", "text"):
+        for name in FUSION_MODALITIES:
             if isinstance(entry.get(f"{name}_config"), dict) and isinstance(getattr(module, name, None), nn.Module):
                 changed |= visit(getattr(module, name), entry[f"{name}_config"])
         members = getattr(module, "members", None)

@@ -21,9 +21,10 @@ from transformers import HfArgumentParser
 
 from ..models.configuration_emi import LOSS_TYPES, POOLING_TYPES
 from ..errors import EmiUsageError
+from ..modalities import FUSION, MODALITY_NAMES
 from ..results import trained_settings
 
-MODALITIES = ("visual", "audio", "text", "fusion")
+MODALITIES = (*MODALITY_NAMES, FUSION)
 MIXED_PRECISION = ("no", "fp16", "bf16")
 FUSION_MODES = ("late", "joint", "feature")
 TRACKERS = ("tensorboard", "none", "all", "wandb", "mlflow", "comet_ml", "aim", "clearml")

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models.configuration_emi import FUSION_MODALITIES, output_modalities
+from ..models.configuration_emi import FUSION_MODALITIES
+from ..models.modeling_fusion_emi import output_modalities
 from ..data.store import load_feature_splits
 from ..devices import default_device
 from ..errors import EmiUsageError, loading
