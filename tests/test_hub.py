@@ -102,11 +102,12 @@ def front_matter(readme: str) -> dict:
 def test_push_pull_fusion_model_and_card(hub, tmp_path):
     result = run_scenario("model", hub, tmp_path / "hf_home", str(tmp_path))
 
-    # The right files, and only those.
+    # The right files, and only those (the code: the whole bundle, `emi_hf/models/`'s listing).
     assert sorted(result["files"]) == [
         ".gitattributes", "README.md", "backbones_emi.py", "config.json", "configuration_emi.py", "encoders_emi.py",
-        "model.safetensors", "modeling_base_emi.py", "modeling_emi.py", "modeling_fusion_emi.py",
-        "processor_config.json", "results.json", "temporal_emi.py",
+        "model.safetensors", "modeling_base_emi.py", "modeling_emi.py", "modeling_ensemble_emi.py",
+        "modeling_fusion_emi.py", "processing_emi.py", "processing_standalone_emi.py", "processor_config.json",
+        "processor_kwargs.py", "results.json", "temporal_emi.py",
     ]
     assert result["same_outputs_pulled"] and result["same_outputs_from_repo_id"] and result["same_outputs_revision"]
 

@@ -109,17 +109,20 @@ def test_auto_classes_registered_whatever_the_import_order(order, tmp_path):
                   f"config = AutoConfig.from_pretrained({str(tmp_path)!r})\n"
                   f"model = AutoModel.from_pretrained({str(tmp_path)!r})\n"
                   "print(json.dumps([type(config).__module__, type(model).__module__]))")
-    assert result == ["emi_hf.configuration_emi", "emi_hf.modeling_emi"]
+    assert result == ["emi_hf.models.configuration_emi", "emi_hf.models.modeling_emi"]
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["auto_map"]["AutoModel"].endswith("EmiVisualModel")
 
 
 def test_training_choices_agree_with_the_config():
-    from emi_hf.configuration_emi import LOSS_TYPES, POOLING_TYPES, TEMPORAL_BLOCKS
+    from emi_hf.models.configuration_emi import LOSS_TYPES, POOLING_TYPES, TEMPORAL_BLOCKS
     from emi_hf.training import arguments
 
     assert arguments.LOSS_TYPES == LOSS_TYPES and arguments.POOLING_TYPES == POOLING_TYPES
     assert arguments.TEMPORAL_BLOCKS == TEMPORAL_BLOCKS
+    from emi_hf.modalities import FUSION, MODALITY_NAMES
+
+    assert arguments.MODALITIES == (*MODALITY_NAMES, FUSION)
 
 
 def test_cli_is_a_package_of_small_modules():

@@ -12,12 +12,14 @@ the process: ``AutoConfig`` / ``AutoModel`` / ``AutoProcessor`` resolve ``emi_vi
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
 import sys
 import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time these come from __getattr__
-    from .configuration_emi import (
+    from .models.configuration_emi import (
         DEFAULT_AU_NAMES,
         EMOTION_NAMES,
         EmiAudioConfig,
@@ -25,10 +27,10 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time these come fro
         EmiTextConfig,
         EmiVisualConfig,
     )
-    from .modeling_emi import EmiAudioModel, EmiPreTrainedModel, EmiRegressionOutput, EmiTextModel, EmiVisualModel
-    from .modeling_ensemble_emi import EmiEnsembleConfig, EmiEnsembleModel
-    from .modeling_fusion_emi import EmiFusionModel, EmiFusionOutput
-    from .processing_emi import EmiBatch, EmiProcessor, EmiVideoProcessor, register_processor
+    from .models.modeling_emi import EmiAudioModel, EmiPreTrainedModel, EmiRegressionOutput, EmiTextModel, EmiVisualModel
+    from .models.modeling_ensemble_emi import EmiEnsembleConfig, EmiEnsembleModel
+    from .models.modeling_fusion_emi import EmiFusionModel, EmiFusionOutput
+    from .models.processing_emi import EmiBatch, EmiProcessor, EmiVideoProcessor, register_processor
 
 
 def _package_version() -> str:
@@ -46,12 +48,12 @@ __version__ = _package_version()
 # public name -> the module (relative) that defines it
 _LAZY = {
     **dict.fromkeys(("DEFAULT_AU_NAMES", "EMOTION_NAMES", "EmiAudioConfig", "EmiFusionConfig", "EmiTextConfig",
-                     "EmiVisualConfig"), ".configuration_emi"),
+                     "EmiVisualConfig"), ".models.configuration_emi"),
     **dict.fromkeys(("EmiAudioModel", "EmiPreTrainedModel", "EmiRegressionOutput", "EmiTextModel", "EmiVisualModel"),
-                    ".modeling_emi"),
-    **dict.fromkeys(("EmiFusionModel", "EmiFusionOutput"), ".modeling_fusion_emi"),
-    **dict.fromkeys(("EmiEnsembleConfig", "EmiEnsembleModel"), ".modeling_ensemble_emi"),
-    **dict.fromkeys(("EmiBatch", "EmiProcessor", "EmiVideoProcessor", "register_processor"), ".processing_emi"),
+                    ".models.modeling_emi"),
+    **dict.fromkeys(("EmiFusionModel", "EmiFusionOutput"), ".models.modeling_fusion_emi"),
+    **dict.fromkeys(("EmiEnsembleConfig", "EmiEnsembleModel"), ".models.modeling_ensemble_emi"),
+    **dict.fromkeys(("EmiBatch", "EmiProcessor", "EmiVideoProcessor", "register_processor"), ".models.processing_emi"),
 }
 
 __all__ = sorted(_LAZY)
@@ -72,6 +74,32 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
+class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Old module paths (before 0.2) import the module's new home, as the same module object: the remote-code
+    bundle moved into `emi_hf.models`, the encoder modules into `emi_hf.encoders`."""
+
+    def __init__(self):
+        from .models import BUNDLE_MODULES  # light: the folder's listing
+
+        self.moved = {**{f"{__name__}.{name}": f"{__name__}.models.{name}" for name in BUNDLE_MODULES},
+                      f"{__name__}.encoder_setup": f"{__name__}.encoders.setup",
+                      f"{__name__}.pretrained": f"{__name__}.encoders.pretrained",
+                      f"{__name__}.face_embedding": f"{__name__}.encoders.face_embedding"}
+
+    def find_spec(self, fullname, path=None, target=None):
+        return importlib.util.spec_from_loader(fullname, self) if fullname in self.moved else None
+
+    def create_module(self, spec):
+        return importlib.import_module(self.moved[spec.name])
+
+    def exec_module(self, module):
+        pass
+
+
+if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
+    sys.meta_path.append(_MovedModules())
+
+
 # --- registration with transformers (Auto classes, pipeline task) --------------------------------------------------
 
 _registered: set[str] = set()
@@ -81,8 +109,8 @@ _lock = threading.RLock()
 def _register_configs() -> None:
     from transformers import AutoConfig
 
-    from .configuration_emi import EmiAudioConfig, EmiFusionConfig, EmiTextConfig, EmiVisualConfig
-    from .modeling_ensemble_emi import EmiEnsembleConfig
+    from .models.configuration_emi import EmiAudioConfig, EmiFusionConfig, EmiTextConfig, EmiVisualConfig
+    from .models.modeling_ensemble_emi import EmiEnsembleConfig
 
     for config_class in (EmiVisualConfig, EmiAudioConfig, EmiTextConfig, EmiFusionConfig, EmiEnsembleConfig):
         AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
@@ -94,10 +122,10 @@ def _register_configs() -> None:
 def _register_models() -> None:
     from transformers import AutoModel
 
-    from .configuration_emi import EmiAudioConfig, EmiFusionConfig, EmiTextConfig, EmiVisualConfig
-    from .modeling_emi import EmiAudioModel, EmiTextModel, EmiVisualModel
-    from .modeling_ensemble_emi import EmiEnsembleConfig, EmiEnsembleModel
-    from .modeling_fusion_emi import EmiFusionModel
+    from .models.configuration_emi import EmiAudioConfig, EmiFusionConfig, EmiTextConfig, EmiVisualConfig
+    from .models.modeling_emi import EmiAudioModel, EmiTextModel, EmiVisualModel
+    from .models.modeling_ensemble_emi import EmiEnsembleConfig, EmiEnsembleModel
+    from .models.modeling_fusion_emi import EmiFusionModel
 
     _register("configs")
     for config_class, model_class in ((EmiVisualConfig, EmiVisualModel), (EmiAudioConfig, EmiAudioModel),
@@ -108,7 +136,7 @@ def _register_models() -> None:
 
 
 def _register_processors() -> None:
-    from .processing_emi import register_processor
+    from .models.processing_emi import register_processor
 
     register_processor()
 

@@ -62,7 +62,8 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from .configuration_emi import EMOTION_NAMES
+from .models import bundle_closure, bundle_files
+from .models.configuration_emi import EMOTION_NAMES
 from .errors import EmiError, EmiUsageError
 from .provenance import warn_unless_permissive
 from .results import RESULTS_FILE, read_results
@@ -109,19 +110,20 @@ TASK_NAME = "Emotional Mimicry Intensity estimation"
 # Files of a run folder that belong on the Hub: top level only (checkpoints, logs and optimizer states stay home).
 MODEL_FILE_SUFFIXES = (".safetensors", ".json", ".py")
 MODEL_FILE_EXCLUDES = ("trainer_state.json", "training_args.json", "optimizer.json")
-CODE_FILES = ("configuration_emi.py", "modeling_emi.py", "modeling_base_emi.py", "backbones_emi.py", "encoders_emi.py",
-              "temporal_emi.py")
-"""The remote-code files every saved emi-hf model holds; a fusion model also `modeling_fusion_emi.py`, an ensemble
-`modeling_ensemble_emi.py` (`code_files`)."""
+CODE_FILES = tuple(bundle_files())
+"""The remote-code files `save_pretrained` writes next to the weights: the listing of `emi_hf/models/`
+(`emi_hf.models.bundle_files`); kept under this name for earlier callers."""
 
 
 def code_files(config: dict) -> list[str]:
-    """The remote-code files a saved model with this `config.json` needs: `CODE_FILES` and the modules `auto_map`
-    names."""
-    named = {f"{target.split('.')[0]}.py" for target in (config.get("auto_map") or {}).values()}
+    """The remote-code files a saved model with this `config.json` needs to load with `trust_remote_code=True`: the
+    modules its `auto_map` names and, read from the bundle's sources, what they import (relative imports); a fusion
+    or ensemble config always needs `modeling_fusion_emi.py`. A checkpoint saved before a bundle file existed does
+    not need that file."""
+    named = {target.split(".")[0] for target in (config.get("auto_map") or {}).values()}
     if config.get("model_type") in ("emi_fusion", "emi_ensemble"):
-        named.add("modeling_fusion_emi.py")
-    return [*CODE_FILES, *sorted(named - set(CODE_FILES))]
+        named.add("modeling_fusion_emi")
+    return bundle_closure(sorted(named))
 
 
 class EmiHubError(EmiError, RuntimeError):
@@ -288,7 +290,7 @@ def _card_data(results: dict, modality: str, model_name: str, label_names: list[
     """The card's YAML metadata: pipeline tag, base models (the encoders' Hub ids), tags, license (with
     `license_name` / `license_link` when `other`), the dataset's Hub id and the `model-index` of the validation
     numbers (rounded to 4 decimals; the mean under the evaluate module's id, `METRIC_ID`)."""
-    from .encoder_setup import card_base_models, card_modalities
+    from .encoders.setup import card_base_models, card_modalities
 
     dataset = results.get("dataset") or "the training data"
     repo = results.get("dataset_repo_id")
@@ -332,7 +334,7 @@ def render_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> 
     """
     import jinja2
 
-    from .encoder_setup import card_encoders, card_fusion
+    from .encoders.setup import card_encoders, card_fusion
     from .provenance import card_licence, card_provenance
 
     folder = Path(folder)

@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .configuration_emi import FUSION_MODALITIES, output_modalities
+from .models.configuration_emi import FUSION_MODALITIES
+from .models.modeling_fusion_emi import output_modalities
 from .devices import default_device
+from .modalities import MODALITY_NAMES
 from .errors import EmiNotFoundError, EmiUsageError, loading
 from .media.stages import ClipStages
 
-MODALITIES = ("visual", "audio", "text", "fused")  # keys of ClipPrediction.modality_intensities, in display order
+MODALITIES = (*MODALITY_NAMES, "fused")  # keys of ClipPrediction.modality_intensities, in display order
 _MODEL_MODALITIES = {"emi_visual": ("visual",), "emi_audio": ("audio",), "emi_text": ("text",)}
 
 
@@ -135,7 +137,7 @@ def load_for_inference(model_name_or_path: str | os.PathLike, processor=None, re
 
     import emi_hf  # noqa: F401  (registers the Auto classes)
 
-    from .processing_emi import EmiProcessor
+    from .models.processing_emi import EmiProcessor
     from .provenance import check_raw_input_backbones
 
     with loading(model_name_or_path):
@@ -278,7 +280,7 @@ def predict_clips(model, processor, videos, batch_size: int = 1, *, use_cache: b
     check_raw_input_backbones(model, allow_random_backbones, source=getattr(model, "name_or_path", None))
     if text_side is None:
         text_side = TextSide.default_for(model)
-    from .face_embedding import FaceEmbedder
+    from .encoders.face_embedding import FaceEmbedder
 
     videos = [videos] if isinstance(videos, (str, os.PathLike)) else list(videos)
     names = list(model.config.id2label[i] for i in range(len(model.config.id2label)))

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from .configuration_emi import EMOTION_NAMES
+from .models.configuration_emi import EMOTION_NAMES
 from .errors import EmiUsageError
 
 

@@ -214,7 +214,9 @@ def unimodal_parts(config) -> list[tuple[str, str, object]]:
             parts += [(prefix + name, modality, sub) for name, modality, sub in unimodal_parts(member)]
         return parts
     if model_type == "emi_fusion":
-        return [(m, m, _get(config, f"{m}_config")) for m in ("visual", "audio", "text")
+        from .models.configuration_emi import FUSION_MODALITIES  # here: `emi-hf --help` imports this module
+
+        return [(m, m, _get(config, f"{m}_config")) for m in FUSION_MODALITIES
                 if _get(config, f"{m}_config") is not None]
     modality = _modality(config)
     return [] if modality is None else [(modality, modality, config)]

@@ -27,7 +27,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-UNIMODAL = ("visual", "audio", "text")
+from .modalities import MODALITY_NAMES
+
+UNIMODAL = MODALITY_NAMES
 # The text model's peak learning rate here: chosen on this validation set among 3e-4 (the training default) and
 # 1e-3, each with attention and mean pooling (validation 0.263 / 0.309 at 3e-4, 0.367 / 0.325 at 1e-3); the README
 # gives the table with the default too.
@@ -97,8 +99,8 @@ def extract_features(records: dict, features_dir: Path, face_detector: str, fps:
     """Step 2: processor + frozen backbones (and the text stage) -> cached features; returns the notes on which
     backbones ran."""
     from .data.extraction import run_extraction
-    from .pretrained import build_audio_base, build_visual_base
-    from .processing_emi import EmiProcessor
+    from .encoders.pretrained import build_audio_base, build_visual_base
+    from .models.processing_emi import EmiProcessor
 
     _banner(f"2/6 feature extraction ({face_detector} faces at {fps:g} fps, AUs, wav2vec2, transcripts) -> "
             f"{features_dir}")
@@ -207,8 +209,8 @@ def write_test_submission(data_dir: Path, features_dir: Path, fusion_dir: Path, 
     ``test_mean_pearson``."""
     from .data.extraction import run_extraction
     from .data.layout import load_hume_vidmimic2
-    from .modeling_emi import EmiAudioModel, EmiVisualModel
-    from .processing_emi import EmiProcessor
+    from .models.modeling_emi import EmiAudioModel, EmiVisualModel
+    from .models.processing_emi import EmiProcessor
     from .submission import submission_from_features, verify_submission
 
     records = load_hume_vidmimic2(data_dir, splits=("train", "validation", "test"))

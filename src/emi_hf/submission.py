@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .configuration_emi import EMOTION_NAMES
+from .models.configuration_emi import EMOTION_NAMES
 from .data.layout import normalize_clip_id
 from .errors import EmiUsageError, IncompleteSubmission
 
@@ -376,10 +376,10 @@ def _label_mean_and_source(features_dir, data_dir=None, model_dir=None) -> tuple
 
 
 def _failed_clips(features_dir: Path, split: str) -> dict[str, str]:
-    from .data.extraction import SPLIT_NAMES, _collect_failures
+    from .data.extraction import SPLIT_NAMES, collect_failures
     from .data.failures import reason_of
 
-    return {f["clip_id"]: f"features failed: {reason_of(f)}" for f in _collect_failures(features_dir)
+    return {f["clip_id"]: f"features failed: {reason_of(f)}" for f in collect_failures(features_dir)
             if SPLIT_NAMES.get(f.get("split"), f.get("split")) == split}  # fmt: skip
 
 

@@ -24,7 +24,7 @@ def _add_processor_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _make_processor(args):
-    from ..processing_emi import EmiProcessor
+    from ..models.processing_emi import EmiProcessor
 
     if args.face_landmarker_model:  # also for --processor and the worker processes of a sharded extraction
         import os

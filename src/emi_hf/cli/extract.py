@@ -21,8 +21,8 @@ def cmd_extract(args) -> int:
     from ..data.layout import load_generic, load_hume_vidmimic2
     from ..data.sharding import process_device
     from ..devices import default_device
-    from ..encoder_setup import processor_for_face_backbone
-    from ..pretrained import build_audio_base, build_visual_base
+    from ..encoders.setup import processor_for_face_backbone
+    from ..encoders.pretrained import build_audio_base, build_visual_base
 
     if args.labels_csv:
         records = load_generic(args.data_dir, args.labels_csv)

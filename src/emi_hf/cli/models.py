@@ -33,7 +33,7 @@ def _add_cv_parser(sub) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from ..configuration_emi import EMOTION_NAMES
+    from ..models.configuration_emi import EMOTION_NAMES
     from ..results import format_confidence_table, format_results_table, write_results
     from ..training import evaluate_model, plot_scatter
 

@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..encoder_setup import backbone_fingerprint, encoder_record
+from ..encoders.setup import backbone_fingerprint, encoder_record
 from ..errors import EmiUsageError
-from ..face_embedding import FaceEmbedder, clip_face_embeddings
+from ..encoders.face_embedding import FaceEmbedder, clip_face_embeddings
 from ..media.images import DEFAULT_FACE_IMAGE_FPS, clip_side_inputs, process_clip_inputs
 from .failures import failure_reason, reason_counts
 from .sharding import (
@@ -106,7 +106,7 @@ def embed_waveform(processor, audio_model, waveform: np.ndarray | None) -> tuple
     """Speech-encoder frames `[Ta, D]` and mask `[Ta]` of a 16 kHz waveform; one masked frame when there is none."""
     import torch
 
-    from ..backbones_emi import MIN_WAVEFORM_SAMPLES
+    from ..models.backbones_emi import MIN_WAVEFORM_SAMPLES
 
     config = audio_model.config
     dtype = np.float16 if getattr(config, "cache_dtype", "float32") == "float16" else np.float32
@@ -328,7 +328,8 @@ def _check_same_backbones(output_dir: Path, visual_model, audio_model, text_stag
         path.write_text(json.dumps(current, indent=2))
 
 
-def _collect_failures(output_dir: Path) -> list[dict]:
+def collect_failures(output_dir: Path) -> list[dict]:
+    """The failure records of a feature folder (`failures.rank*.jsonl` of every rank), one per clip."""
     failures = {}
     for path in sorted(output_dir.glob("failures.rank*.jsonl")):
         for line in path.read_text().splitlines():
@@ -378,7 +379,7 @@ def merge_features(output_dir: Path, records: dict[str, list], processor, visual
     recover_interrupted_merge(output_dir)
     done = {path.stem for path in (output_dir / "clips").glob("*/*.npz")}
     done |= set().union(*merged_clip_ids(output_dir).values())
-    failures = [f for f in _collect_failures(output_dir) if f["clip_id"] not in done]  # a retry may have succeeded
+    failures = [f for f in collect_failures(output_dir) if f["clip_id"] not in done]  # a retry may have succeeded
     failed = {f["clip_id"] for f in failures}
     wanted = {SPLIT_NAMES.get(split, split): [r.clip_id for r in clips] for split, clips in records.items()}
     columns = tuple(features)

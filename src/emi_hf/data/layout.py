@@ -51,7 +51,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..configuration_emi import EMOTION_NAMES
+from ..models.configuration_emi import EMOTION_NAMES
 from ..errors import EmiError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")  # what a data-folder search finds

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..configuration_emi import EMOTION_NAMES
+from ..models.configuration_emi import EMOTION_NAMES
 from ..errors import EmiError, EmiUsageError
 from .failures import reason_counts
 from .layout import DataLayoutError, load_hume_vidmimic2, normalize_clip_id

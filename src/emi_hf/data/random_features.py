@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..configuration_emi import DEFAULT_AU_NAMES, EMOTION_NAMES
+from ..models.configuration_emi import DEFAULT_AU_NAMES, EMOTION_NAMES
 from .store import DATASET_DIR, VISUAL_FEATURE_DIM, default_au_names, feature_schema, write_features_metadata
 
 VISUAL_EMOTIONS = (0, 1, 2, 3)  # emotions the visual stream carries (indices into EMOTION_NAMES)

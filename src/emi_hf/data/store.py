@@ -35,7 +35,7 @@ import json
 import os
 from pathlib import Path
 
-from ..configuration_emi import DEFAULT_AU_NAMES, EMOTION_NAMES
+from ..models.configuration_emi import DEFAULT_AU_NAMES, EMOTION_NAMES
 from ..errors import EmiNotFoundError, EmiUsageError
 
 FEATURES_METADATA = "emi_features.json"

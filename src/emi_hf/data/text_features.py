@@ -152,7 +152,7 @@ class TextStage:
             return None
         import hashlib
 
-        from ..encoder_setup import update_with_weights
+        from ..encoders.setup import update_with_weights
 
         digest = hashlib.sha256(self.encoder.model_name.encode())
         update_with_weights(digest, self.encoder.model)
@@ -161,7 +161,7 @@ class TextStage:
     def base_model(self, label_names):
         """An `EmiTextModel` holding the frozen encoder (random temporal part), as `base_text/`, for training; its
         provenance record names the encoder's Hub id or folder."""
-        from ..modeling_emi import EmiTextModel
+        from ..models.modeling_emi import EmiTextModel
         from ..provenance import stamp, weights_record
 
         asr = self.transcriber.settings() if self.transcriber is not None else {}

@@ -108,7 +108,7 @@ def file_sha256(path, block_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _library_versions(packages=_RESULT_PACKAGES) -> dict[str, str | None]:
+def library_versions(packages=_RESULT_PACKAGES) -> dict[str, str | None]:
     """The installed version of each of `packages` (``None`` when one is not installed)."""
     from importlib.metadata import PackageNotFoundError, version
 
@@ -125,7 +125,7 @@ def clip_cache_key(settings: ClipSettings, path, au_file=None, audio=None, model
     """The cache key of a file processed with `settings` (see module doc); `au_file` counts only for the
     ``openface`` AU backend, `audio` is a separate audio file, `models` the SHA-256 of model files that are not part
     of an installed package (the Tasks face landmarker's, see :meth:`ClipPipeline.model_identities`)."""
-    payload = {"cache_version": CACHE_VERSION, "settings": settings.result_dict(), "versions": _library_versions()}
+    payload = {"cache_version": CACHE_VERSION, "settings": settings.result_dict(), "versions": library_versions()}
     if models:
         payload["models"] = dict(models)
     payload["video"] = file_sha256(path)

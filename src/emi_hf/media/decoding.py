@@ -102,7 +102,8 @@ class _DecodeReport:
     warnings: list[str] = field(default_factory=list)
 
 
-def _check_path(path) -> str:
+def check_path(path) -> str:
+    """`path` as a string, checked to name an existing, non-empty media file (an `EmiInputError` naming the file and the fix otherwise)."""
     if isinstance(path, os.PathLike):
         path = os.fspath(path)
     if not isinstance(path, str):
@@ -136,7 +137,7 @@ def _float(value) -> float | None:
 
 def probe_media(path) -> MediaInfo:
     """Reads the container header. Raises :class:`EmiInputError` for a missing, empty or non-media file."""
-    path = _check_path(path)
+    path = check_path(path)
     with _open(path) as container:
         video = container.streams.video[0] if container.streams.video else None
         audio = container.streams.audio[0] if container.streams.audio else None
@@ -246,7 +247,7 @@ def iter_video_frames(path, target_fps: float | None = 30.0, max_frames: int | N
     Raises :class:`EmiInputError` for an unreadable file or when no frame at all can be decoded from a file that
     has a video stream. A file without a video stream yields nothing.
     """
-    path = _check_path(path)
+    path = check_path(path)
     if target_fps is not None and target_fps <= 0:
         raise EmiUsageError(f"target_fps must be positive or None, got {target_fps}")
     report = report if report is not None else _DecodeReport()
@@ -332,7 +333,7 @@ def decode_audio(path, sampling_rate: int = 16000, peak_db: float | None = -3.0,
     """
     import av
 
-    path = _check_path(path)
+    path = check_path(path)
     with _open(path) as container:
         if not container.streams.audio:
             return None, None

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ..configuration_emi import DEFAULT_AU_NAMES
+from ..modalities import DEFAULT_AU_NAMES
 from ..errors import EmiUsageError
 from .faces import FACE_DETECTORS, SUBJECT_POLICIES
 from .mediapipe_tasks import MEDIAPIPE_BACKENDS, resolve_mediapipe_backend

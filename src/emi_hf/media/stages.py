@@ -41,8 +41,10 @@ class ClipStages:
     @classmethod
     def for_modalities(cls, modalities) -> ClipStages:
         """The stages a model with these modalities (``visual`` / ``audio`` / ``text``) needs (module table)."""
+        from ..modalities import MODALITY_NAMES
+
         modalities = set(modalities)
-        unknown = modalities - {"visual", "audio", "text"}
+        unknown = modalities - set(MODALITY_NAMES)
         if unknown:
             raise ValueError(f"unknown modalities {sorted(unknown)}: expected visual, audio or text")
         return cls(faces="visual" in modalities, audio="audio" in modalities,

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from ..errors import EmiUsageError
-from ..face_embedding import FaceEmbedder
+from ..encoders.face_embedding import FaceEmbedder
 from ..inference import model_stages
 from ..media.alignment import align_face
 from ..media.au import OpenFaceAUBackend

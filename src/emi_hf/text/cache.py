@@ -18,7 +18,7 @@ import os
 import threading
 from pathlib import Path
 
-from ..media.cache import _library_versions, cache_root, file_sha256
+from ..media.cache import library_versions, cache_root, file_sha256
 from .transcript import Transcript
 
 __all__ = ["TRANSCRIPT_CACHE_VERSION", "TranscriptCache", "default_transcript_cache_dir", "model_fingerprint"]
@@ -50,7 +50,7 @@ class TranscriptCache:
 
     def key(self, path, settings: dict) -> str:
         payload = {"version": TRANSCRIPT_CACHE_VERSION, "file": file_sha256(path), "settings": settings,
-                   "versions": _library_versions(_RESULT_PACKAGES)}
+                   "versions": library_versions(_RESULT_PACKAGES)}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
     def get(self, key: str) -> Transcript | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..media.decoding import _check_path as check_media_path
+from ..media.decoding import check_path as check_media_path
 from ..media.decoding import decode_audio
 from .asr import AsrBackend, build_asr_backend
 from .cache import TranscriptCache, model_fingerprint

@@ -22,6 +22,8 @@ from transformers import HfArgumentParser
 from ..errors import EmiUsageError
 from ..results import trained_settings
 
+# emi_hf.modalities' names and configuration_emi's choices, repeated here so that `emi-hf train --help` imports no
+# torch (tests/test_light_import.py checks they agree)
 MODALITIES = ("visual", "audio", "text", "fusion")
 # configuration_emi's choices, repeated here so that `emi-hf train --help` imports no torch (a test checks they agree)
 LOSS_TYPES = ("mse", "ccc", "pearson")

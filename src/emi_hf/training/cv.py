@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..configuration_emi import FUSION_MODALITIES
+from ..models.configuration_emi import FUSION_MODALITIES
 from ..data.store import load_feature_splits
 from ..errors import EmiUsageError
 from ..results import json_ready, trained_settings

@@ -26,21 +26,18 @@ import numpy as np
 import torch
 
 from ..errors import EmiUsageError
+from ..modalities import FUSION, MODALITIES, feature_columns
 
 # Independent random streams (numpy SeedSequence entropy [seed, stream, epoch]): where each epoch's crops start,
 # and the order of the clips. The values are part of the seeded results; changing one changes every run.
 CROP_STREAM = 7
 SHUFFLE_STREAM = 11
 
-VISUAL_COLUMNS = ("visual_features", "au_features", "frame_mask")
-AUDIO_COLUMNS = ("audio_features", "audio_mask")
-TEXT_COLUMNS = ("text_features", "text_mask")
-MODALITY_COLUMNS = {
-    "visual": VISUAL_COLUMNS,
-    "audio": AUDIO_COLUMNS,
-    "text": TEXT_COLUMNS,
-    "fusion": VISUAL_COLUMNS + AUDIO_COLUMNS,  # and TEXT_COLUMNS when the features have them (`split_columns`)
-}
+MODALITY_COLUMNS = {name: modality.feature_columns for name, modality in MODALITIES.items()}
+MODALITY_COLUMNS[FUSION] = feature_columns(name for name, m in MODALITIES.items() if not m.optional)
+"""The cached feature columns each model reads (`emi_hf.modalities`); a fusion also `OPTIONAL_COLUMNS` when the
+features have them (`split_columns`)."""
+OPTIONAL_COLUMNS = feature_columns(name for name, m in MODALITIES.items() if m.optional)
 
 
 def label_mean(dataset) -> list[float] | None:
@@ -60,8 +57,8 @@ def label_mean(dataset) -> list[float] | None:
 def split_columns(dataset, modality: str) -> tuple[str, ...]:
     """The columns a `modality` batch reads from `dataset` (fusion: the text ones too when it has them)."""
     columns = MODALITY_COLUMNS[modality]
-    if modality == "fusion" and set(TEXT_COLUMNS) <= set(dataset.column_names):
-        columns = columns + TEXT_COLUMNS
+    if modality == "fusion" and set(OPTIONAL_COLUMNS) <= set(dataset.column_names):
+        columns = columns + OPTIONAL_COLUMNS
     return columns
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -336,12 +333,12 @@ def make_loader(dataset: ClipBatchDataset, sampler: EpochBatchSampler) -> torch.
     return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=identity_collate, num_workers=0)
 
 
-RAW_INPUTS = {"visual": ("pixel_values", "au_features", "frame_mask"), "audio": ("input_values", "attention_mask")}
+RAW_INPUTS = {name: modality.raw_inputs for name, modality in MODALITIES.items() if modality.raw_inputs}
 """The forward kwargs of a batch of raw clips (`training.end_to_end`), per modality."""
 
 
 def model_inputs(batch: dict, modality: str) -> dict:
     """The forward kwargs of the `modality` model from a batch of cached features (fusion: the modality columns the
     batch holds) or of raw clips (`RAW_INPUTS`)."""
-    columns = MODALITY_COLUMNS[modality] + (TEXT_COLUMNS if modality == "fusion" else ()) + RAW_INPUTS.get(modality, ())
+    columns = MODALITY_COLUMNS[modality] + (OPTIONAL_COLUMNS if modality == FUSION else ()) + RAW_INPUTS.get(modality, ())
     return {key: batch[key] for key in dict.fromkeys(columns) if key in batch}

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from ..data.layout import load_hume_vidmimic2
-from ..encoders_emi import enable_backbone_checkpointing, enable_model_checkpointing
+from ..models.encoders_emi import enable_backbone_checkpointing, enable_model_checkpointing
 from ..errors import EmiUsageError
 from ..media.errors import EmiInputError
 from .data import CROP_STREAM, EpochBatchSampler, _window, make_loader
@@ -255,7 +255,7 @@ def prepare_fine_tuning(model, args) -> list[torch.nn.Parameter]:
 def setup_end_to_end(args, metadata: dict, root, model) -> tuple[dict, RawClipSource, str]:
     """The raw splits, their source and a note (for the log and results.json) of an end-to-end run of `model`, whose
     last backbone blocks are made trainable here."""
-    from ..processing_emi import EmiProcessor
+    from ..models.processing_emi import EmiProcessor
 
     if not metadata.get("processor_path"):
         raise EmiUsageError(f"{args.features} has no processor folder: end-to-end training needs the features folder "

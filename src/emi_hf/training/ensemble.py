@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import EmiUsageError
-from ..modeling_ensemble_emi import EmiEnsembleModel
+from ..models.modeling_ensemble_emi import EmiEnsembleModel
 from ..results import json_ready, write_results
 from .evaluation import predict_split, score_predictions
 from .selection import place_scores, selection_record, with_selection_clips
@@ -89,7 +89,7 @@ def _member_record(folder: Path, seed: int, result: dict) -> dict:
 def _copy_processor(source: Path, output_dir: Path) -> None:
     """The member's processor, and its text encoder's tokenizer (`text_tokenizer/`) when it has a text part."""
     if (source / "processor_config.json").is_file():
-        from ..processing_emi import EmiProcessor
+        from ..models.processing_emi import EmiProcessor
 
         EmiProcessor.from_pretrained(source).save_pretrained(output_dir)
     from ..text.encoder import copy_text_tokenizer

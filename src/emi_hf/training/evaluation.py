@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..configuration_emi import FUSION_MODALITIES, output_modalities
+from ..models.configuration_emi import FUSION_MODALITIES
+from ..models.modeling_fusion_emi import output_modalities
 from ..data.store import load_feature_splits
 from ..devices import default_device
 from ..errors import EmiUsageError, loading
@@ -219,7 +220,7 @@ def plot_scatter(predictions, labels, label_names=None, path: str | os.PathLike 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from ..configuration_emi import EMOTION_NAMES
+    from ..models.configuration_emi import EMOTION_NAMES
     from ..metrics import pearson_per_label
 
     predictions = np.asarray(predictions, dtype=np.float64)

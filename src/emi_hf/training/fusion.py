@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..configuration_emi import equal_modality_weights
+from ..models.configuration_emi import equal_modality_weights
 from ..errors import EmiUsageError
 from ..metrics import pearson_per_label
-from ..modeling_fusion_emi import EmiFusionModel, fuse_modalities
+from ..models.modeling_fusion_emi import EmiFusionModel, fuse_modalities
 from .evaluation import fused_modalities, metric_block, predict
 
 logger = logging.getLogger("emi_hf.training")

@@ -69,12 +69,12 @@ from transformers import get_cosine_schedule_with_warmup
 
 from ..data.store import load_feature_splits
 from ..errors import EmiNotFoundError, EmiUsageError
-from ..hub import CODE_FILES
 from ..media.logs import progress_bars_hidden
-from ..configuration_emi import FUSION_MODALITIES
-from ..modeling_fusion_emi import EmiFusionModel
+from ..models import bundle_files
+from ..models.configuration_emi import FUSION_MODALITIES
+from ..models.modeling_fusion_emi import EmiFusionModel
 from ..results import RESULTS_FILE, TRAINING_LABEL_MEAN, json_ready, write_results
-from ..temporal_emi import loss_reduction
+from ..models.temporal_emi import loss_reduction
 from .arguments import EmiTrainingArguments, parse_args, resolve_sequence_caps
 from .best_model import BestModelWriter
 from .data import check_batch_size, label_mean, model_inputs
@@ -221,13 +221,12 @@ def save_processor(metadata: dict, root: Path, output_dir: Path, fallback_dirs=(
     if source is None:
         return None
     try:
-        from ..processing_emi import EmiProcessor
+        from ..models.processing_emi import EmiProcessor
 
         EmiProcessor.from_pretrained(source).save_pretrained(output_dir)
         return f"processor: saved from {source}"
     except Exception as error:  # the class is unavailable or cannot build this processor here: copy its files
-        skip = {"config.json", "model.safetensors", RESULTS_FILE, *CODE_FILES, "modeling_fusion_emi.py",
-                "modeling_ensemble_emi.py"}
+        skip = {"config.json", "model.safetensors", RESULTS_FILE, *bundle_files()}
         for path in source.iterdir():
             if path.is_file() and path.name not in skip and not path.name.endswith((".safetensors", ".bin")):
                 shutil.copy2(path, output_dir / path.name)

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from ..configuration_emi import FUSION_MODALITIES, EmiAudioConfig, EmiTextConfig, EmiVisualConfig
-from ..encoder_setup import check_input_dims
+from ..models.configuration_emi import FUSION_MODALITIES, EmiAudioConfig, EmiTextConfig, EmiVisualConfig
+from ..encoders.setup import check_input_dims
 from ..errors import EmiUsageError, loading
-from ..modeling_fusion_emi import MODEL_CLASSES, EmiFusionModel
+from ..models.modeling_fusion_emi import MODEL_CLASSES, EmiFusionModel
 from ..errors import EmiError, EmiUsageError
 from ..provenance import BACKBONE_NAMES, base_record, describe, no_backbone_record
 from .arguments import MODEL_SIZE_FIELDS, EmiTrainingArguments

@@ -55,7 +55,7 @@ def training_splits(datasets, args, source) -> dict:
 def kept_fusion_weights(run_dir, label_names, modalities) -> dict[str, list[float]]:
     """The late weights (`modality_weights`) of the fusion model saved in `run_dir` (`--fusion-weights-from`),
     checked against the labels and modalities of the run that keeps them."""
-    from ..configuration_emi import EmiFusionConfig
+    from ..models.configuration_emi import EmiFusionConfig
 
     config = EmiFusionConfig.from_pretrained(run_dir)
     if list(config.label_names) != list(label_names):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..temporal_emi import weighted_regression_loss  # noqa: F401  (its home before; the models' loss now)
+from ..models.temporal_emi import weighted_regression_loss  # noqa: F401  (its home before; the models' loss now)
 
 MAX_ANNOTATORS = 30
 TOLERANCE = 1e-3

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ...configuration_emi import EMOTION_NAMES
+from ...models.configuration_emi import EMOTION_NAMES
 from ...errors import EmiUsageError
 from .face import FaceRenderer
 from .labels import (

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ...configuration_emi import EMOTION_NAMES
+from ...models.configuration_emi import EMOTION_NAMES
 from ...errors import EmiUsageError
 from ..layout import HUME_SPLIT_FILES
 from .clip import frame_size, render_clip, write_clip

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...configuration_emi import EMOTION_NAMES
+from ...models.configuration_emi import EMOTION_NAMES
 
 FACE_PARAMETER_NAMES = (
     "smile", "mouth_open", "brow_raise", "brow_inner_up", "brow_lower", "eye_open", "cheek_raise",

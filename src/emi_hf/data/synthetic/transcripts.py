@@ -16,7 +16,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ...configuration_emi import EMOTION_NAMES
+from ...models.configuration_emi import EMOTION_NAMES
 
 __all__ = [
     "EMOTION_LEXICONS",

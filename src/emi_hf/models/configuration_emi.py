@@ -417,12 +417,6 @@ FUSION_MODALITIES = ("visual", "audio", "text")
 `text_config`; sub-models `visual`, `audio`, `text`)."""
 
 
-def output_modalities(output) -> list[str]:
-    """The modalities whose predictions a model output holds (`<m>_intensities` set: an `EmiFusionOutput`'s sub-models,
-    in `FUSION_MODALITIES` order); [] for a unimodal output."""
-    return [m for m in FUSION_MODALITIES if getattr(output, f"{m}_intensities", None) is not None]
-
-
 FUSION_TYPES = ("late", "feature", "cross-attention")
 """`fusion_type` choices: late fusion of clip predictions, feature-level fusion of pooled embeddings or of them
 queried by the text state (cross-attention)."""
@@ -595,6 +589,6 @@ class EmiFusionConfig(EmiLabelsMixin, PreTrainedConfig):
 __all__ = [
     "BACKBONE_PRECISIONS", "DEFAULT_AU_NAMES", "EMOTION_NAMES", "FUSION_MODALITIES", "FUSION_TYPES", "LOSS_TYPES",
     "POOLING_TYPES", "TEMPORAL_BLOCKS", "TEXT_POOLINGS", "EmiAudioConfig", "EmiFusionConfig", "EmiLabelsMixin",
-    "EmiTemporalConfig", "EmiTextConfig", "EmiVisualConfig", "default_label_names", "output_modalities",
+    "EmiTemporalConfig", "EmiTextConfig", "EmiVisualConfig", "default_label_names",
     "resolve_label_names",
 ]

@@ -39,7 +39,7 @@ class FaceEmbedder:
 def embed_clip_faces(processor, visual_model, clip, chunk_size: int = 128) -> np.ndarray:
     """Face embeddings `[T, 512]` of a ClipData's kept crops, valid frames only (zeros elsewhere), `chunk_size` crops
     at a time, so float pixels for a whole clip never exist; a repeated crop is embedded once (`embed_kept_crops`)."""
-    from .media.embedding import embed_kept_crops
+    from ..media.embedding import embed_kept_crops
 
     return embed_kept_crops(FaceEmbedder(processor, visual_model), clip.face_crops, clip.frame_mask, chunk_size)
 

@@ -19,11 +19,11 @@ from __future__ import annotations
 import logging
 import os
 
-from .configuration_emi import DEFAULT_AU_NAMES, EmiAudioConfig, EmiVisualConfig
-from .encoder_setup import build_visual_model, split_visual_choice
-from .errors import EmiUnavailableError
-from .modeling_emi import EmiAudioModel, EmiVisualModel
-from .provenance import random_record, stamp, weights_record
+from ..models.configuration_emi import DEFAULT_AU_NAMES, EmiAudioConfig, EmiVisualConfig
+from .setup import build_visual_model, split_visual_choice
+from ..errors import EmiUnavailableError
+from ..models.modeling_emi import EmiAudioModel, EmiVisualModel
+from ..provenance import random_record, stamp, weights_record
 
 logger = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ import hashlib
 import os
 import re
 
-from .encoders_emi import backbone_family
-from .errors import EmiUsageError
-from .provenance import backbone_fingerprint, update_with_weights  # noqa: F401  (re-exported: their earlier home)
+from ..models.encoders_emi import backbone_family
+from ..errors import EmiUsageError
+from ..provenance import backbone_fingerprint, update_with_weights  # noqa: F401  (re-exported: their earlier home)
 
 LEGACY_RESNET18_CHOICES = ("imagenet", "random")
 """`--visual-backbone` values that mean ResNet18 with those weights (the meaning they had before specs)."""
@@ -38,8 +38,8 @@ def build_visual_model(spec: str, weights=None, allow_random: bool = False, rand
     """An `EmiVisualModel` on the face backbone `spec` with `weights` (see module docstring). Returns (model, note);
     with `allow_random`, unavailable published weights fall back to random ones (said in the note). `randomised`
     runs the build of a random model (`emi_hf.pretrained` seeds it); default: as is."""
-    from .modeling_emi import EmiVisualModel
-    from .provenance import random_record, stamp, weights_record
+    from ..models.modeling_emi import EmiVisualModel
+    from ..provenance import random_record, stamp, weights_record
 
     def random_model():
         build = lambda: EmiVisualModel.from_backbone(spec, weights="random", **config_kwargs)  # noqa: E731
@@ -67,7 +67,7 @@ def processor_for_face_backbone(processor, visual_config, fixed: bool = False):
     """`processor`, or a copy of it whose face crops have the backbone's input size and normalisation
     (`visual_config.face_size`, `image_mean`, `image_std`); with `fixed` (a processor the user chose) a mismatch is
     an error instead."""
-    from .processing_emi import EmiProcessor, EmiVideoProcessor
+    from ..models.processing_emi import EmiProcessor, EmiVideoProcessor
 
     video = processor.video_processor
     if processor.face_size == visual_config.face_size and \
@@ -185,7 +185,7 @@ MODALITY_PHRASES = {"visual": "the face", "audio": "the voice", "text": "the tra
 
 def card_modalities(config: dict) -> list[str]:
     """The modalities of a fusion `config.json` (those whose sub-config it holds)."""
-    from .configuration_emi import FUSION_MODALITIES
+    from ..models.configuration_emi import FUSION_MODALITIES
 
     return [m for m in FUSION_MODALITIES if config.get(f"{m}_config")]
 

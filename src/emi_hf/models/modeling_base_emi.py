@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -18,7 +20,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .backbones_emi import FrozenBackboneMixin, init_resnet_module
-from .configuration_emi import EmiVisualConfig
+from .configuration_emi import FUSION_MODALITIES, EmiVisualConfig
 from .temporal_emi import IntensityHead, _finalise, build_temporal_encoder, clip_loss, init_submodel_on_load
 
 
@@ -103,7 +105,7 @@ def restore_unrecorded_windows(model: nn.Module, folder: str) -> None:
             cap = training.get(recorded[0], recorded[1])
             module.config.temporal_window = int(cap) if isinstance(cap, (int, float)) and cap > 0 else None
             changed = True
-        for name in ("visual", "audio", "text"):
+        for name in FUSION_MODALITIES:
             if isinstance(entry.get(f"{name}_config"), dict) and isinstance(getattr(module, name, None), nn.Module):
                 changed |= visit(getattr(module, name), entry[f"{name}_config"])
         members = getattr(module, "members", None)
@@ -145,6 +147,17 @@ class EmiPreTrainedModel(PreTrainedModel):
                 init.normal_(token, mean=0.0, std=std)
         if isinstance(getattr(module, "layer_weights", None), nn.Parameter):
             init.zeros_(module.layer_weights)  # the speech layers' mixing weights start uniform
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, then the whole bundle next to the weights: every module of this file's
+        folder (`emi_hf/models/`, or the remote-code cache a checkpoint was loaded from), so that any emi model of the
+        folder loads with `trust_remote_code=True` in a Python without emi-hf."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True) and getattr(self, "_auto_class", None) is not None:
+            for path in sorted(Path(__file__).parent.glob("*.py")):
+                target = Path(save_directory) / path.name
+                if path.name != "__init__.py" and not target.exists():
+                    shutil.copyfile(path, target)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):

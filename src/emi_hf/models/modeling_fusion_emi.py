@@ -42,6 +42,13 @@ MODALITY_INPUTS = {
 }
 
 
+def output_modalities(output) -> list[str]:
+    """The modalities whose predictions a model output holds (`<m>_intensities` set: an `EmiFusionOutput`'s sub-models,
+    in `FUSION_MODALITIES` order); [] for a unimodal output."""
+    return [m for m in FUSION_MODALITIES if getattr(output, f"{m}_intensities", None) is not None]
+
+
+
 @dataclass
 class EmiFusionOutput(ModelOutput):
     """
@@ -376,4 +383,5 @@ class EmiFusionModel(EmiPreTrainedModel):
 
 
 __all__ = ["FUSION_MODALITIES", "CrossAttentionBlock", "CrossAttentionFusionHead", "EmiFusionModel",
-           "EmiFusionOutput", "FeatureFusionHead", "drop_modalities", "fuse_intensities", "fuse_modalities"]
+           "EmiFusionOutput", "FeatureFusionHead", "drop_modalities", "fuse_intensities", "fuse_modalities",
+           "output_modalities"]
