@@ -578,6 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verify_submission_parser(sub)
     _add_transcribe_parser(sub)
     _add_cache_parser(sub)
+    from .cli_recipe import add_recipe_parser
+
+    add_recipe_parser(sub)
     return parser
 
 
