@@ -69,6 +69,7 @@ def test_unknown_keys_and_bad_values_are_errors_listing_the_valid_keys(tmp_path,
 def tiny_models(tmp_path_factory):
     """Tiny random encoders of the recipes' families, saved as folders: a ViT with its image processor, a wav2vec2,
     a BERT-like text encoder with its (word-level) tokenizer, a Whisper with its tokenizer."""
+    from test_speech_head import write_emotion_model
     from transformers import ViTConfig, ViTImageProcessor, ViTModel, Wav2Vec2Config, Wav2Vec2Model
 
     from emi_hf.text import build_word_text_encoder
@@ -81,6 +82,7 @@ def tiny_models(tmp_path_factory):
     ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(
         root / "vit")
     Wav2Vec2Model(Wav2Vec2Config(**TINY_WAV2VEC2)).eval().save_pretrained(root / "wav2vec2")
+    write_emotion_model(root / "wav2vec2_adv")  # audEERING's layout: wav2vec2 + arousal / dominance / valence head
     build_word_text_encoder(["she smiles and laughs", "he is calm and sad", "what a surprise"], root / "bert",
                             hidden_size=16, num_attention_heads=2)
     build_random_whisper(root / "whisper", max_new_tokens=3)
@@ -117,7 +119,7 @@ def _supported_overrides(recipe: str) -> list[str]:
 def _encoders(recipe: str, models, data) -> list[str]:
     if recipe == "abaw6-yu":  # ResNet18 (random weights: no download) and wav2vec2
         return ["face_weights=random", f"speech_encoder={models / 'wav2vec2'}"]
-    return [f"face_backbone={models / 'vit'}", f"speech_encoder={models / 'wav2vec2'}",
+    return [f"face_backbone={models / 'vit'}", f"speech_encoder={models / 'wav2vec2_adv'}",
             f"text_encoder={models / 'bert'}", f"asr_model={models / 'whisper'}", "asr_backend=transformers",
             "asr_beam_size=null"]
 
@@ -153,6 +155,9 @@ def test_recipe_runs_end_to_end_offline_to_a_verified_submission(recipe, tiny_mo
         assert final["training"]["train_splits"] == ["train", "validation"]
     processor = json.loads((out / "features" / "processor" / "processor_config.json").read_text())
     assert (processor["face_alignment"], processor["target_fps"]) == (recipe_values["face_alignment"], 5.0)
+    features = json.loads((out / "features" / "emi_features.json").read_text())
+    head = 3 if "audeering" in recipe_values["speech_encoder"] else 0  # hidden states + A/D/V head outputs
+    assert features["audio_feature_dim"] == TINY_WAV2VEC2["hidden_size"] + head
     ran = (out / "recipe.yaml").read_text()
     assert "epochs: 1" in ran
     print(f"\n[recipe {recipe}] synthetic set (8 train, 6 validation, 3 test, 1 s clips): wall {wall:.1f} s; "
