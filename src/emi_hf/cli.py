@@ -118,7 +118,8 @@ def _text_stage(args, device):
     from .data.text_features import TextStage
 
     stage = TextStage.from_options(args.text_encoder, args.asr_model, args.asr_backend, args.transcripts,
-                                   args.language, args.vad, args.mask_non_speech_audio, str(device))
+                                   args.language, args.vad, args.mask_non_speech_audio, str(device),
+                                   text_pooling=args.text_pooling, max_text_tokens=args.text_max_tokens)
     if stage is not None:
         print(f"[emi-hf extract] text: encoder {args.text_encoder or 'none'}, transcripts "
               f"{args.transcripts or 'none'}, ASR {args.asr_model or 'none'}, voice activity "
@@ -498,6 +499,10 @@ def _add_text_args(p) -> None:
     group = p.add_argument_group("text (transcripts, voice activity, text features)")
     group.add_argument("--text-encoder", help="transformers text encoder id or folder (AutoModel + AutoTokenizer: "
                                               "thenlper/gte-base, BERT, RoBERTa, multilingual E5): cache text_features")
+    group.add_argument("--text-pooling", default="tokens", choices=("tokens", "cls", "mean"),
+                       help="text features: every token's state (default), the [CLS] state, or their mean")
+    group.add_argument("--text-max-tokens", "--max-text-tokens", type=int, default=None,
+                       help="truncate transcripts to this many tokens (default: the encoder's limit, at most 512)")
     group.add_argument("--transcripts", help="transcripts to use: a Filename,text CSV, JSON / JSONL file or JSON folder")
     group.add_argument("--asr-model", help="transcribe clips (those --transcripts lacks) with this Whisper id or "
                                            "folder (faster-whisper: a CTranslate2 name or folder)")

@@ -37,6 +37,8 @@ POOLING_TYPES = ("mean", "attention")
 """`pooling` choices: masked mean or masked attention pooling of the frame logits."""
 BACKBONE_PRECISIONS = ("float32", "bfloat16")
 """`backbone_precision` choices."""
+TEMPORAL_BLOCKS = ("tcn-transformer", "lstm")  # `temporal_block` choices (the first: the paper's, the default)
+TEXT_POOLINGS = ("tokens", "cls", "mean")  # `text_pooling` choices: every token's state, the [CLS] state, their mean
 
 
 class EmiConfigError(ValueError):
@@ -173,6 +175,9 @@ class EmiTemporalConfig(EmiLabelsMixin, PreTrainedConfig):
             positions 0..temporal_window-1, stitched (the rule: `temporal_emi.TemporalEncoder`). None: the whole
             sequence at once. Defaults: 512 (visual), 1024 (audio), None (text); a checkpoint saved before this field
             existed takes it from the `results.json` beside it (`max_frames` / `max_audio_frames`), else these.
+        temporal_block (`str`, defaults to `"tcn-transformer"`, also that of older checkpoints): or `"lstm"`: a
+            packed bidirectional LSTM of `lstm_layers` (2) layers of `lstm_hidden` (default `hidden_size`) per
+            direction over each clip's valid frames; it has no positions, so `temporal_window` does not apply.
     """
 
     freeze_backbone: bool = True
@@ -190,6 +195,9 @@ class EmiTemporalConfig(EmiLabelsMixin, PreTrainedConfig):
     loss_type: str = "mse"
     initializer_range: float = 0.02
     temporal_window: int | None = None
+    temporal_block: str = "tcn-transformer"
+    lstm_layers: int = 2
+    lstm_hidden: int | None = None
 
     def __post_init__(self, **kwargs):
         self.tcn_dilations = list(self.tcn_dilations)
@@ -219,6 +227,10 @@ class EmiTemporalConfig(EmiLabelsMixin, PreTrainedConfig):
             raise EmiConfigError(f"pooling must be one of {POOLING_TYPES}, got {self.pooling!r}.")
         if self.temporal_window is not None and self.temporal_window < 1:
             raise EmiConfigError(f"temporal_window must be a number of frames >= 1 or None, got {self.temporal_window}.")
+        if self.temporal_block not in TEMPORAL_BLOCKS:
+            raise EmiConfigError(f"temporal_block must be one of {TEMPORAL_BLOCKS}, got {self.temporal_block!r}.")
+        if int(self.lstm_layers) < 1 or int(self.lstm_hidden or 1) < 1:
+            raise EmiConfigError(f"lstm_layers and lstm_hidden must be >= 1, got {self.lstm_layers}, {self.lstm_hidden}.")
 
 
 class EmiVisualConfig(EmiTemporalConfig):
@@ -374,7 +386,9 @@ class EmiTextConfig(EmiTemporalConfig):
             `thenlper/gte-base`).
         text_feature_dim (`int`, defaults to 768): size of a token embedding; must equal the encoder's hidden size.
         text_encoder_name (`str`, *optional*): Hub id or folder the encoder (and its tokenizer) came from.
-        max_text_tokens (`int`, defaults to 512): longer transcripts are truncated to this many tokens.
+        max_text_tokens (`int`, defaults to 512; or `text_max_tokens`): transcripts are truncated to this many tokens.
+        text_pooling (`str`, defaults to `"tokens"`): the text features: every token's state `[tokens, D]`, the
+            [CLS] state `"cls"` or the masked mean `"mean"` (`[1, D]`); extraction and predict / stream alike.
         asr_backend, asr_model, asr_language (`str`, *optional*): how the transcripts of the training data were made
             (`"transformers"` / `"faster-whisper"` and a model id or folder; `asr_backend="file"` when they were read
             from a file): inference transcribes new clips the same way unless told otherwise.
@@ -387,12 +401,17 @@ class EmiTextConfig(EmiTemporalConfig):
     text_feature_dim: int = 768
     text_encoder_name: str | None = None
     max_text_tokens: int = 512
+    text_pooling: str = "tokens"
     asr_backend: str | None = None
     asr_model: str | None = None
     asr_language: str | None = None
 
     def __post_init__(self, **kwargs):
+        if kwargs.get("text_max_tokens") is not None:  # the recipes' name of max_text_tokens
+            self.max_text_tokens = int(kwargs.pop("text_max_tokens"))
         super().__post_init__(**kwargs)
+        if self.text_pooling not in TEXT_POOLINGS:
+            raise EmiConfigError(f"text_pooling must be one of {TEXT_POOLINGS}, got {self.text_pooling!r}.")
         width = getattr(self.text_encoder_config, "hidden_size", None)
         if width is not None and width != self.text_feature_dim:
             raise EmiConfigError(f"text_feature_dim ({self.text_feature_dim}) must equal the text encoder's "
@@ -412,8 +431,9 @@ def output_modalities(output) -> list[str]:
     return [m for m in FUSION_MODALITIES if getattr(output, f"{m}_intensities", None) is not None]
 
 
-FUSION_TYPES = ("late", "feature")
-"""`fusion_type` choices: late fusion of clip predictions, or feature-level fusion of pooled embeddings."""
+FUSION_TYPES = ("late", "feature", "cross-attention")
+"""`fusion_type` choices: late fusion of clip predictions, feature-level fusion of pooled embeddings or of them
+queried by the text state (cross-attention)."""
 
 
 def equal_modality_weights(modalities, num_labels: int) -> dict[str, list[float]]:
@@ -450,16 +470,20 @@ class EmiFusionConfig(EmiLabelsMixin, PreTrainedConfig):
         fusion_type (`str`, defaults to `"late"`): `"late"`: per-emotion weighted average of the clip predictions
             (`modality_weights`), renormalised per clip over the modalities present; `"feature"`: each model's
             pooled embedding, concatenated (zeros and a 0 flag for a missing one), through an MLP head, trained
-            jointly with modality dropout.
+            jointly with modality dropout; `"cross-attention"`: the text model's pooled state queries the audio and
+            the visual sequences (`modeling_fusion_emi.CrossAttentionFusionHead`), trained as `"feature"` is.
+            `fusion_mode` is accepted as another name for this field.
         modality_weights (`dict[str, list[float]]`, *optional*): late fusion: per modality, one weight per emotion;
             each emotion's weights are on the simplex (>= 0, sum 1). Default: equal (the paper's plain average).
         fusion_weights (`list[float]`, *optional*): the earlier form of the weights, for a visual + audio fusion: the
             visual share per emotion (audio `1 - w`). Still accepted (checkpoints of earlier versions), and kept in
             `config.json` for such a pair; `config.fusion_weights` reads / sets it.
         feature_fusion_hidden_size (`int`, defaults to 128): width of the feature-level fusion MLP.
-        modality_dropout (`float`, defaults to 0.25): feature-level fusion, in training: probability of dropping
-            each present modality of a clip (never all), so that a modality missing at test time is handled as in
-            training.
+        cross_attention_heads (`int`, defaults to 4), cross_attention_dim (`int`, defaults to 512): the heads and the
+            width of the cross-attention fusion (`cross_attention_dim` divisible by the heads).
+        modality_dropout (`float`, defaults to 0.25): feature-level and cross-attention fusion, in training:
+            probability of dropping each present modality of a clip (never all), so that a modality missing at test
+            time is handled as in training.
         unimodal_loss_weight (`float`, defaults to 0.5): feature-level fusion: the training loss adds this times the
             mean of the models' own losses, so that each model's clip intensities stay meaningful.
         label_names / num_labels / id2label / label2id (*optional*): the labels of the models (default theirs, which
@@ -479,12 +503,16 @@ class EmiFusionConfig(EmiLabelsMixin, PreTrainedConfig):
     fusion_type: str = "late"
     modality_weights: dict | None = None
     feature_fusion_hidden_size: int = 128
+    cross_attention_heads: int = 4
+    cross_attention_dim: int = 512
     modality_dropout: float = 0.25
     unimodal_loss_weight: float = 0.5
 
     def __post_init__(self, **kwargs):
         given = self._pop_label_kwargs(kwargs, default=None)  # labels set on the fusion config itself, if any
         visual_share = kwargs.pop("fusion_weights", None)
+        if kwargs.get("fusion_mode") is not None:  # the recipes' / command line's name of fusion_type
+            self.fusion_type = kwargs.pop("fusion_mode")
         if self.visual_config is None and self.audio_config is None and self.text_config is None:
             self.visual_config, self.audio_config = {}, {}  # the paper's pair, default configs
         super().__post_init__(**kwargs)
@@ -493,6 +521,11 @@ class EmiFusionConfig(EmiLabelsMixin, PreTrainedConfig):
             raise EmiConfigError(f"fusion_type must be one of {FUSION_TYPES}, got {self.fusion_type!r}.")
         if not 0.0 <= float(self.modality_dropout) < 1.0:
             raise EmiConfigError(f"modality_dropout must be in [0, 1), got {self.modality_dropout}.")
+        if self.fusion_type == "cross-attention" and ("text" not in self.modalities or len(self.modalities) < 2
+                                                      or int(self.cross_attention_dim) % int(self.cross_attention_heads)):
+            raise EmiConfigError(f"fusion_type='cross-attention' needs a text model (its state is the query), a visual "
+                                 f"and/or audio one, cross_attention_dim a multiple of cross_attention_heads; got "
+                                 f"{self.modalities}, {self.cross_attention_dim}, {self.cross_attention_heads}.")
         if self.modality_weights is None and visual_share is not None:  # an earlier version's form (visual + audio)
             if len(visual_share) == len(labels):
                 self.fusion_weights = visual_share
@@ -568,8 +601,8 @@ class EmiFusionConfig(EmiLabelsMixin, PreTrainedConfig):
 
 
 __all__ = [
-    "BACKBONE_PRECISIONS", "DEFAULT_AU_NAMES", "EMOTION_NAMES", "FUSION_MODALITIES", "FUSION_TYPES", "LOSS_TYPES", "output_modalities",
-    "POOLING_TYPES", "EmiAudioConfig", "EmiFusionConfig", "EmiLabelsMixin", "EmiTemporalConfig", "EmiTextConfig",
-    "EmiVisualConfig", "default_label_names",
+    "BACKBONE_PRECISIONS", "DEFAULT_AU_NAMES", "EMOTION_NAMES", "FUSION_MODALITIES", "FUSION_TYPES", "LOSS_TYPES",
+    "POOLING_TYPES", "TEMPORAL_BLOCKS", "TEXT_POOLINGS", "EmiAudioConfig", "EmiFusionConfig", "EmiLabelsMixin",
+    "EmiTemporalConfig", "EmiTextConfig", "EmiVisualConfig", "default_label_names", "output_modalities",
     "resolve_label_names",
 ]

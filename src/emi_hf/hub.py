@@ -67,6 +67,7 @@ from huggingface_hub.errors import (
 
 from .configuration_emi import EMOTION_NAMES
 from .errors import EmiError, EmiUsageError
+from .provenance import warn_unless_permissive
 from .results import RESULTS_FILE, read_results
 from .text.encoder import TEXT_TOKENIZER_DIR
 
@@ -301,9 +302,11 @@ def _card_data(results: dict, modality: str, model_name: str, label_names: list[
             for name in label_names
             if name in validation.get("per_emotion", {})
         ]
+    from .provenance import card_licence
+
     return ModelCardData(
         library_name="transformers",
-        license=results.get("license", "other"),
+        license=card_licence(config or {}, results.get("license"))["license"],
         tags=CARD_TAGS + (sorted({t for m in card_modalities(config or {}) for t in MODALITY_TAGS[m]})
                           if modality == "fusion" and config else MODALITY_TAGS[modality]),
         datasets=[results["dataset_repo_id"]] if results.get("dataset_repo_id") else None,
@@ -330,7 +333,7 @@ def render_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> 
     import jinja2
 
     from .encoder_setup import card_encoders, card_fusion
-    from .provenance import card_provenance
+    from .provenance import card_licence, card_provenance
 
     folder = Path(folder)
     config, model_type = _read_model_config(folder)
@@ -363,6 +366,7 @@ def render_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> 
         **card_fusion(config, label_names),
         "encoders": card_encoders(config),
         "backbone_weights": card_provenance(config),
+        "licence": card_licence(config, results.get("license")),
         "has_remote_code": bool(config.get("auto_map")) and all((folder / name).is_file()
                                                                 for name in code_files(config)),
         "versions": results.get("versions") or _versions(),
@@ -438,6 +442,7 @@ def push_model(
     files = _model_files(folder)
     card = model_card if model_card is not None else render_model_card(folder, repo_id)
     config = _read_json(folder / "config.json")
+    warn_unless_permissive(folder, config, (read_results(folder, _label_names(config)) or {}).get("license"))
     missing_code = [name for name in code_files(config) if not (folder / name).is_file()]
     if not config.get("auto_map") or missing_code:
         warnings.warn(

@@ -19,7 +19,7 @@ from transformers.utils import ModelOutput
 
 from .backbones_emi import FrozenBackboneMixin, init_resnet_module
 from .configuration_emi import EmiVisualConfig
-from .temporal_emi import IntensityHead, TemporalEncoder, _finalise, clip_loss, init_submodel_on_load
+from .temporal_emi import IntensityHead, _finalise, build_temporal_encoder, clip_loss, init_submodel_on_load
 
 
 @dataclass
@@ -140,6 +140,9 @@ class EmiPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, (nn.Conv2d, nn.BatchNorm2d)):
             init_resnet_module(module)
+        elif isinstance(module, nn.ParameterDict):  # the cross-attention fusion's missing-modality tokens
+            for token in module.values():
+                init.normal_(token, mean=0.0, std=std)
         if isinstance(getattr(module, "layer_weights", None), nn.Parameter):
             init.zeros_(module.layer_weights)  # the speech layers' mixing weights start uniform
 
@@ -169,7 +172,7 @@ class _TemporalRegressor(FrozenBackboneMixin, EmiPreTrainedModel):
     """Temporal encoder, head and loss shared by the unimodal models (visual, audio, text; the input side differs)."""
 
     def _build_temporal(self, config):
-        self.encoder = TemporalEncoder(config)
+        self.encoder = build_temporal_encoder(config)  # TCN + Transformer, or an LSTM (`temporal_block`)
         self.head = IntensityHead(config)
 
     @staticmethod

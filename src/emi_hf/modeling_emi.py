@@ -283,7 +283,8 @@ class EmiTextModel(_TemporalRegressor):
     def embed_text(self, input_ids: torch.Tensor, text_mask: torch.Tensor | None = None,
                    token_type_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Token embeddings `[batch, tokens, text_feature_dim]` (the encoder's last hidden states) of token ids
-        `[batch, tokens]`, and the bool token mask; rows without a valid token are zeros."""
+        `[batch, tokens]`, and the bool token mask; rows without a valid token are zeros. With
+        `config.text_pooling` "cls" / "mean": `[batch, 1, text_feature_dim]` (the [CLS] state / the masked mean)."""
         mask = torch.ones_like(input_ids, dtype=torch.bool) if text_mask is None else text_mask.bool()
         attention = mask.clone()
         attention[~mask.any(dim=1), 0] = True  # an empty transcript: run one token, then discard it
@@ -291,7 +292,16 @@ class EmiTextModel(_TemporalRegressor):
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
         features = self.backbone(**inputs).last_hidden_state
-        return features * mask[..., None].to(features.dtype), mask
+        features = features * mask[..., None].to(features.dtype)
+        pooling = getattr(self.config, "text_pooling", "tokens")
+        if pooling == "tokens":
+            return features, mask
+        # Copied from emi_hf.text.encoder.pool_text_states (the features extraction caches): [CLS] or masked mean
+        present = mask.any(dim=1, keepdim=True)
+        if pooling == "cls":
+            return features[:, :1], present
+        weights = mask[..., None].to(features.dtype)
+        return (features * weights).sum(dim=1, keepdim=True) / weights.sum(dim=1, keepdim=True).clamp(min=1.0), present
 
     def forward(
         self, text_features: torch.Tensor | None = None, text_mask: torch.Tensor | None = None,

@@ -9,6 +9,11 @@ Two kinds (`config.fusion_type`):
   (zeros for a missing one), goes through an MLP head. Trained jointly (`train.py --modality fusion --fusion-mode
   joint`), with modality dropout (`config.modality_dropout`) so that a modality missing at test time is handled as
   in training.
+- ``"cross-attention"`` (text-anchored, the ABAW10 winner's): the text model's pooled state (its [CLS] state with
+  `text_pooling="cls"`) is the query of one cross-attention block over the audio model's sequence
+  (`last_hidden_state`, key padding mask) and one over the visual model's; a learnable token stands in for each
+  modality missing in a clip (or dropped by modality dropout); text query, audio and visual parts concatenated ->
+  MLP -> sigmoid. Trained jointly as ``"feature"`` is (`CrossAttentionFusionHead`).
 
 This file is copied next to the weights by ``save_pretrained`` (imports: torch, transformers, the ``*_emi.py`` files).
 """
@@ -19,6 +24,7 @@ import os
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
@@ -146,6 +152,75 @@ class FeatureFusionHead(nn.Module):
         return self.mlp(torch.cat([*parts, flags], dim=-1))
 
 
+class CrossAttentionBlock(nn.Module):
+    """One query `[batch, dim]` attending over a sequence `[batch, frames, width]` with a key padding mask: keys and
+    values LayerNormed and projected to `dim`, multi-head scaled dot-product attention, then
+    `LayerNorm(query + out_proj(attended))` -> `[batch, dim]`."""
+
+    def __init__(self, width: int, dim: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.key_norm = nn.LayerNorm(width)
+        self.key = nn.Linear(width, dim)
+        self.value = nn.Linear(width, dim)
+        self.query = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim)
+        self.norm = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, query: torch.Tensor, sequence: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        """`query` `[batch, dim]`, `sequence` `[batch, frames, width]`, `frame_mask` bool `[batch, frames]` (True =
+        a valid frame; a row without one attends to every frame, its output is replaced by the missing token)."""
+        batch, frames, _ = sequence.shape
+        dim = query.shape[-1]
+        allowed = frame_mask | ~frame_mask.any(dim=1, keepdim=True)
+        keys = self.key_norm(sequence)
+
+        def heads(x):  # [batch, n, dim] -> [batch, heads, n, dim / heads]
+            return x.view(batch, x.shape[1], self.heads, dim // self.heads).transpose(1, 2)
+
+        attended = F.scaled_dot_product_attention(heads(self.query(query)[:, None]), heads(self.key(keys)),
+                                                  heads(self.value(keys)), attn_mask=allowed[:, None, None, :])
+        attended = attended.transpose(1, 2).reshape(batch, dim)
+        return self.norm(query + self.dropout(self.out_proj(attended)))
+
+
+class CrossAttentionFusionHead(nn.Module):
+    """
+    Text-anchored cross-attention fusion: the text state (`pooler_output`, projected to `dim`) queries the visual and
+    the audio sequences (`CrossAttentionBlock` each, those the model has). Per clip and modality, where it is absent
+    (or dropped), its learnable `missing_tokens[m]` `[dim]` stands in: for text as the query, for visual / audio as
+    that block's output. `[text query, *attended]` -> LayerNorm -> Linear -> GELU -> dropout -> Linear -> clip logits.
+    """
+
+    def __init__(self, widths: dict, dim: int, heads: int, num_labels: int, dropout: float):
+        super().__init__()
+        self.context_modalities = [m for m in widths if m != "text"]
+        self.text_projection = nn.Linear(widths["text"], dim)
+        self.blocks = nn.ModuleDict({m: CrossAttentionBlock(widths[m], dim, heads, dropout)
+                                     for m in self.context_modalities})
+        self.missing_tokens = nn.ParameterDict({m: nn.Parameter(torch.zeros(dim)) for m in widths})
+        width = dim * (1 + len(self.context_modalities))
+        self.mlp = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, dim), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(dim, num_labels))
+
+    def _or_token(self, modality: str, values: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        return torch.where(present[:, None], values, self.missing_tokens[modality].to(values.dtype)[None])
+
+    def forward(self, outputs: dict, present: dict) -> torch.Tensor:
+        """`outputs[m]`: each model's `EmiRegressionOutput`; `present[m]` bool `[batch]`: the clips whose modality
+        `m` is used (absent or dropped: its token). Returns clip logits `[batch, num_labels]`."""
+        text = outputs["text"].pooler_output
+        query = self._or_token("text", self.text_projection(text.to(self.text_projection.weight.dtype)),
+                               present["text"])
+        parts = [query]
+        for modality in self.context_modalities:
+            out = outputs[modality]
+            attended = self.blocks[modality](query, out.last_hidden_state.to(query.dtype), out.frame_mask.bool())
+            parts.append(self._or_token(modality, attended, present[modality]))
+        return self.mlp(torch.cat(parts, dim=-1))
+
+
 class EmiFusionModel(EmiPreTrainedModel):
     """
     Fusion of any non-empty set of [`EmiVisualModel`], [`EmiAudioModel`] and [`EmiTextModel`] (the modalities whose
@@ -167,6 +242,11 @@ class EmiFusionModel(EmiPreTrainedModel):
             widths = [sub.hidden_size for sub in sub_configs.values()]
             self.fusion_head = FeatureFusionHead(widths, config.feature_fusion_hidden_size, len(config.id2label),
                                                  next(iter(sub_configs.values())).dropout)
+        elif config.fusion_type == "cross-attention":
+            widths = {m: sub.hidden_size for m, sub in sub_configs.items()}
+            self.fusion_head = CrossAttentionFusionHead(widths, config.cross_attention_dim,
+                                                        config.cross_attention_heads, len(config.id2label),
+                                                        next(iter(sub_configs.values())).dropout)
         self.post_init()
 
     @property
@@ -226,13 +306,16 @@ class EmiFusionModel(EmiPreTrainedModel):
         present = torch.stack([outputs[m].modality_mask for m in self.modalities], dim=1)
         if self.training and self.config.modality_dropout > 0:
             present = drop_modalities(present, self.config.modality_dropout)
-        logits = self.fusion_head([outputs[m].pooler_output for m in self.modalities], present)
-        intensities = logits.sigmoid()
+        if self.config.fusion_type == "cross-attention":
+            logits = self.fusion_head(outputs, dict(zip(self.modalities, present.unbind(dim=1))))
+        else:
+            logits = self.fusion_head([outputs[m].pooler_output for m in self.modalities], present)
+        intensities = logits.sigmoid()  # in [0, 1]
         return torch.where(present.any(dim=1)[:, None], intensities, torch.full_like(intensities, float("nan")))
 
     def _loss(self, outputs: dict, intensities: torch.Tensor, present: torch.Tensor, labels: torch.Tensor):
         loss = clip_loss(self.config.loss_type, intensities, labels, present)
-        if self.config.fusion_type == "feature" and self.config.unimodal_loss_weight > 0:
+        if self.config.fusion_type != "late" and self.config.unimodal_loss_weight > 0:
             own = [clip_loss(self.config.loss_type, out.intensities, labels, out.modality_mask)
                    for out in outputs.values()]
             loss = loss + self.config.unimodal_loss_weight * torch.stack(own).mean()
@@ -262,7 +345,7 @@ class EmiFusionModel(EmiPreTrainedModel):
         )
         outputs = self._run_models(inputs, extras)
         present = torch.stack([out.modality_mask for out in outputs.values()], dim=1).any(dim=1)
-        if self.config.fusion_type == "feature":
+        if self.config.fusion_type in ("feature", "cross-attention"):
             intensities = self._feature_fusion(outputs)
         else:
             intensities = fuse_modalities({m: out.intensities for m, out in outputs.items()},
@@ -282,5 +365,5 @@ class EmiFusionModel(EmiPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-__all__ = ["FUSION_MODALITIES", "EmiFusionModel", "EmiFusionOutput", "FeatureFusionHead", "drop_modalities",
-           "fuse_intensities", "fuse_modalities"]
+__all__ = ["FUSION_MODALITIES", "CrossAttentionBlock", "CrossAttentionFusionHead", "EmiFusionModel",
+           "EmiFusionOutput", "FeatureFusionHead", "drop_modalities", "fuse_intensities", "fuse_modalities"]

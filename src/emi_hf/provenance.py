@@ -337,9 +337,124 @@ def check_raw_input_backbones(model, allow_random_backbones: bool = False, sourc
     return check
 
 
+# ----------------------------------------------------------------------------------------------------------------------
+# Licences: the most restrictive licence of the weights a checkpoint contains or was trained on (its model card's)
+# ----------------------------------------------------------------------------------------------------------------------
+
+KNOWN_LICENCES = (  # (case-insensitive fnmatch pattern over a weights name, Hub licence id), first match wins;
+    # from the Hub model cards of these repositories (checked 2026-12-06)
+    ("audeering/*emotion*", "cc-by-nc-sa-4.0"),  # audEERING's emotion models: non-commercial, research only
+    ("facebook/wav2vec2-*", "apache-2.0"),
+    ("google/vit-*", "apache-2.0"),
+    ("alibaba-nlp/gte-*", "apache-2.0"),
+    ("thenlper/gte-*", "mit"),
+    ("openai/whisper-*", "apache-2.0"),
+    ("systran/faster-whisper-*", "mit"),
+    ("timm/resnet18.tv_in1k", "bsd-3-clause"),
+    ("torchvision:*", "bsd-3-clause"),  # torchvision's published weights, among them the default ResNet18's
+)
+LICENCE_ORDER = ("mit", "bsd-2-clause", "bsd-3-clause", "apache-2.0", "cc-by-4.0", "cc-by-sa-4.0", "cc-by-nc-4.0",
+                 "cc-by-nc-sa-4.0", "cc-by-nc-nd-4.0", "other")
+"""Licences from the least to the most restrictive; anything not listed ranks as "other" (unknown terms)."""
+PERMISSIVE_LICENCES = ("mit", "bsd-2-clause", "bsd-3-clause", "apache-2.0", "cc-by-4.0")
+FASTER_WHISPER_SIZES = ("tiny", "base", "small", "medium", "large-v1", "large-v2", "large-v3")
+
+
+def _weights_name(name: str) -> str:
+    """A weights name as `KNOWN_LICENCES` spells it: `timm:X` -> `timm/X`; torchvision's (`resnet18`, `torchvision:X`,
+    its ImageNet record) -> `torchvision:...`; a Hub cache folder (`models--org--name/snapshots/...`) -> `org/name`."""
+    text = str(name).strip()
+    if text.startswith("timm:"):
+        return "timm/" + text[len("timm:"):]
+    if text in ("resnet18", "imagenet") or text.startswith("torchvision"):
+        return "torchvision:" + text.split(":")[-1]
+    cached = [part for part in Path(text).parts if part.startswith("models--")]
+    return cached[-1][len("models--"):].replace("--", "/") if cached else text
+
+
+def _card_licence_of_folder(folder: str) -> str | None:
+    """The `license:` of a local model folder's README.md front matter (a downloaded Hub snapshot has one)."""
+    import re
+
+    try:
+        text = (Path(folder) / "README.md").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    front = text.split("---", 2)[1] if text.startswith("---") and text.count("---") >= 2 else ""
+    found = re.search(r"^license:\s*['\"]?([\w.+-]+)", front, flags=re.MULTILINE)
+    return found.group(1).lower() if found else None
+
+
+def weights_licence(name: str) -> str | None:
+    """The Hub licence id of the weights called `name` (a Hub id, a timm / torchvision name, a local folder with a
+    README.md), or None when it is not known."""
+    from fnmatch import fnmatch
+
+    normalised = _weights_name(name)
+    for pattern, licence in KNOWN_LICENCES:
+        if fnmatch(normalised.lower(), pattern):
+            return licence
+    return _card_licence_of_folder(str(name)) if os.path.isdir(str(name)) else None
+
+
+def _licence_sources(config) -> list[tuple[str, str]]:
+    """[(what, weights name)] of the third-party weights a (fusion / ensemble / unimodal) config holds or its training
+    data was made with: each backbone with published or loaded weights, and the ASR model of the transcripts."""
+    sources = []
+    for part, modality, sub in unimodal_parts(config):
+        record = record_of(sub, modality)
+        member = part[: -len(modality)]  # "member N " of an ensemble, else ""
+        what = member + BACKBONE_NAMES[modality]
+        if record.get("kind") in ("pretrained", "file"):
+            sources.append((what, str(record.get("source"))))
+        elif record.get("kind") == "unknown":  # not recorded: whatever the architecture, the weights' terms unknown
+            sources.append((what, f"unrecorded weights ({record.get('hint') or record.get('source')})"))
+        asr = _get(sub, "asr_model", None) if _get(sub, "asr_backend", None) not in (None, "file") else None
+        if asr:
+            short = _get(sub, "asr_backend") == "faster-whisper" and str(asr).removesuffix(".en") in FASTER_WHISPER_SIZES
+            sources.append((f"{member}transcripts (ASR)", f"Systran/faster-whisper-{asr}" if short else str(asr)))
+    return sources
+
+
+def card_licence(config, declared: str | None = None) -> dict:
+    """
+    The licence of a checkpoint: the most restrictive (`LICENCE_ORDER`) of the licences of the weights it contains or
+    was trained on (`_licence_sources`) and of `declared` (results.json's `license`, when set). Returns `{"license":
+    Hub id ("other" when any is unknown or unlisted), "permissive": bool, "parts": [(what, name, licence or None)],
+    "notes": [str]}`. Random weights and features-only placeholders carry no third-party licence.
+    """
+    parts = [(what, name, weights_licence(name)) for what, name in _licence_sources(config)]
+    if declared:
+        parts.append(("declared in results.json", str(declared), str(declared).lower()))
+    ranks = [LICENCE_ORDER.index(lic) if lic in LICENCE_ORDER else len(LICENCE_ORDER) - 1 for _, _, lic in parts]
+    licence = LICENCE_ORDER[max(ranks)] if ranks else "other"
+    notes = [f"{what} `{name}`: licence unknown; check its terms (and set `license` in results.json)"
+             for what, name, lic in parts if lic is None]
+    notes += [f"{what} `{name}`: {lic}, non-commercial (research use only)" for what, name, lic in parts
+              if lic and "-nc" in lic]
+    if not parts:
+        notes.append("no third-party weights are recorded: licence unknown")
+    return {"license": licence, "permissive": licence in PERMISSIVE_LICENCES, "parts": parts, "notes": notes}
+
+
+class LicenceWarning(UserWarning):
+    """A model about to be published carries weights under a licence that is not permissive (or unknown)."""
+
+
+def warn_unless_permissive(folder, config, declared: str | None = None) -> None:
+    """A `LicenceWarning` when the licence of the model saved in `folder` (`card_licence`) is not permissive."""
+    licence = card_licence(config, declared)
+    if not licence["permissive"]:
+        warnings.warn(
+            f"{folder}: this model's licence is {licence['license']!r}, not a permissive one: "
+            f"{'; '.join(licence['notes']) or 'see the model card'}. The model card says so; publish it only under "
+            "those terms (a non-commercial licence binds the fine-tuned model too).", LicenceWarning, stacklevel=3)
+
+
 __all__ = [
     "ALLOW_ENV", "ALLOW_FLAG", "backbone_fingerprint", "update_with_weights", "ALLOW_KEYWORD", "BackboneCheck", "BackboneWarning", "KINDS", "RandomBackboneError",
     "allowed_by_environment", "base_record", "card_provenance", "check_raw_input_backbones", "derived_record",
     "describe", "no_backbone_record", "passed_check", "provenance", "random_record", "record_of", "stamp", "unimodal_parts",
-    "weights_record",
+    "weights_record", "KNOWN_LICENCES", "LICENCE_ORDER", "LicenceWarning", "PERMISSIVE_LICENCES", "card_licence",
+    "warn_unless_permissive", "weights_licence",
 ]

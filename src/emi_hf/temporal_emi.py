@@ -419,6 +419,57 @@ class TemporalEncoder(nn.Module):
         )
 
 
+class LSTMTemporalEncoder(nn.Module):
+    """
+    The `temporal_block="lstm"` alternative to [`TemporalEncoder`]: `config.lstm_layers` bidirectional LSTM layers of
+    `config.lstm_hidden` (default `hidden_size`) per direction, the two directions projected back to `hidden_size`,
+    then a LayerNorm. Each clip runs packed over its frames up to its last valid one (`valid_lengths`), so a batch's
+    padding changes nothing; masked frames inside a clip (no face) are zero inputs. The LSTM has no positions, so it
+    reads a clip of any length in one pass: `temporal_window` does not apply (no windows).
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        width = int(config.lstm_hidden or config.hidden_size)
+        self.layers = nn.ModuleList(
+            nn.LSTM(config.hidden_size if i == 0 else 2 * width, width, batch_first=True, bidirectional=True)
+            for i in range(int(config.lstm_layers))
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.output_projection = nn.Linear(2 * width, config.hidden_size)
+        self.final_norm = nn.LayerNorm(config.hidden_size)
+
+    def forward(
+        self, hidden_states: torch.Tensor, frame_mask: torch.Tensor, output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> BaseModelOutput:
+        """`hidden_states` `[batch, frames, hidden]`, `frame_mask` `[batch, frames]` bool -> `last_hidden_state`
+        `[batch, frames, hidden]` (zero at masked frames); with `output_hidden_states`, the masked input and each
+        LSTM layer's output `[batch, frames, 2 * lstm_hidden]`; `attentions` None (there are none)."""
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        mask = frame_mask[..., None].to(hidden_states.dtype)
+        frames = hidden_states.shape[1]
+        lengths = valid_lengths(frame_mask).clamp(min=1).cpu()  # a clip without a valid frame: one (discarded)
+        states = hidden_states * mask
+        all_hidden = [states] if output_hidden_states else None
+        for index, lstm in enumerate(self.layers):
+            packed = pack_padded_sequence(states, lengths, batch_first=True, enforce_sorted=False)
+            states = pad_packed_sequence(lstm(packed)[0], batch_first=True, total_length=frames)[0] * mask
+            if all_hidden is not None:
+                all_hidden.append(states)
+            if index < len(self.layers) - 1:
+                states = self.dropout(states)
+        last = self.final_norm(self.output_projection(self.dropout(states))) * mask
+        return BaseModelOutput(last_hidden_state=last, hidden_states=None if all_hidden is None else tuple(all_hidden))
+
+
+def build_temporal_encoder(config) -> nn.Module:
+    """The temporal model `config.temporal_block` names (`"tcn-transformer"` when the config has no such field)."""
+    block = getattr(config, "temporal_block", "tcn-transformer")
+    return LSTMTemporalEncoder(config) if block == "lstm" else TemporalEncoder(config)
+
+
 class IntensityHead(nn.Module):
     """Frame logits `[batch, frames, num_labels]` and masked pooling of them to clip logits `[batch, num_labels]`."""
 

@@ -62,15 +62,18 @@ class TextStage:
     def from_options(cls, text_encoder: str | None = None, asr_model: str | None = None,
                      asr_backend: str = "transformers", transcripts=None, language: str | None = None,
                      vad: bool = True, mask_non_speech_audio: bool = False, device: str = "cpu",
-                     max_new_tokens: int | None = None) -> TextStage | None:
-        """The stage `emi-hf extract`'s text options ask for; None when they ask for nothing."""
+                     max_new_tokens: int | None = None, text_pooling: str = "tokens",
+                     max_text_tokens: int | None = None) -> TextStage | None:
+        """The stage `emi-hf extract`'s text options ask for; None when they ask for nothing. `text_pooling`,
+        `max_text_tokens`: of the text features (`TextEncoder`)."""
         if not (text_encoder or asr_model or transcripts or mask_non_speech_audio):
             return None
         transcriber = None
         if asr_model:
             transcriber = Transcriber(asr_backend, asr_model, language=language, vad=vad, device=device,
                                       max_new_tokens=max_new_tokens)
-        encoder = TextEncoder(text_encoder, device=device) if text_encoder else None
+        encoder = TextEncoder(text_encoder, device=device, max_length=max_text_tokens,
+                              pooling=text_pooling) if text_encoder else None
         return cls(encoder=encoder, transcriber=transcriber, transcripts=transcripts, vad=vad,
                    mask_non_speech_audio=mask_non_speech_audio)
 
@@ -130,10 +133,13 @@ class TextStage:
     def record(self) -> dict:
         """What made the text columns (`emi_features.json` "text", and the resume check)."""
         asr = self.transcriber.settings() if self.transcriber is not None else None
+        pooling = None if self.encoder is None else self.encoder.pooling
         return {
             "text_encoder": None if self.encoder is None else self.encoder.model_name,
             "text_feature_dim": self.text_feature_dim,
             "max_text_tokens": None if self.encoder is None else self.encoder.max_length,
+            # only when not every token's (the default), so that folders of earlier versions keep resuming
+            **({"text_pooling": pooling} if pooling not in (None, "tokens") else {}),
             "asr": asr,
             "transcripts": None if self.transcripts is None else str(self.transcripts),
             "vad": self._detector.options.to_dict() if self._detector else None,
@@ -162,7 +168,7 @@ class TextStage:
         backend = asr.get("backend") or ("file" if self.transcripts is not None else None)
         model = EmiTextModel.from_encoder_model(
             self.encoder.model, self.encoder.model_name, label_names=list(label_names),
-            max_text_tokens=self.encoder.max_length, asr_backend=backend, asr_model=asr.get("model"),
+            max_text_tokens=self.encoder.max_length, text_pooling=self.encoder.pooling, asr_backend=backend, asr_model=asr.get("model"),
             asr_language=asr.get("language"),
         )
         return stamp(model, weights_record(model, self.encoder.model_name))  # a Hub id, or a folder (file)

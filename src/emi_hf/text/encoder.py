@@ -3,6 +3,9 @@ multilingual E5, ...) turning a transcript into token embeddings ``[T_t, D]`` wi
 
 An empty transcript is a missing modality, not an error: it gives ``features`` of shape ``[0, D]`` and an empty
 ``mask`` (``present`` False). A transcript longer than ``max_length`` tokens is truncated (``truncated`` True).
+``pooling`` (`EmiTextConfig.text_pooling`, one rule: `pool_text_states`, which the text model applies to raw token
+ids too): ``"tokens"`` keeps every token's state; ``"cls"`` the first ([CLS]) token's, ``"mean"`` the masked mean
+of them, each ``[1, D]``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import numpy as np
 from .asr import hub_offline
 from .transcript import TranscriptionError
 
-__all__ = ["DEFAULT_TEXT_ENCODER", "TEXT_TOKENIZER_DIR", "TextEmbedding", "TextEncoder", "copy_text_tokenizer"]
+__all__ = ["DEFAULT_TEXT_ENCODER", "TEXT_TOKENIZER_DIR", "TextEmbedding", "TextEncoder", "copy_text_tokenizer",
+           "pool_text_states"]
 
 DEFAULT_TEXT_ENCODER = "thenlper/gte-base"
 TEXT_TOKENIZER_DIR = "text_tokenizer"
@@ -75,11 +79,33 @@ def default_max_length(config, tokenizer) -> int:
     return int(min(positions, limit, MAX_TEXT_TOKENS))
 
 
-class TextEncoder:
-    """Frozen text encoder; `encode` / `encode_batch` give :class:`TextEmbedding` (last hidden states)."""
+def pool_text_states(states, mask, pooling: str):
+    """`pooling` of token states `[batch, tokens, D]` with their bool mask `[batch, tokens]` (torch tensors) ->
+    (states, mask): unchanged for `"tokens"`; `[batch, 1, D]` and `[batch, 1]` (a row with any token) for `"cls"`
+    (the first token's state: the [CLS] of BERT-style encoders) and `"mean"` (masked mean). The rule of
+    `modeling_emi.EmiTextModel.embed_text` (a copy there, as that file must not import emi_hf)."""
+    if pooling == "tokens":
+        return states, mask
+    present = mask.any(dim=1, keepdim=True)
+    if pooling == "cls":
+        return states[:, :1], present
+    if pooling == "mean":
+        weights = mask[..., None].to(states.dtype)
+        return (states * weights).sum(dim=1, keepdim=True) / weights.sum(dim=1, keepdim=True).clamp(min=1.0), present
+    raise ValueError(f"text pooling must be one of ('tokens', 'cls', 'mean'), got {pooling!r}.")
 
-    def __init__(self, model: str = DEFAULT_TEXT_ENCODER, device: str = "cpu", max_length: int | None = None):
+
+class TextEncoder:
+    """Frozen text encoder; `encode` / `encode_batch` give :class:`TextEmbedding` (last hidden states, pooled as
+    `pooling` says)."""
+
+    def __init__(self, model: str = DEFAULT_TEXT_ENCODER, device: str = "cpu", max_length: int | None = None,
+                 pooling: str = "tokens"):
         import torch
+
+        if pooling not in ("tokens", "cls", "mean"):
+            raise ValueError(f"text pooling must be one of ('tokens', 'cls', 'mean'), got {pooling!r}.")
+        self.pooling = pooling
 
         self.model_name = model
         self.tokenizer, self.model = _load(model)
@@ -111,8 +137,9 @@ class TextEncoder:
             inputs = {name: value.to(self.device) for name, value in batch.items()
                       if name in ("input_ids", "attention_mask", "token_type_ids")}
             with torch.inference_mode():
-                hidden = self.model(**inputs).last_hidden_state.float().cpu().numpy()
-            masks = batch["attention_mask"].numpy().astype(np.int8)
+                hidden, pooled_mask = pool_text_states(self.model(**inputs).last_hidden_state.float(),
+                                                       inputs["attention_mask"].bool(), self.pooling)
+            hidden, masks = hidden.cpu().numpy(), pooled_mask.cpu().numpy().astype(np.int8)
             for row, index in enumerate(indices):
                 length = int(masks[row].sum())
                 results[index] = TextEmbedding(hidden[row, :length].astype(np.float32), masks[row, :length],

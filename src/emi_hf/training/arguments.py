@@ -19,17 +19,18 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
-from ..configuration_emi import LOSS_TYPES, POOLING_TYPES
+from ..configuration_emi import LOSS_TYPES, POOLING_TYPES, TEMPORAL_BLOCKS
 from ..errors import EmiUsageError
 from ..results import trained_settings
 
 MODALITIES = ("visual", "audio", "text", "fusion")
 MIXED_PRECISION = ("no", "fp16", "bf16")
-FUSION_MODES = ("late", "joint", "feature")
+FUSION_MODES = ("late", "joint", "feature", "cross-attention")
 TRACKERS = ("tensorboard", "none", "all", "wandb", "mlflow", "comet_ml", "aim", "clearml")
 # Fields of the temporal part of a visual / audio config (the part training builds anew), under the config's names.
 MODEL_SIZE_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "tcn_dilations",
-                     "tcn_kernel_size", "dropout", "channel_dropout", "pooling")
+                     "tcn_kernel_size", "dropout", "channel_dropout", "pooling", "temporal_block", "lstm_layers",
+                     "lstm_hidden")
 DEFAULT_MAX_FRAMES = 512
 DEFAULT_MAX_AUDIO_FRAMES = 1024
 
@@ -131,6 +132,11 @@ class EmiTrainingArguments:
     channel_dropout: float | None = field(default=None, metadata=_help(
         "visual: probability of dropping a whole channel"))
     pooling: str | None = field(default=None, metadata=_help("clip pooling", choices=POOLING_TYPES))
+    temporal_block: str | None = field(default=None, metadata=_help(
+        "temporal model: tcn-transformer (default) or lstm (a packed bidirectional LSTM)", choices=TEMPORAL_BLOCKS))
+    lstm_layers: int | None = field(default=None, metadata=_help("--temporal-block lstm: layers (default 2)"))
+    lstm_hidden: int | None = field(default=None, metadata=_help(
+        "--temporal-block lstm: hidden size per direction (default the hidden size)"))
     # where the model comes from
     base_model: str | None = field(default=None, metadata=_help(
         "visual/audio/text: an EmiVisualModel/EmiAudioModel/EmiTextModel folder whose backbone (and its provenance "
@@ -152,10 +158,14 @@ class EmiTrainingArguments:
     fusion_mode: str = field(default="late", metadata=_help(
         "late (default, the paper's): per-emotion modality weights on the simplex fitted on validation, no "
         "training; joint: fine-tune the models through the late-fused loss, then fit the weights; feature: "
-        "feature-level fusion (pooled embeddings -> MLP head) trained jointly with modality dropout",
+        "feature-level fusion (pooled embeddings -> MLP head) trained jointly with modality dropout; "
+        "cross-attention: the text state queries the audio and visual sequences, trained as feature is",
         choices=FUSION_MODES))
+    cross_attention_heads: int = field(default=4, metadata=_help("cross-attention fusion: attention heads"))
+    cross_attention_dim: int = field(default=512, metadata=_help("cross-attention fusion: width"))
     modality_dropout: float = field(default=0.25, metadata=_help(
-        "feature fusion: probability of dropping each present modality of a training clip (never all)"))
+        "feature / cross-attention fusion: probability of dropping each present modality of a training clip (never "
+        "all)"))
     eval_split: str = field(default="validation", metadata=_help("split used for evaluation and early stopping"))
     # model selection (training.selection, training.weighting)
     train_splits: list[str] = field(default_factory=lambda: ["train"], metadata=_help(

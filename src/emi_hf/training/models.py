@@ -192,8 +192,10 @@ def build_fusion_model(args: EmiTrainingArguments, metadata: dict, root: Path) -
     for joint / feature fusion without them, of new models of `--fusion-modalities` (default: visual, audio, and
     text when the features have it)."""
     sources = _fusion_sources(args)
-    fusion_type = "feature" if args.fusion_mode == "feature" else "late"
+    fusion_type = args.fusion_mode if args.fusion_mode in ("feature", "cross-attention") else "late"
     options = {"fusion_type": fusion_type, "modality_dropout": args.modality_dropout}
+    if fusion_type == "cross-attention":
+        options.update(cross_attention_heads=args.cross_attention_heads, cross_attention_dim=args.cross_attention_dim)
     if sources:
         for modality, path in sources.items():  # a name that cannot be loaded: the known error naming the option
             with loading(path, f"{modality} model (--{modality}-model)"):
