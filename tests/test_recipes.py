@@ -22,7 +22,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 SHIPPED = ("abaw6-yu", "abaw8-hallmen", "abaw10-taemi")
 TINY = ["hidden_size=16", "num_attention_heads=2", "num_hidden_layers=1", "intermediate_size=32",
-        "tcn_dilations=[1]", "epochs=1", "batch_size=8", "face_fps=5", "seed=0", "device=cpu"]
+        "tcn_dilations=[1]", "lstm_hidden=8", "cross_attention_dim=16", "epochs=1", "batch_size=8", "face_fps=5", "seed=0", "device=cpu"]
 
 
 def test_the_three_recipes_ship_and_name_their_sources():
@@ -158,6 +158,11 @@ def test_recipe_runs_end_to_end_offline_to_a_verified_submission(recipe, tiny_mo
     features = json.loads((out / "features" / "emi_features.json").read_text())
     head = 3 if "audeering" in recipe_values["speech_encoder"] else 0  # hidden states + A/D/V head outputs
     assert features["audio_feature_dim"] == TINY_WAV2VEC2["hidden_size"] + head
+    fusion_config = json.loads((out / "runs" / "fusion" / "config.json").read_text())
+    if recipe_values["fusion_mode"] != "late":  # the recipe's fusion and temporal block are what was trained
+        assert fusion_config["fusion_type"] == recipe_values["fusion_mode"]
+    if recipe_values["temporal_block"]:
+        assert fusion_config["visual_config"]["temporal_block"] == recipe_values["temporal_block"]
     ran = (out / "recipe.yaml").read_text()
     assert "epochs: 1" in ran
     print(f"\n[recipe {recipe}] synthetic set (8 train, 6 validation, 3 test, 1 s clips): wall {wall:.1f} s; "

@@ -181,6 +181,9 @@ class EmiAudioModel(_TemporalRegressor):
         encoder_config = encoder.config
         labels = getattr(encoder, "emotion_head_labels", None)  # audEERING's layout: hidden states + head outputs
         if labels:
+            if config_kwargs.get("speech_layers") is not None:
+                raise ValueError(f"{name_or_path} has a regression head: its frames are the last hidden state and the "
+                                 "head's outputs, so speech_layers cannot be chosen (leave it unset).")
             config_kwargs.setdefault("speech_head_labels", list(labels))
         config_kwargs.setdefault("audio_feature_dim", encoder_config.hidden_size + len(labels or ()))
         config_kwargs.setdefault("speech_encoder_name", os.fspath(name_or_path))

@@ -26,7 +26,8 @@ from ..errors import EmiUsageError
 # Recipe keys that are training arguments of the same name (passed when not null).
 TRAINING_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_ratio", "loss", "patience", "max_frames",
                  "max_audio_frames", "mixed_precision", "seed", "hidden_size", "num_hidden_layers",
-                 "num_attention_heads", "intermediate_size", "tcn_dilations", "dropout", "temporal_block")
+                 "num_attention_heads", "intermediate_size", "tcn_dilations", "dropout", "temporal_block",
+                 "lstm_layers", "lstm_hidden", "cross_attention_heads", "cross_attention_dim")
 
 
 def _training_fields() -> set[str]:

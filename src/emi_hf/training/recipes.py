@@ -64,8 +64,7 @@ RECIPE_KEYS: dict[str, RecipeKey] = {
     "audio_max_seconds": _k("float?", None, "only the first N seconds of each clip's audio"),
     # text
     "text_encoder": _k("str?", None, "text encoder id / folder (with its tokenizer); null: no text"),
-    "text_pooling": _k("str?", None, "text features: null (every token state) or cls (the [CLS] state only; needs "
-                                     "an emi-hf with text_pooling)"),
+    "text_pooling": _k("str?", None, "text features: null (every token's state), cls (the [CLS] state) or mean"),
     "text_max_tokens": _k("int?", None, "tokens per transcript (null: the encoder's limit)"),
     "transcripts": _k("str?", None, "a Filename,text CSV / JSON of transcripts used before ASR"),
     "asr_model": _k("str?", None, "Whisper id / folder (faster-whisper: a CTranslate2 name / folder)"),
@@ -74,8 +73,9 @@ RECIPE_KEYS: dict[str, RecipeKey] = {
     "language": _k("str?", None, "transcription language (null: detected)"),
     "vad": _k("bool", True, "silero-vad speech segments; ASR skips clips without speech"),
     # temporal models and fusion
-    "temporal_block": _k("str?", None, "temporal model (null: TCN + Transformer, the default; lstm needs an emi-hf "
-                                       "with temporal_block)"),
+    "temporal_block": _k("str?", None, "temporal model: null (TCN + Transformer, the default) or lstm"),
+    "lstm_layers": _k("int?", None, "temporal_block lstm: layers (null: the default, 2)"),
+    "lstm_hidden": _k("int?", None, "temporal_block lstm: hidden size per direction (null: the hidden size)"),
     "hidden_size": _k("int?", None, "width of the temporal models (null: the default)"),
     "num_hidden_layers": _k("int?", None, "layers of the temporal models (null: the default)"),
     "num_attention_heads": _k("int?", None, "attention heads (null: the default)"),
@@ -83,7 +83,9 @@ RECIPE_KEYS: dict[str, RecipeKey] = {
     "tcn_dilations": _k("list?", None, "one TCN block per dilation (null: the default)"),
     "dropout": _k("float?", None, "dropout of the temporal models (null: the default)"),
     "fusion_mode": _k("str", "late", "late (weights fitted on validation), feature (pooled states -> MLP), or "
-                                     "cross-attention (needs an emi-hf with it)"),
+                                     "cross-attention (the text state queries the audio and visual sequences)"),
+    "cross_attention_heads": _k("int?", None, "cross-attention fusion: heads (null: the default, 4)"),
+    "cross_attention_dim": _k("int?", None, "cross-attention fusion: width (null: the default, 512)"),
     "fusion_init": _k("str", "parts", "trained fusion modes: start from the trained parts, or from new models",
                       ("parts", "new")),
     "modality_dropout": _k("float", 0.25, "trained fusion: probability of dropping a modality of a training clip"),
