@@ -24,7 +24,7 @@ LAYERS = (
     ("data",),
     ("training",),
     ("inference", "submission", "hub"),
-    ("streaming",),
+    ("streaming", "recipes"),
     ("quickstart", "cli", "__init__"),
 )
 LAYER_OF = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}

@@ -31,6 +31,7 @@ from .models import (
     cmd_train,
 )
 from .stream import add_stream_parser
+from .recipe import add_recipe_parser
 from .tools import _add_cache_parser, _add_hub_parsers, _add_synth_parsers, _add_transcribe_parser
 
 __all__ = ["build_parser", "main"]
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_hub_parsers(sub)
     _add_synth_parsers(sub)
     add_stream_parser(sub, _add_allow_random_arg)
+    add_recipe_parser(sub)
     _add_import_features_parser(sub)
     _add_submit_parser(sub)
     _add_verify_submission_parser(sub)

@@ -20,7 +20,11 @@ def _add_processor_args(parser: argparse.ArgumentParser) -> None:
                        help="MediaPipe graphs: the legacy ones where installed (auto), or the Tasks API")
     group.add_argument("--face-landmarker-model", help="MediaPipe's face_landmarker.task for the Tasks API (default: "
                                                        "$EMI_HF_FACE_LANDMARKER, the cache, or one download)")
-    group.add_argument("--fps", type=float, default=30.0, help="target frame rate (default 30)")
+    group.add_argument("--fps", "--face-fps", dest="fps", type=float, default=30.0,
+                       help="face frames per second, sampled evenly in time (default 30; e.g. 5 as the ABAW8 winner)")
+    group.add_argument("--face-alignment", default="arcface", choices=("arcface", "ffhq"),
+                       help="arcface (default: 5 points onto the ArcFace template) or ffhq (the FFHQ quad from eyes "
+                            "and mouth, a looser crop); the crop size is the face backbone's input size")
 
 
 def _make_processor(args):
@@ -35,6 +39,7 @@ def _make_processor(args):
             return EmiProcessor.from_pretrained(args.processor)
     detector = None if str(args.face_detector).lower() == "none" else args.face_detector
     return EmiProcessor(face_detector=detector, au_backend=args.au_backend, target_fps=args.fps,
+                        face_alignment=args.face_alignment,
                         mediapipe_backend=args.mediapipe_backend, face_landmarker_model=args.face_landmarker_model)
 
 

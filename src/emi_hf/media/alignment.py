@@ -4,6 +4,12 @@ The five points, in image order, are: the eye on the image's left (the subject's
 image's right, the nose tip, the mouth corner on the image's left, the mouth corner on the image's right (MTCNN's
 order). They are mapped by a least-squares similarity transform (rotation, uniform scale, translation; Umeyama
 1991) onto the ArcFace / InsightFace 112x112 template, scaled to ``face_size``. Pixels outside the frame are black.
+
+``method="ffhq"`` (`FACE_ALIGNMENTS`) aligns as the FFHQ dataset did (Karras et al. 2019, its
+``align_images.py``; used by the ABAW8 / ABAW10 EMI winners at 256 px): an oriented square ("quad") is built from
+the eye centres and the mouth corners only (the nose is not used), its side ``max(2 x eye distance, 1.8 x
+eye-to-mouth distance)`` and its centre 0.1 eye-to-mouth below the eyes' midpoint, and warped onto the crop. The
+crop is looser than ArcFace's (forehead, chin and some hair are in it).
 """
 
 from __future__ import annotations
@@ -13,6 +19,9 @@ import numpy as np
 
 __all__ = [
     "ARCFACE_TEMPLATE_112",
+    "FACE_ALIGNMENTS",
+    "ffhq_quad",
+    "ffhq_matrix",
     "MESH_EYE_RIGHT",
     "MESH_EYE_LEFT",
     "template_points",
@@ -38,6 +47,9 @@ MESH_EYE_RIGHT = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 
 MESH_EYE_LEFT = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)  # image right
 MESH_NOSE_TIP = 1
 MESH_MOUTH_CORNERS = (61, 291)  # image left, image right
+
+FACE_ALIGNMENTS = ("arcface", "ffhq")
+"""`ClipSettings.face_alignment`: the 5-point ArcFace template (default) or the FFHQ quad from eyes and mouth."""
 
 
 def template_points(face_size: int = 112) -> np.ndarray:
@@ -75,12 +87,46 @@ def estimate_similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def align_face(image: np.ndarray, points: np.ndarray, face_size: int = 112) -> np.ndarray:
-    """Warps `image` (uint8 [H, W, 3]) so that the five `points` [5, 2] land on the template.
+def ffhq_quad(points: np.ndarray) -> np.ndarray:
+    """The FFHQ crop square [4, 2] (top-left, bottom-left, bottom-right, top-right, in image pixels) of the five
+    `points` [5, 2] (their eyes and mouth corners; see module doc)."""
+    points = np.asarray(points, dtype=np.float64)
+    if not np.isfinite(points[[0, 1, 3, 4]]).all():
+        raise ValueError("FFHQ alignment needs both eyes and both mouth corners")
+    eye_left, eye_right, mouth_left, mouth_right = points[0], points[1], points[3], points[4]
+    eye_avg = (eye_left + eye_right) * 0.5
+    eye_to_eye = eye_right - eye_left
+    eye_to_mouth = (mouth_left + mouth_right) * 0.5 - eye_avg
+    x = eye_to_eye - np.flipud(eye_to_mouth) * [-1, 1]
+    norm = np.hypot(*x)
+    if norm < 1e-9:
+        raise ValueError("degenerate landmarks (eyes and mouth coincide)")
+    x = x / norm * max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8)
+    y = np.flipud(x) * [-1, 1]
+    centre = eye_avg + eye_to_mouth * 0.1
+    return np.stack([centre - x - y, centre - x + y, centre + x + y, centre + x - y])
+
+
+def ffhq_matrix(points: np.ndarray, face_size: int = 256) -> np.ndarray:
+    """The 2x3 affine matrix mapping the FFHQ quad of `points` onto a `face_size` square."""
+    quad = ffhq_quad(points)[:3]  # three corners fix the affine map (the quad is a square)
+    corners = np.array([[0, 0], [0, face_size], [face_size, face_size]], dtype=np.float64)
+    source = np.hstack([quad, np.ones((3, 1))])
+    return np.linalg.solve(source, corners).T  # float64 (cv2.getAffineTransform works in float32)
+
+
+def align_face(image: np.ndarray, points: np.ndarray, face_size: int = 112, method: str = "arcface") -> np.ndarray:
+    """Warps `image` (uint8 [H, W, 3]) so that the five `points` [5, 2] land on the template (`method="arcface"`),
+    or its FFHQ quad fills the crop (`method="ffhq"`).
 
     Returns uint8 [face_size, face_size, 3].
     """
-    matrix = estimate_similarity(points, template_points(face_size))
+    if method not in FACE_ALIGNMENTS:
+        raise ValueError(f"face alignment must be one of {FACE_ALIGNMENTS}, got {method!r}")
+    if method == "ffhq":
+        matrix = ffhq_matrix(points, face_size)
+    else:
+        matrix = estimate_similarity(points, template_points(face_size))
     return cv2.warpAffine(image, matrix, (face_size, face_size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
 

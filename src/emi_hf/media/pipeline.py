@@ -406,7 +406,7 @@ class ClipPipeline:
                     continue
                 if tracker is not None:
                     results = tracker.process([f.image for f in chunk])
-                    crops = [align_face(f.image, r.points, s.face_size) if r.box is not None else None
+                    crops = [align_face(f.image, r.points, s.face_size, s.face_alignment) if r.box is not None else None
                              for f, r in zip(chunk, results)]
                 else:  # inputs are face crops already
                     results, crops = self.crops_as_faces(chunk, landmarker if mesh_aus else None)

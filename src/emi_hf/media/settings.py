@@ -14,6 +14,7 @@ from typing import Any
 
 from ..modalities import DEFAULT_AU_NAMES
 from ..errors import EmiUsageError
+from .alignment import FACE_ALIGNMENTS
 from .faces import FACE_DETECTORS, SUBJECT_POLICIES
 from .mediapipe_tasks import MEDIAPIPE_BACKENDS, resolve_mediapipe_backend
 
@@ -43,6 +44,8 @@ class ClipSettings:
         subject (`str`, defaults to `"tracked"`): which face with several: `"tracked"`, `"largest"`, `"central"`
             (see `emi_hf.media.faces`).
         face_size (`int`, defaults to 112): crop size.
+        face_alignment (`str`, defaults to `"arcface"`): `"arcface"` (5-point similarity onto the ArcFace template)
+            or `"ffhq"` (the FFHQ quad from eyes and mouth, a looser crop; see `emi_hf.media.alignment`).
         mesh_refine (`bool`, defaults to `True`): the face mesh's refined eye / lip model (478 points).
         mediapipe_backend (`str`, defaults to `"auto"`): which MediaPipe graphs give the face mesh (and the
             `mediapipe` detector): `"solutions"` (the legacy graphs of mediapipe 0.10.14, Python 3.10-3.12, models
@@ -75,6 +78,7 @@ class ClipSettings:
     min_face_score: float | None = None  # None: the detector's default (mtcnn 0.9, mediapipe 0.5)
     subject: str = "tracked"
     face_size: int = 112
+    face_alignment: str = "arcface"
     mesh_refine: bool = True
     mediapipe_backend: str = "auto"
     au_backend: str | None = "mediapipe"
@@ -109,6 +113,8 @@ class ClipSettings:
                                 f"got {self.face_detector!r}")
         if self.face_detector is not None and self.subject not in SUBJECT_POLICIES:
             raise EmiUsageError(f"subject must be one of {SUBJECT_POLICIES}, got {self.subject!r}")
+        if self.face_alignment not in FACE_ALIGNMENTS:
+            raise EmiUsageError(f"face_alignment must be one of {FACE_ALIGNMENTS}, got {self.face_alignment!r}")
         if self.mediapipe_backend not in MEDIAPIPE_BACKENDS:
             raise EmiUsageError(f"mediapipe_backend must be one of {MEDIAPIPE_BACKENDS}, got {self.mediapipe_backend!r}")
         if self.au_backend == "blendshapes" and self.mediapipe_backend == "solutions":
@@ -137,9 +143,11 @@ class ClipSettings:
     def result_dict(self) -> dict[str, Any]:
         """The settings that change the result (what the clip cache key is made of). Of ``mediapipe_backend`` only
         the graphs it picks here count, and only when they are the Tasks API's: entries made with the legacy
-        graphs keep the keys they had before the setting existed."""
+        graphs keep the keys they had before the setting existed; so does ``face_alignment`` at its default."""
         output = {k: v for k, v in dataclasses.asdict(self).items()
                   if k not in self.NOT_IN_CACHE_KEY and k != "mediapipe_backend"}
+        if self.face_alignment == "arcface":
+            output.pop("face_alignment")
         output["au_names"] = list(self.au_names)
         if resolve_mediapipe_backend(self.mediapipe_backend, self.au_backend) == "tasks":
             output["mediapipe_backend"] = "tasks"

@@ -35,6 +35,7 @@ from .encoders_emi import (
     fit_state_dict,
     read_state_dict,
     select_hidden_layers,
+    speech_head_outputs,
     timm_trunk,
     torchvision_trunk,
     unfreeze_last_blocks,
@@ -387,6 +388,10 @@ def encode_speech_window(encoder: nn.Module, config, input_values: torch.Tensor,
     frame_mask = encoder._get_feature_vector_attention_mask(hidden.shape[1], attention_mask).bool()
     # A clip without audio (mask all 0) has a negative output length there, which marks a stray frame.
     frame_mask &= attention_mask.bool().any(dim=1, keepdim=True)
+    with backbone_context(config, input_values.device):  # an audEERING-style head: its outputs on every frame
+        head = speech_head_outputs(encoder, output.last_hidden_state, frame_mask)
+    if head is not None:
+        hidden = torch.cat([hidden, head], dim=-1)
     return hidden, frame_mask
 
 

@@ -332,17 +332,17 @@ class EmiAudioConfig(EmiTemporalConfig):
     speech_layers: list[int] | tuple[int, ...] | None = None
     max_audio_s: float | None = None
     cache_dtype: str = "float32"
+    speech_head_labels: list[str] | None = None  # outputs of an audEERING-style head (A/D/V) after each frame
     temporal_window: int | None = 1024  # encoder frames (20 s at 50 Hz): the training default of --max-audio-frames
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         self._validate_speech_options()
         encoder_width = getattr(self.speech_encoder_config, "hidden_size", None)
-        if encoder_width is not None and encoder_width != self.audio_feature_dim:
-            raise EmiConfigError(
-                f"audio_feature_dim ({self.audio_feature_dim}) must equal the speech encoder's hidden_size "
-                f"({encoder_width})."
-            )
+        if encoder_width is not None and encoder_width + (head := len(self.speech_head_labels or ())) != \
+                self.audio_feature_dim:  # an audEERING-style head: its outputs follow the last hidden state
+            raise EmiConfigError(f"audio_feature_dim ({self.audio_feature_dim}) must equal the speech encoder's "
+                                 f"hidden_size ({encoder_width}){f' + its {head} head outputs' if head else ''}.")
 
     def _validate_speech_options(self) -> None:
         if self.cache_dtype not in ("float32", "float16"):

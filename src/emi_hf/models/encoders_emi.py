@@ -312,23 +312,108 @@ def enable_backbone_checkpointing(backbone: nn.Module) -> bool:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def build_speech_encoder(encoder_config) -> nn.Module:
-    """The speech encoder of a config: `AutoModel.from_config`, or the encoder alone of a Whisper config."""
+class SpeechEmotionHead(nn.Module):
+    """The regression head of audEERING's emotion models (`audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim`,
+    their `RegressionHead`): dropout -> `dense` -> tanh -> dropout -> `out_proj`, over the clip's mean-pooled last
+    hidden states; outputs e.g. arousal, dominance, valence. Attached to a speech encoder as `emotion_head`."""
+
+    def __init__(self, hidden_size: int, num_outputs: int, dropout: float = 0.1):
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.out_proj = nn.Linear(hidden_size, num_outputs)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.out_proj(self.dropout(torch.tanh(self.dense(self.dropout(pooled)))))
+
+
+def attach_speech_head(encoder: nn.Module, labels, state: dict | None = None) -> nn.Module:
+    """Adds `SpeechEmotionHead` (`len(labels)` outputs) to `encoder` as `encoder.emotion_head` (registered last, so
+    that fine-tuning the last blocks trains it too), with the weights `state` when given."""
+    config = encoder.config
+    head = SpeechEmotionHead(config.hidden_size, len(labels), float(getattr(config, "final_dropout", 0.1) or 0.0))
+    if state is not None:
+        head.load_state_dict(state)
+    encoder.emotion_head = head
+    return encoder
+
+
+def build_speech_encoder(encoder_config, head_labels=None) -> nn.Module:
+    """The speech encoder of a config: `AutoModel.from_config`, or the encoder alone of a Whisper config; with
+    `head_labels`, an audEERING-style regression head (`attach_speech_head`)."""
     from transformers import AutoModel
 
     if encoder_config.model_type == "whisper":
         from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
         return WhisperEncoder(encoder_config)
-    return AutoModel.from_config(encoder_config)
+    encoder = AutoModel.from_config(encoder_config)
+    return attach_speech_head(encoder, head_labels) if head_labels else encoder
+
+
+HEAD_PREFIX = "classifier."  # audEERING's EmotionModel: `wav2vec2` (the encoder) + `classifier` (RegressionHead)
+
+
+def read_speech_head(name_or_path, revision: str | None = None) -> tuple[list[str], dict] | None:
+    """(labels, head state) of a speech model saved in audEERING's layout (`classifier.dense` and
+    `classifier.out_proj` beside the encoder's weights, labels from `id2label`); None for a plain encoder."""
+    import json
+    import os
+
+    from huggingface_hub import hf_hub_download
+    from safetensors.torch import load_file
+
+    def local(filename):
+        if os.path.isdir(name_or_path):
+            path = os.path.join(name_or_path, filename)
+            return path if os.path.isfile(path) else None
+        try:
+            return hf_hub_download(str(name_or_path), filename, revision=revision)
+        except Exception:  # noqa: BLE001 - not there (or offline): no head
+            return None
+
+    state = None
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        path = local(filename)
+        if path is not None:
+            state = load_file(path) if path.endswith(".safetensors") else torch.load(path, map_location="cpu",
+                                                                                    weights_only=True)
+            break
+    head = {k[len(HEAD_PREFIX):]: v for k, v in (state or {}).items() if k.startswith(HEAD_PREFIX)}
+    if not {"dense.weight", "out_proj.weight"} <= set(head):
+        return None
+    config = json.loads(open(local("config.json"), encoding="utf-8").read())
+    outputs = int(head["out_proj.weight"].shape[0])
+    names = config.get("id2label") or {}
+    labels = [str(names.get(str(i), names.get(i, f"head_{i}"))) for i in range(outputs)]
+    return labels, {k: v for k, v in head.items() if k.split(".")[0] in ("dense", "out_proj")}
 
 
 def load_pretrained_speech_encoder(name_or_path, revision: str | None = None) -> nn.Module:
-    """A pretrained speech encoder by Hub id or folder (the encoder alone of a Whisper model)."""
+    """A pretrained speech encoder by Hub id or folder (the encoder alone of a Whisper model); a model in audEERING's
+    layout keeps its regression head (`emotion_head`, labels in `emotion_head_labels`)."""
     from transformers import AutoModel
 
     model = AutoModel.from_pretrained(name_or_path, revision=revision)
-    return model.get_encoder() if model.config.model_type == "whisper" else model
+    if model.config.model_type == "whisper":
+        return model.get_encoder()
+    head = read_speech_head(name_or_path, revision)
+    if head is not None:
+        attach_speech_head(model, head[0], head[1])
+        model.emotion_head_labels = head[0]
+    return model
+
+
+def speech_head_outputs(encoder: nn.Module, hidden: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor | None:
+    """The encoder's `emotion_head` over each clip's mean of its valid last hidden states `[B, T, D]` (mask
+    `[B, T]`), repeated on every frame: `[B, T, outputs]`; None without a head."""
+    head = getattr(encoder, "emotion_head", None)
+    if head is None:
+        return None
+    weights = frame_mask.to(hidden.dtype).unsqueeze(-1)
+    pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+    outputs = head(pooled.to(head.dense.weight.dtype)).float()
+    return outputs.unsqueeze(1).expand(-1, hidden.shape[1], -1)
 
 
 def select_hidden_layers(output, layers: list[int] | None) -> torch.Tensor:

@@ -166,7 +166,7 @@ class EmiAudioModel(_TemporalRegressor):
 
     def __init__(self, config: EmiAudioConfig):
         super().__init__(config)
-        self.backbone = build_speech_encoder(config.speech_encoder_config)
+        self.backbone = build_speech_encoder(config.speech_encoder_config, config.speech_head_labels)
         if config.num_speech_layers > 1:  # SUPERB: a learned softmax-weighted sum of the chosen hidden states
             self.layer_weights = nn.Parameter(torch.zeros(config.num_speech_layers))
         self.audio_projection = self._feature_projection(config.audio_feature_dim, config)
@@ -185,7 +185,13 @@ class EmiAudioModel(_TemporalRegressor):
         """
         encoder = load_pretrained_speech_encoder(name_or_path, revision=revision)
         encoder_config = encoder.config
-        config_kwargs.setdefault("audio_feature_dim", encoder_config.hidden_size)
+        labels = getattr(encoder, "emotion_head_labels", None)  # audEERING's layout: hidden states + head outputs
+        if labels:
+            if config_kwargs.get("speech_layers") is not None:
+                raise ValueError(f"{name_or_path} has a regression head: its frames are the last hidden state and the "
+                                 "head's outputs, so speech_layers cannot be chosen (leave it unset).")
+            config_kwargs.setdefault("speech_head_labels", list(labels))
+        config_kwargs.setdefault("audio_feature_dim", encoder_config.hidden_size + len(labels or ()))
         config_kwargs.setdefault("speech_encoder_name", os.fspath(name_or_path))
         config = EmiAudioConfig(speech_encoder_config=encoder_config.to_dict(), **config_kwargs)
         model = cls(config)

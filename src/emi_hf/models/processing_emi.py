@@ -195,7 +195,7 @@ class EmiProcessor(ProcessorMixin):
         feature_extractor ([`Wav2Vec2FeatureExtractor`], *optional*): waveform normalisation and padding
             (default: 16 kHz, zero-mean unit-variance, attention masks).
         face_detector, au_backend, au_names, target_fps, detect_every, detect_max_side, min_face_score, subject,
-            face_size, mesh_refine, mediapipe_backend, au_neutral_baseline, au_baseline_percentile, openface_match, audio_peak_db,
+            face_size, face_alignment, mesh_refine, mediapipe_backend, au_neutral_baseline, au_baseline_percentile, openface_match, audio_peak_db,
             max_frames, max_duration, chunk_size, use_cache: the media settings, documented (with their defaults
             and checks) by :class:`emi_hf.media.ClipSettings`; they are attributes of the processor too (setting
             one checks it again) and :meth:`to_dict` saves them.
@@ -221,6 +221,7 @@ class EmiProcessor(ProcessorMixin):
         min_face_score: float | None = _DEFAULTS.min_face_score,
         subject: str = _DEFAULTS.subject,
         face_size: int = _DEFAULTS.face_size,
+        face_alignment: str = _DEFAULTS.face_alignment,
         mesh_refine: bool = _DEFAULTS.mesh_refine,
         mediapipe_backend: str = _DEFAULTS.mediapipe_backend,
         au_neutral_baseline: bool = _DEFAULTS.au_neutral_baseline,

@@ -358,7 +358,8 @@ class EmiStreamer:
         frame = SourceFrame(image, t, index, repeat)
         if self._tracker is not None:
             (result,) = self._tracker.process([image])
-            crop = align_face(image, result.points, self.settings.face_size) if result.box is not None else None
+            crop = align_face(image, result.points, self.settings.face_size,
+                              self.settings.face_alignment) if result.box is not None else None
         else:  # the frames are face crops already
             mesh = self._landmarker if self.pipeline.mesh_aus else None
             (result,), (crop,) = self.pipeline.crops_as_faces([frame], mesh)

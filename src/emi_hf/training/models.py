@@ -29,7 +29,7 @@ BACKBONE_FIELDS = {
     "visual": ("visual_feature_dim", "au_names", "face_size", "backbone", "freeze_backbone", "backbone_chunk_size",
                "backbone_config", "backbone_pooling", "image_mean", "image_std"),
     "audio": ("speech_encoder_config", "audio_feature_dim", "sampling_rate", "freeze_backbone", "speech_encoder_name",
-              "speech_layers", "max_audio_s", "cache_dtype", "encoder_window_s"),
+              "speech_layers", "max_audio_s", "cache_dtype", "encoder_window_s", "speech_head_labels"),
     "text": ("text_encoder_config", "text_feature_dim", "text_encoder_name", "freeze_backbone", "max_text_tokens",
              "asr_backend", "asr_model", "asr_language"),
 }

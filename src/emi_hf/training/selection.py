@@ -38,7 +38,8 @@ def training_splits(datasets, args, source) -> dict:
     if missing:
         raise EmiUsageError(f"The features at {source} have no split(s) {missing} (they have {sorted(datasets)}).")
     kept_weights = args.fusion_mode == "late" and args.fusion_weights_from
-    if args.modality == "fusion" and not held_out(args) and not kept_weights:
+    fits_weights = args.fusion_mode in ("late", "joint")  # a feature-level (trained) fusion has no weights to fit
+    if args.modality == "fusion" and fits_weights and not held_out(args) and not kept_weights:
         raise EmiUsageError(f"Fusion fits its weights on --eval-split {args.eval_split!r}, which --train-splits "
                             f"{args.train_splits} trains on: fit them on a held-out split instead, or keep those of a "
                             "held-out fusion run (--fusion-weights-from RUN, late fusion).")
