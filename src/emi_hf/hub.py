@@ -75,18 +75,8 @@ if TYPE_CHECKING:
     from huggingface_hub import CommitInfo
 
 
-__all__ = [
-    "EmiHubError",
-    "HubOfflineError",
-    "MissingRepoError",
-    "MissingRevisionError",
-    "MissingTokenError",
-    "pull_features",
-    "pull_model",
-    "push_features",
-    "push_model",
-    "render_model_card",
-]
+__all__ = ["EmiHubError", "HubOfflineError", "MissingRepoError", "MissingRevisionError", "MissingTokenError",
+           "pull_features", "pull_model", "push_features", "push_model", "render_model_card"]
 
 MODEL_TYPES = {
     # config.json model_type -> (template file, modality, model class)
