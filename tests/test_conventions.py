@@ -319,12 +319,7 @@ def test_checkpoint_written_before_predicts_identically(tmp_path):
     assert old["commit"] == "148e3d8" and any(k.startswith("visual.backbone.conv1") for k in old["backbone_shapes"])
     model = EmiFusionModel.from_pretrained(fixtures.checkpoint_folder(old, tmp_path)).eval()
     cached = old_checkpoint_inputs()
-    for inputs, expected in ((cached, old["expected"]), (fixtures.raw_video_inputs(cached), old["expected_raw_video"])):
-        with torch.no_grad():
-            out = model(**inputs)
-        for name, rows in expected.items():
-            torch.testing.assert_close(getattr(out, name), fixtures.from_hex(rows), atol=0, rtol=0, equal_nan=True,
-                                       msg=lambda m, name=name: f"{name}: {m}")
+    fixtures.assert_reproduces(model, old, cached)
     assert model.config.fusion_weights == old["config"]["fusion_weights"]
     assert model.config.label_names == list(EMOTION_NAMES) == model.config.visual_config.label_names
     assert "label_names" in old["config"]["visual_config"] and "label_names" not in old["config"]  # the old layout
