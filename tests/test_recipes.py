@@ -39,6 +39,22 @@ def test_the_three_recipes_ship_and_name_their_sources():
     assert set(STABLE_KEYS) <= set(RECIPE_KEYS)
 
 
+def test_recipe_list_prints_each_recipe_with_its_source_and_score(capsys):
+    assert cli(["recipe", "list"]) == 0
+    listed = capsys.readouterr().out
+    blocks, name = {}, None
+    for line in listed.splitlines():
+        if line and not line[0].isspace():
+            name = line.strip()
+        elif name:
+            blocks[name] = blocks.get(name, "") + line + "\n"
+    for name in SHIPPED:
+        recipe = load_recipe(name)
+        block = blocks[name]
+        assert f"published  {recipe['published_score']:.4f} {recipe['published_split']}" in block, block
+        assert "source" in block and "downloads" in block and "GPU hours" in block
+
+
 def test_unknown_keys_and_bad_values_are_errors_listing_the_valid_keys(tmp_path, capsys):
     with pytest.raises(EmiUsageError, match="valid keys are: .*face_backbone.*batch_size"):
         load_recipe("abaw6-yu", ["face_backbone_typo=x"])
