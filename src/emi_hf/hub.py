@@ -113,9 +113,13 @@ CODE_FILES = ("configuration_emi.py", "modeling_emi.py", "modeling_base_emi.py",
 
 
 def code_files(config: dict) -> list[str]:
-    """The remote-code files a saved model with this `config.json` needs: `CODE_FILES` and the modules `auto_map`
-    names."""
+    """The remote-code files a saved model with this `config.json` needs: `CODE_FILES`, the modules `auto_map` names
+    and, where it has `custom_pipelines` (saved by this version on), the pipeline files."""
     named = {f"{target.split('.')[0]}.py" for target in (config.get("auto_map") or {}).values()}
+    pipelines = config.get("custom_pipelines") or {}  # the pipeline() task's file, and the one that declares it
+    named |= {f"{task['impl'].split('.')[0]}.py" for task in pipelines.values()}
+    if pipelines:
+        named.add("pipeline_task_emi.py")
     if config.get("model_type") in ("emi_fusion", "emi_ensemble"):
         named.add("modeling_fusion_emi.py")
     return [*CODE_FILES, *sorted(named - set(CODE_FILES))]
