@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -46,13 +47,18 @@ MODALITY_OF_TYPE = {"emi_visual": "visual", "emi_audio": "audio", "emi_text": "t
 TEXT_TOKENIZER_DIR = "text_tokenizer"
 
 
-def _emi_inference():
-    """`emi_hf.inference` where emi-hf is installed, else None."""
+def _emi():
+    """emi-hf's inference pieces where emi-hf is installed, else None. (Its imports sit in a `try` block, which
+    transformers' check of a remote file's imports skips: emi-hf is optional here.)"""
     try:
         from emi_hf import inference
+        from emi_hf.face_embedding import FaceEmbedder
+        from emi_hf.processing_emi import EmiProcessor
+        from emi_hf.provenance import check_raw_input_backbones
     except ImportError:
         return None
-    return inference
+    return SimpleNamespace(inference=inference, FaceEmbedder=FaceEmbedder, EmiProcessor=EmiProcessor,
+                           check_raw_input_backbones=check_raw_input_backbones)
 
 
 def _list_collate(items: list) -> list:
@@ -120,16 +126,14 @@ class EmiIntensityPipeline(Pipeline):
                         f"{type(inputs).__name__}.")
 
     def _preprocess_video(self, path: str, transcript, use_cache, allow_random_backbones) -> dict:
-        inference = _emi_inference()
-        if inference is None:
+        emi = _emi()
+        if emi is None:
             raise ImportError(f"{path}: scoring a video file needs emi-hf's media code (video and audio decoding, face "
                               f"detection, Action Units), which is not installed here: {INSTALL_HINT}. Without it, "
                               f"this pipeline scores features: a dict of {', '.join(FEATURE_NDIM)}.")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: no such video file.")
-        from emi_hf.provenance import check_raw_input_backbones
-
-        check_raw_input_backbones(self.model, allow_random_backbones, source=getattr(self.model, "name_or_path", None))
+        emi.check_raw_input_backbones(self.model, allow_random_backbones, source=getattr(self.model, "name_or_path", None))
         tools = self._video_tools()
         clip = tools["processor"].process_clip(path, use_cache=use_cache, face_embedder=tools["embedder"],
                                                stages=tools["stages"])
@@ -138,18 +142,15 @@ class EmiIntensityPipeline(Pipeline):
     def _video_tools(self) -> dict:
         """The processor, stages, face embedder and text side of this model, made once (as `predict_clips` does)."""
         if getattr(self, "_tools", None) is None:
-            inference = _emi_inference()
-            from emi_hf.face_embedding import FaceEmbedder
-            from emi_hf.processing_emi import EmiProcessor
-
+            emi = _emi()
             processor = self.processor
             if processor is None or isinstance(processor, (str, os.PathLike)):
-                processor = EmiProcessor.from_pretrained(processor or self.model.name_or_path)
+                processor = emi.EmiProcessor.from_pretrained(processor or self.model.name_or_path)
             processor.check_model_compatibility(self.model)
-            stages = inference.model_stages(self.model)
+            stages = emi.inference.model_stages(self.model)
             self._tools = {"processor": processor, "stages": stages,
-                           "embedder": FaceEmbedder.for_model(processor, self.model) if stages.faces else None,
-                           "text_side": inference.TextSide.default_for(self.model)}
+                           "embedder": emi.FaceEmbedder.for_model(processor, self.model) if stages.faces else None,
+                           "text_side": emi.inference.TextSide.default_for(self.model)}
         return self._tools
 
     def _feature_tensors(self, features: dict, transcript: str | None) -> dict:
@@ -213,7 +214,7 @@ class EmiIntensityPipeline(Pipeline):
         videos = [i for i, item in enumerate(items) if "clip" in item]
         if videos:
             tools = self._video_tools()
-            predictions = _emi_inference().score_clips(
+            predictions = _emi().inference.score_clips(
                 self.model, tools["processor"], [items[i]["path"] for i in videos], [items[i]["clip"] for i in videos],
                 stages=tools["stages"], text_side=tools["text_side"],
                 transcripts=[items[i]["transcript"] for i in videos])
@@ -235,9 +236,11 @@ class EmiIntensityPipeline(Pipeline):
         """One batch of feature dicts, padded on the time axis; a mask is made where padding (or a clip without
         that input) needs one. Also each clip's number of video frames (None without visual input)."""
         device = self.device
-        names = [name for name in FEATURE_NDIM if any(name in clip for clip in clips)]
+        present = [name for name in FEATURE_NDIM if any(name in clip for clip in clips)]
         batch = {}
-        for name in names:
+        for name in sorted(present, key=lambda n: n not in MASK_OF):  # the inputs, then masks given on their own
+            if name in batch:
+                continue
             values = [clip.get(name) for clip in clips]
             like = next(v for v in values if v is not None)
             length = max(len(v) for v in values if v is not None)

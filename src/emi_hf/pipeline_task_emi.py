@@ -1,19 +1,20 @@
 """The `transformers.pipeline()` task of the emi-hf models, as their configs declare it.
 
 This file is copied next to the weights by ``save_pretrained`` (``configuration_emi.py`` imports it), so it imports
-nothing but the standard library. Its `TYPE_CHECKING` import of ``pipeline_emi.py`` (the pipeline itself) makes
-``save_pretrained`` copy that file too (transformers copies a bundle file's relative imports, read from its text),
-``push_to_hub=True`` included.
+nothing but the standard library. The pipeline itself, ``pipeline_emi.py``, is copied with it: transformers copies the
+files that a bundle file's text imports relatively (it reads them with a regular expression, docstrings included),
+and this docstring names it, without an import that would run (``pipeline_emi`` needs ``transformers.pipelines``,
+too heavy for every config, and imports emi_hf where installed):
+
+    from .pipeline_emi import EmiIntensityPipeline
+
+``tests/test_pipeline.py`` checks that a saved checkpoint holds the file.
 """
 
 from __future__ import annotations
 
 import copy
 import sys
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .pipeline_emi import EmiIntensityPipeline  # noqa: F401  (see above: copied beside the weights)
 
 PIPELINE_TASK = "emotion-mimicry-intensity"
 """The task name: `pipeline(PIPELINE_TASK, model=FOLDER_OR_ID)`."""
