@@ -153,12 +153,30 @@ def test_transcript_of_a_text_model(tmp_path):
         _pipeline(save_tiny_checkpoint(tmp_path / "two"))(clip, transcript=text)
 
 
-def test_pipeline_without_emi_hf(checkpoint, tmp_path):
+def _clip_features(checkpoint, path) -> dict:
+    """The features emi-hf extracts from a real clip (one clip, batch axis of 1), as the model takes them."""
+    from emi_hf.face_embedding import FaceEmbedder
+    from emi_hf.inference import load_for_inference, model_stages
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model, processor = load_for_inference(checkpoint, device="cpu", allow_random_backbones=True)
+    stages = model_stages(model)
+    clip = processor.process_clip(str(path), face_embedder=FaceEmbedder.for_model(processor, model), stages=stages)
+    batch = processor.collate([clip], return_tensors="pt", stages=stages).for_model(model)
+    return {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
+
+
+def test_pipeline_without_emi_hf(checkpoint, tmp_path, media_dir):
     """In a Python where emi_hf cannot be imported, `pipeline(TASK, model=FOLDER, trust_remote_code=True)` loads the
-    checkpoint's own pipeline file: feature inputs score as here, a video path fails naming `pip install emi-hf`."""
-    clips = [_features(9, 6400, 1), _features(5, 3200, 2)]
+    checkpoint's own pipeline file: the features of a real clip score as the clip does here (with emi-hf), a batch
+    of feature dicts as here, and a video path fails naming `pip install emi-hf`."""
+    clip = media_dir / CLIPS[0]
+    clips = [_clip_features(checkpoint, clip), _features(9, 6400, 1), _features(5, 3200, 2)]
     torch.save(clips, tmp_path / "inputs.pt")
-    expected = _pipeline(checkpoint)(clips, batch_size=2, per_modality=True)
+    scorer = _pipeline(checkpoint, allow_random_backbones=True)
+    expected = scorer(clips, batch_size=1, per_modality=True)
+    _close(expected[0]["per_modality"], scorer(str(clip), per_modality=True)["per_modality"])
     script = f"""
 import json, sys, torch
 try:
@@ -169,7 +187,7 @@ except ImportError:
 from transformers import pipeline
 scorer = pipeline({TASK!r}, model={str(checkpoint)!r}, trust_remote_code=True, device='cpu')
 assert type(scorer).__name__ == 'EmiIntensityPipeline' and 'emi_hf' not in type(scorer).__module__
-out = scorer(torch.load({str(tmp_path / 'inputs.pt')!r}), batch_size=2, per_modality=True)
+out = scorer(torch.load({str(tmp_path / 'inputs.pt')!r}), batch_size=1, per_modality=True)
 try:
     scorer({str(tmp_path / 'clip.mp4')!r})
     error = None
