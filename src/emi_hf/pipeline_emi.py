@@ -80,7 +80,9 @@ def _named(values: torch.Tensor, names: list[str]) -> dict[str, float]:
 
 
 def _timeline(rows: torch.Tensor | None) -> list | None:
-    return None if rows is None else [[None if math.isnan(x) else float(x) for x in row] for row in rows.float().tolist()]
+    if rows is None:
+        return None
+    return [[None if math.isnan(x) else float(x) for x in row] for row in rows.float().tolist()]
 
 
 def _pad(values: list[torch.Tensor | None], length: int, like: torch.Tensor) -> torch.Tensor:
@@ -133,7 +135,8 @@ class EmiIntensityPipeline(Pipeline):
                               f"this pipeline scores features: a dict of {', '.join(FEATURE_NDIM)}.")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: no such video file.")
-        emi.check_raw_input_backbones(self.model, allow_random_backbones, source=getattr(self.model, "name_or_path", None))
+        source = getattr(self.model, "name_or_path", None)
+        emi.check_raw_input_backbones(self.model, allow_random_backbones, source=source)
         tools = self._video_tools()
         clip = tools["processor"].process_clip(path, use_cache=use_cache, face_embedder=tools["embedder"],
                                                stages=tools["stages"])
