@@ -132,7 +132,7 @@ def test_features_batching_and_options(checkpoint):
         scorer({"visual_features": torch.zeros(2, 3, 512), "au_features": torch.zeros(2, 3, 13)})
 
 
-def test_transcript_of_a_text_model(tmp_path):
+def test_transcript_of_a_text_model(tmp_path, media_dir):
     """transcript= is tokenised as emi-hf's TextSide does; the text part then has input (and none without)."""
     from transformers import AutoModel
 
@@ -149,6 +149,21 @@ def test_transcript_of_a_text_model(tmp_path):
     _close(result["per_modality"]["text"], dict(zip(result, output.text_intensities[0].tolist())))
     assert result["modality_mask"]["text"] and result["transcript"] == text
     assert scorer({**clip, "transcript": ""}, per_modality=True)["modality_mask"]["text"] is False
+    video = str(media_dir / CLIPS[0])
+    with pytest.raises(ValueError, match=r"single_face.mp4: this model has a text part.*transcript='...'"):
+        scorer(video, allow_random_backbones=True)
+    # a clip with transcript= == predict_clips reading the same transcript from a Filename,text CSV
+    from emi_hf.inference import load_for_inference, predict_clips
+
+    (tmp_path / "transcripts.csv").write_text(f"Filename,text\n{CLIPS[0]},{text}\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model, processor = load_for_inference(folder, device="cpu", allow_random_backbones=True)
+    side = TextSide(model, transcripts=tmp_path / "transcripts.csv")
+    (expected,) = predict_clips(model, processor, [video], text_side=side)
+    found = scorer({"video": video, "transcript": text}, per_modality=True, allow_random_backbones=True)
+    _close(found["per_modality"], expected.modality_intensities)
+    assert found["transcript"] == expected.transcript == text
     with pytest.raises(ValueError, match="no text part"):
         _pipeline(save_tiny_checkpoint(tmp_path / "two"))(clip, transcript=text)
 

@@ -138,6 +138,11 @@ class EmiIntensityPipeline(Pipeline):
         source = getattr(self.model, "name_or_path", None)
         emi.check_raw_input_backbones(self.model, allow_random_backbones, source=source)
         tools = self._video_tools()
+        text_side = tools["text_side"]
+        if text_side is not None and transcript is None and text_side.transcriber is None:
+            raise ValueError(f"{path}: this model has a text part, and its transcripts were read from a file (no ASR "
+                             "model to transcribe with): pass the clip's transcript, transcript='...' or "
+                             "{'video': path, 'transcript': '...'}.")
         clip = tools["processor"].process_clip(path, use_cache=use_cache, face_embedder=tools["embedder"],
                                                stages=tools["stages"])
         return {"clip": clip, "path": path, "transcript": transcript}
