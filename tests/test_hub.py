@@ -106,9 +106,10 @@ def test_push_pull_fusion_model_and_card(hub, tmp_path):
     assert sorted(result["files"]) == [
         ".gitattributes", "README.md", "backbones_emi.py", "config.json", "configuration_emi.py", "encoders_emi.py",
         "model.safetensors", "modeling_base_emi.py", "modeling_emi.py", "modeling_ensemble_emi.py",
-        "modeling_fusion_emi.py", "processing_emi.py", "processing_standalone_emi.py", "processor_config.json",
-        "processor_kwargs.py", "results.json", "temporal_emi.py",
-    ]
+        "modeling_fusion_emi.py", "pipeline_emi.py", "pipeline_task_emi.py", "processing_emi.py",
+        "processing_standalone_emi.py", "processor_config.json", "processor_kwargs.py", "results.json",
+        "temporal_emi.py",
+    ]  # pipeline_*: the transformers.pipeline() task for users without emi-hf
     assert result["same_outputs_pulled"] and result["same_outputs_from_repo_id"] and result["same_outputs_revision"]
 
     # Revisions: two commits on main (creation + upload), a branch v2 with its own commit.

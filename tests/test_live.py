@@ -399,7 +399,7 @@ def test_camera_without_microphone_streams_without_words_and_warns(with_faces, w
     refusing a model whose transcripts came from a file (no recognizer named) for want of --asr-model."""
     import argparse
 
-    from emi_hf.cli_stream import _stream_words
+    from emi_hf.cli.stream import _stream_words
     from emi_hf.inference import load_for_inference
 
     model, _ = load_for_inference(with_faces)

@@ -6,7 +6,9 @@
 The model types are still registered with transformers' Auto classes as soon as transformers' Auto classes exist in
 the process: ``AutoConfig`` / ``AutoModel`` / ``AutoProcessor`` resolve ``emi_visual``, ``emi_audio``, ``emi_text``,
 ``emi_fusion`` and ``emi_ensemble`` checkpoints, whether transformers' Auto modules were imported before or after
-``import emi_hf`` (an import hook registers the classes when transformers finishes importing its Auto modules).
+``import emi_hf`` (an import hook registers the classes when transformers finishes importing its Auto modules). The
+same hook registers the `transformers.pipeline()` task ``"emotion-mimicry-intensity"`` (`pipeline_emi`) once
+``transformers.pipelines`` is imported.
 """
 
 from __future__ import annotations
@@ -141,13 +143,27 @@ def _register_processors() -> None:
     register_processor()
 
 
-_STEPS = {"configs": _register_configs, "models": _register_models, "processors": _register_processors}
+def _register_pipeline() -> None:
+    from transformers import AutoModel
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    from .models.pipeline_emi import EmiIntensityPipeline
+    from .models.pipeline_task_emi import PIPELINE_TASK
+
+    PIPELINE_REGISTRY.register_pipeline(PIPELINE_TASK, pipeline_class=EmiIntensityPipeline, pt_model=AutoModel,
+                                        type="multimodal")
+
+
+_STEPS = {"configs": _register_configs, "models": _register_models, "processors": _register_processors,
+          "pipelines": _register_pipeline}
+_AUTO_STEPS = ("configs", "models", "processors")  # `register_all`; the pipeline task waits for transformers.pipelines
 # transformers module (fully imported) -> what can then be registered
 _TRIGGERS = {
     "transformers.models.auto.configuration_auto": "configs",
     "transformers.models.auto.modeling_auto": "models",
     "transformers.models.auto.processing_auto": "processors",
     "transformers.models.auto.video_processing_auto": "processors",
+    "transformers.pipelines": "pipelines",
 }
 
 
@@ -165,8 +181,9 @@ def _register(step: str) -> None:
 
 def register_all() -> None:
     """Registers everything with transformers now (idempotent): the configs and models with AutoConfig / AutoModel,
-    the processor with AutoProcessor / AutoVideoProcessor."""
-    for step in _STEPS:
+    the processor with AutoProcessor / AutoVideoProcessor. (The pipeline task is registered when
+    `transformers.pipelines` is imported, which `pipeline()` needs anyway: importing it here would cost every user.)"""
+    for step in _AUTO_STEPS:
         _register(step)
 
 

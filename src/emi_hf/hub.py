@@ -62,7 +62,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from .models import bundle_closure, bundle_files
+from .models import bundle_files, code_files  # noqa: F401  (code_files: re-exported)
 from .models.configuration_emi import EMOTION_NAMES
 from .errors import EmiError, EmiUsageError
 from .provenance import warn_unless_permissive
@@ -103,17 +103,6 @@ MODEL_FILE_EXCLUDES = ("trainer_state.json", "training_args.json", "optimizer.js
 CODE_FILES = tuple(bundle_files())
 """The remote-code files `save_pretrained` writes next to the weights: the listing of `emi_hf/models/`
 (`emi_hf.models.bundle_files`); kept under this name for earlier callers."""
-
-
-def code_files(config: dict) -> list[str]:
-    """The remote-code files a saved model with this `config.json` needs to load with `trust_remote_code=True`: the
-    modules its `auto_map` names and, read from the bundle's sources, what they import (relative imports); a fusion
-    or ensemble config always needs `modeling_fusion_emi.py`. A checkpoint saved before a bundle file existed does
-    not need that file."""
-    named = {target.split(".")[0] for target in (config.get("auto_map") or {}).values()}
-    if config.get("model_type") in ("emi_fusion", "emi_ensemble"):
-        named.add("modeling_fusion_emi")
-    return bundle_closure(sorted(named))
 
 
 class EmiHubError(EmiError, RuntimeError):

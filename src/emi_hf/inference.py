@@ -283,8 +283,6 @@ def predict_clips(model, processor, videos, batch_size: int = 1, *, use_cache: b
     from .encoders.face_embedding import FaceEmbedder
 
     videos = [videos] if isinstance(videos, (str, os.PathLike)) else list(videos)
-    names = list(model.config.id2label[i] for i in range(len(model.config.id2label)))
-    device = next(model.parameters()).device
     stages = model_stages(model)
     embedder = FaceEmbedder.for_model(processor, model) if stages.faces else None
     predictions = []
@@ -293,29 +291,45 @@ def predict_clips(model, processor, videos, batch_size: int = 1, *, use_cache: b
         began = time.perf_counter()
         clips = [processor.process_clip(path, use_cache=use_cache, face_embedder=embedder, keep_crops=keep_crops,
                                         stages=stages) for path in chunk]
-        inputs = processor.collate(clips, return_tensors="pt", stages=stages)
-        preprocessed = time.perf_counter()
-        tensors = {k: v.to(device) for k, v in inputs.for_model(model).items() if isinstance(v, torch.Tensor)}
-        transcripts = [text_side.transcript(path) for path in chunk] if text_side is not None else [None] * len(chunk)
-        if text_side is not None:
-            tensors.update(text_side.inputs(transcripts, device))
-        output = model(**tensors)
-        finished = time.perf_counter()
-        timing = {"preprocess_s": (preprocessed - began) / len(chunk),
-                  "compute_s": (finished - preprocessed) / len(chunk)}
-        for i, (clip, meta) in enumerate(zip(clips, inputs.metadata)):
-            predictions.append(ClipPrediction(
-                path=chunk[i], label_names=names,
-                **_model_outputs(getattr(model.config, "member_model_type", None) or model.config.model_type,  # ensemble
-                                 output, i, len(meta["timestamps"]), names),
-                timestamps=list(meta["timestamps"]), frame_mask=np.asarray(clip.frame_mask) > 0,
-                face_crops=clip.face_crops if keep_crops and stages.faces else None,
-                face_fraction=_float_or_none(meta["face_fraction"]),
-                audio_present=None if meta["audio_present"] is None else bool(meta["audio_present"]),
-                audio_seconds=0.0 if clip.waveform is None else len(clip.waveform) / processor.sampling_rate,
-                audio_start=meta.get("audio_start"), duration=_float_or_none(meta.get("duration")),
-                fps=_float_or_none(meta.get("fps")),
-                warnings=[str(w) for w in meta.get("warnings") or []], timing=dict(timing),
-                transcript=transcripts[i],
-            ))
+        predictions += score_clips(model, processor, chunk, clips, stages=stages, text_side=text_side,
+                                   keep_crops=keep_crops, began=began)
+    return predictions
+
+
+@torch.inference_mode()
+def score_clips(model, processor, paths: list[str], clips, *, stages: ClipStages, text_side: TextSide | None,
+                transcripts: list[str | None] | None = None, keep_crops: bool = False,
+                began: float | None = None) -> list[ClipPrediction]:
+    """The [`ClipPrediction`]s of clips already processed (`processor.process_clip` of each of `paths` with
+    `stages`), scored as one batch: the second half of `predict_clips`, also run by the `transformers.pipeline()`
+    task (`pipeline_emi`). `transcripts`: each clip's transcript (None: `text_side.transcript(path)`)."""
+    names = list(model.config.id2label[i] for i in range(len(model.config.id2label)))
+    device = next(model.parameters()).device
+    began = time.perf_counter() if began is None else began
+    inputs = processor.collate(clips, return_tensors="pt", stages=stages)
+    preprocessed = time.perf_counter()
+    tensors = {k: v.to(device) for k, v in inputs.for_model(model).items() if isinstance(v, torch.Tensor)}
+    transcripts = list(transcripts) if transcripts is not None else [None] * len(paths)
+    if text_side is not None:
+        transcripts = [text_side.transcript(path) if text is None else text for path, text in zip(paths, transcripts)]
+        tensors.update(text_side.inputs(transcripts, device))
+    output = model(**tensors)
+    finished = time.perf_counter()
+    timing = {"preprocess_s": (preprocessed - began) / len(paths), "compute_s": (finished - preprocessed) / len(paths)}
+    predictions = []
+    for i, (clip, meta) in enumerate(zip(clips, inputs.metadata)):
+        predictions.append(ClipPrediction(
+            path=paths[i], label_names=names,
+            **_model_outputs(getattr(model.config, "member_model_type", None) or model.config.model_type,  # ensemble
+                             output, i, len(meta["timestamps"]), names),
+            timestamps=list(meta["timestamps"]), frame_mask=np.asarray(clip.frame_mask) > 0,
+            face_crops=clip.face_crops if keep_crops and stages.faces else None,
+            face_fraction=_float_or_none(meta["face_fraction"]),
+            audio_present=None if meta["audio_present"] is None else bool(meta["audio_present"]),
+            audio_seconds=0.0 if clip.waveform is None else len(clip.waveform) / processor.sampling_rate,
+            audio_start=meta.get("audio_start"), duration=_float_or_none(meta.get("duration")),
+            fps=_float_or_none(meta.get("fps")),
+            warnings=[str(w) for w in meta.get("warnings") or []], timing=dict(timing),
+            transcript=transcripts[i] if text_side is not None else None,
+        ))
     return predictions

@@ -39,5 +39,23 @@ def bundle_closure(modules: list[str]) -> list[str]:
     return sorted(files)
 
 
+def code_files(config: dict) -> list[str]:
+    """The remote-code files a saved model with this `config.json` needs to load with `trust_remote_code=True`: the
+    modules its `auto_map` names, the pipeline() task's files where it has `custom_pipelines` (saved by this version
+    on) and, read from the bundle's sources, what they import (relative imports); a fusion or ensemble config always
+    needs `modeling_fusion_emi.py`. A checkpoint saved before a bundle file existed does not need that file."""
+    named = {target.split(".")[0] for target in (config.get("auto_map") or {}).values()}
+    pipelines = config.get("custom_pipelines") or {}  # the pipeline() task's file, and the one that declares it
+    named |= {task["impl"].split(".")[0] for task in pipelines.values()}
+    if pipelines:
+        named.add("pipeline_task_emi")
+    if config.get("model_type") in ("emi_fusion", "emi_ensemble"):
+        named.add("modeling_fusion_emi")
+    files = bundle_closure(sorted(named))
+    # a config without `custom_pipelines` was saved before the task existed: its own configuration_emi.py does not
+    # import the pipeline files that today's does
+    return files if pipelines else [name for name in files if name not in ("pipeline_emi.py", "pipeline_task_emi.py")]
+
+
 BUNDLE_MODULES = tuple(name.removesuffix(".py") for name in bundle_files())
 """The bundle's module names (also importable under their earlier paths, `emi_hf.<name>`)."""

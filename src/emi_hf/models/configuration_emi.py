@@ -1,8 +1,5 @@
-"""Configurations of the emi-hf models.
-
-This file is copied next to the weights by ``save_pretrained`` for ``trust_remote_code`` users, so it imports only
-transformers (and, in ``modeling_emi.py`` / ``backbones_emi.py``, torch/torchvision) and nothing else from the emi_hf
-package.
+"""Configurations of the emi-hf models. Copied next to the weights by ``save_pretrained`` for ``trust_remote_code``
+users, this file imports only transformers and the bundle file beside it ``pipeline_task_emi.py``.
 
 Four configs:
 
@@ -20,6 +17,8 @@ from __future__ import annotations
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import logging
+
+from .pipeline_task_emi import EmiPipelineTaskMixin  # `custom_pipelines`, the `pipeline()` task
 
 logger = logging.get_logger(__name__)
 
@@ -91,7 +90,7 @@ def resolve_label_names(label_names=None, id2label=None, label2id=None, num_labe
     return names
 
 
-class EmiLabelsMixin:
+class EmiLabelsMixin(EmiPipelineTaskMixin):
     """
     `num_labels`, `id2label`, `label2id` and `label_names` as one thing: `id2label` holds the labels, the other three
     follow it, and setting any of them (in the constructor, in `from_pretrained(..., num_labels=3)` or on the config

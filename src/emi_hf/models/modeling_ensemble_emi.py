@@ -24,6 +24,7 @@ from .configuration_emi import EmiAudioConfig, EmiFusionConfig, EmiTextConfig, E
 from .modeling_emi import EmiAudioModel, EmiPreTrainedModel, EmiTextModel, EmiVisualModel
 from .temporal_emi import clip_loss
 from .modeling_fusion_emi import EmiFusionModel
+from .pipeline_task_emi import EmiPipelineTaskMixin
 
 MEMBER_CLASSES = {
     "emi_visual": (EmiVisualConfig, EmiVisualModel),
@@ -35,7 +36,7 @@ AVERAGED_FIELDS = ("intensities", "frame_intensities", "visual_intensities", "au
                    "audio_frame_intensities", "text_intensities", "text_frame_intensities")
 
 
-class EmiEnsembleConfig(PreTrainedConfig):
+class EmiEnsembleConfig(EmiPipelineTaskMixin, PreTrainedConfig):
     """
     Configuration of an [`EmiEnsembleModel`].
 
