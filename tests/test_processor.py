@@ -108,10 +108,11 @@ def test_save_and_load_round_trip(tmp_path):
                              subject="central", au_neutral_baseline=True, max_duration=4.0,
                              clip_cache_dir=tmp_path / "clips")
     processor.save_pretrained(tmp_path / "saved")
-    # the processor's code travels with it (processing_emi.py and its bundle imports), named by auto_map
+    # the processor's code travels with it (processing_emi.py and its bundle imports, configuration_emi's pipeline
+    # task files included), named by auto_map
     assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == [
-        "configuration_emi.py", "processing_emi.py", "processing_standalone_emi.py", "processor_config.json",
-        "processor_kwargs.py"]
+        "configuration_emi.py", "pipeline_emi.py", "pipeline_task_emi.py", "processing_emi.py",
+        "processing_standalone_emi.py", "processor_config.json", "processor_kwargs.py"]
     saved = json.loads((tmp_path / "saved" / "processor_config.json").read_text())
     assert saved["auto_map"] == {"AutoProcessor": "processing_emi.EmiProcessor"}
     assert saved["video_processor"]["auto_map"]["AutoVideoProcessor"] == "processing_emi.EmiVideoProcessor"
