@@ -9,6 +9,7 @@ skips, unless EMI_HF_INSTALL_BROWSER=1, in which case it installs it with apt-ge
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -140,41 +141,53 @@ def fake_camera_file(path: Path, clip: Path, size: tuple[int, int] = (320, 180),
     return path
 
 
-def test_live_tab_streams_the_fake_camera_and_microphone(media_dir, tmp_path):
-    """The Live tab with Chromium's fake camera (a real clip) and fake microphone (a tone): updates with the
-    face, the latency and both charts appear on the page."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install "
-                                                                   "playwright (its browser download is not needed)")
+@contextlib.contextmanager
+def live_tab(sync_api, model: Path, tmp_path: Path, args: list[str], height: int):
+    """The demo serving `model` (loopback only), opened in Chromium with `args` (its fake devices), on the Live tab:
+    yields (page, guard); the browser is closed on the way out, `guard.violations` is checked by the caller."""
     chromium = find_chromium()
     app = load_app()
-    model = save_tiny_checkpoint(tmp_path / "model")
-    camera = fake_camera_file(tmp_path / "camera.y4m", media_dir / CLIP)
-    args = CHROMIUM_ARGS + ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                            f"--use-file-for-fake-video-capture={camera}"]
     with LoopbackOnly() as guard:
         demo = app.build_demo(model_path=model, examples_dir=tmp_path / "no-examples")
         with launched(demo, app) as url, sync_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, args=args)
             try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page = browser.new_page(viewport={"width": 1400, "height": height})
                 page.goto(url)
                 page.wait_for_selector("#emi-analyse", timeout=30_000)
                 page.get_by_role("tab", name="Live").click()
-                page.locator("#emi-live-webcam").get_by_text("Click to Access Webcam").click()
-                page.locator("#emi-live-webcam").get_by_text("Record").click()
-                page.locator("#emi-live-mic").get_by_text("Record").click()
-                status = "() => document.querySelector('#emi-live-status')?.innerText || ''"
-                page.wait_for_function(f"() => ({status})().includes('latency')", timeout=120_000)
-                page.wait_for_function(  # a few hops later, with the fake microphone's beeps in the window
-                    f"() => {{ const s = ({status})(), m = s.match(/Update (\\d+)/); "
-                    "return m && +m[1] >= 4 && s.includes('speech: yes'); }", timeout=120_000)
-                text = page.evaluate(status)
-                page.wait_for_selector("#emi-live-bars canvas, #emi-live-bars svg", timeout=30_000)
-                page.wait_for_selector("#emi-live-timeline canvas, #emi-live-timeline svg", timeout=30_000)
-                page.screenshot(path=str(SCREENSHOT.with_name("live_screenshot.png")), full_page=True)
-                print(f"live status: {text}")
+                yield page, guard
             finally:
                 browser.close()
+
+
+def start_camera_and_microphone(page) -> None:
+    page.locator("#emi-live-webcam").get_by_text("Click to Access Webcam").click()
+    page.locator("#emi-live-webcam").get_by_text("Record").click()
+    page.locator("#emi-live-mic").get_by_text("Record").click()
+
+
+def test_live_tab_streams_the_fake_camera_and_microphone(media_dir, tmp_path):
+    """The Live tab with Chromium's fake camera (a real clip) and fake microphone (a tone): updates with the
+    face, the latency and both charts appear on the page."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install "
+                                                                   "playwright (its browser download is not needed)")
+    model = save_tiny_checkpoint(tmp_path / "model")
+    camera = fake_camera_file(tmp_path / "camera.y4m", media_dir / CLIP)
+    args = CHROMIUM_ARGS + ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                            f"--use-file-for-fake-video-capture={camera}"]
+    with live_tab(sync_api, model, tmp_path, args, height=1000) as (page, guard):
+        start_camera_and_microphone(page)
+        status = "() => document.querySelector('#emi-live-status')?.innerText || ''"
+        page.wait_for_function(f"() => ({status})().includes('latency')", timeout=120_000)
+        page.wait_for_function(  # a few hops later, with the fake microphone's beeps in the window
+            f"() => {{ const s = ({status})(), m = s.match(/Update (\\d+)/); "
+            "return m && +m[1] >= 4 && s.includes('speech: yes'); }", timeout=120_000)
+        text = page.evaluate(status)
+        page.wait_for_selector("#emi-live-bars canvas, #emi-live-bars svg", timeout=30_000)
+        page.wait_for_selector("#emi-live-timeline canvas, #emi-live-timeline svg", timeout=30_000)
+        page.screenshot(path=str(SCREENSHOT.with_name("live_screenshot.png")), full_page=True)
+        print(f"live status: {text}")
     assert "latency" in text and " ms" in text and "face: yes" in text and "speech: yes" in text
     assert guard.violations == []
 
@@ -188,40 +201,26 @@ def test_live_tab_shows_the_words_of_the_fake_microphone(media_dir, tmp_path):
     from emi_hf.text.random_whisper import build_random_whisper
     from helpers import save_tiny_three_way_checkpoint
 
-    chromium = find_chromium()
-    app = load_app()
     whisper = build_random_whisper(tmp_path / "whisper", max_new_tokens=4)
     model = save_tiny_three_way_checkpoint(tmp_path / "model", asr_model=whisper)
     camera = fake_camera_file(tmp_path / "camera.y4m", media_dir / CLIP)
     args = CHROMIUM_ARGS + ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                             f"--use-file-for-fake-video-capture={camera}",
                             f"--use-file-for-fake-audio-capture={media_dir / 'debate_5s_16k.wav'}"]
-    with LoopbackOnly() as guard:
-        demo = app.build_demo(model_path=model, examples_dir=tmp_path / "no-examples")
-        with launched(demo, app) as url, sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, args=args)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1200})
-                page.goto(url)
-                page.wait_for_selector("#emi-analyse", timeout=30_000)
-                page.get_by_role("tab", name="Live").click()
-                assert "No words yet" in page.locator("#emi-live-transcript").inner_text()
-                page.locator("#emi-live-webcam").get_by_text("Click to Access Webcam").click()
-                page.locator("#emi-live-webcam").get_by_text("Record").click()
-                page.locator("#emi-live-mic").get_by_text("Record").click()
-                # (innerText without Gradio's progress timer, e.g. "0.1s")
-                transcript = ("() => (document.querySelector('#emi-live-transcript')?.innerText || '')"
-                              ".replace(/\\b\\d+\\.\\ds\\b/g, '').trim()")
-                status = "() => document.querySelector('#emi-live-status')?.innerText || ''"
-                page.wait_for_function(f"() => {{ const s = ({transcript})(); "
-                                       "return s.length > 0 && !s.includes('No words yet'); }", timeout=180_000)
-                # an update whose window holds the words: the text bar chart has values then
-                page.wait_for_function(f"() => /words: (final|partial)/.test(({status})())", timeout=60_000)
-                page.wait_for_selector("#emi-live-text-bars canvas, #emi-live-text-bars svg", timeout=30_000)
-                words, status = page.evaluate(transcript), page.evaluate(status)
-                page.screenshot(path=str(SCREENSHOT.with_name("live_words_screenshot.png")), full_page=True)
-                print(f"live transcript: {words!r}; status: {status}")
-            finally:
-                browser.close()
+    with live_tab(sync_api, model, tmp_path, args, height=1200) as (page, guard):
+        assert "No words yet" in page.locator("#emi-live-transcript").inner_text()
+        start_camera_and_microphone(page)
+        # (innerText without Gradio's progress timer, e.g. "0.1s")
+        transcript = ("() => (document.querySelector('#emi-live-transcript')?.innerText || '')"
+                      ".replace(/\\b\\d+\\.\\ds\\b/g, '').trim()")
+        status = "() => document.querySelector('#emi-live-status')?.innerText || ''"
+        page.wait_for_function(f"() => {{ const s = ({transcript})(); "
+                               "return s.length > 0 && !s.includes('No words yet'); }", timeout=180_000)
+        # an update whose window holds the words: the text bar chart has values then
+        page.wait_for_function(f"() => /words: (final|partial)/.test(({status})())", timeout=60_000)
+        page.wait_for_selector("#emi-live-text-bars canvas, #emi-live-text-bars svg", timeout=30_000)
+        words, status = page.evaluate(transcript), page.evaluate(status)
+        page.screenshot(path=str(SCREENSHOT.with_name("live_words_screenshot.png")), full_page=True)
+        print(f"live transcript: {words!r}; status: {status}")
     assert words and re.search(r"words: (final|partial)", status) and "latency" in status
     assert guard.violations == []
