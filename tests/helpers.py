@@ -6,6 +6,7 @@ Test modules import from here (``from helpers import ...``); conftest only holds
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import ipaddress
 import os
@@ -250,3 +251,40 @@ class LoopbackOnly:
         socket.socket.connect, socket.socket.connect_ex = self._connect, self._connect_ex
         socket.getaddrinfo = self._getaddrinfo
         return False
+
+
+@dataclasses.dataclass
+class Record:
+    """A clip record for `run_extraction` (what `emi_hf.data.layout` gives for real data)."""
+
+    clip_id: str
+    path: Path
+    labels: object  # float32 [6], or None for a test clip
+    split: str
+
+
+class SavedSettings:
+    """Stands in for the processor where only saving matters (the real one is tested in test_processor.py)."""
+
+    fps = 30.0
+
+    def save_pretrained(self, folder):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / "processor_config.json").write_text("{}")
+
+
+def train_killed_after(train, args, epochs: int) -> None:
+    """Runs `train(args)` and kills it (an exception from the epoch-end hook) once `epochs` epochs are done, as a
+    crash there would; the resume tests then continue the run."""
+    import pytest
+
+    class Killed(Exception):
+        pass
+
+    def kill(epochs_done, state):
+        if epochs_done == epochs:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(args, on_epoch_end=kill)
+

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import REPO_ROOT, TINY_WAV2VEC2, tiny_audio_config, tiny_visual_config
+from helpers import REPO_ROOT, TINY_WAV2VEC2, tiny_audio_config, tiny_visual_config, train_killed_after
 
 from emi_hf import EmiAudioModel, EmiProcessor, EmiVisualModel
 from emi_hf.cli import main as cli
@@ -209,16 +209,7 @@ def test_end_to_end_training_honours_warmup_patience_and_resume(raw_set, tmp_pat
     uninterrupted = train(EmiTrainingArguments(output_dir=str(tmp_path / "a"), **common))
     # 8 clips in batches of 4: 2 steps an epoch, 8 in all, the first 4 of linear warm-up, then the cosine decay
     assert [h["learning_rate"] for h in uninterrupted["history"]] == pytest.approx([1.5e-3, 3e-3, 1.5e-3, 0.0])
-
-    class Killed(Exception):
-        pass
-
-    def kill_after_two(epochs_done, state):
-        if epochs_done == 2:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train(EmiTrainingArguments(output_dir=str(tmp_path / "b"), **common), on_epoch_end=kill_after_two)
+    train_killed_after(train, EmiTrainingArguments(output_dir=str(tmp_path / "b"), **common), epochs=2)
     resumed = train(EmiTrainingArguments(output_dir=str(tmp_path / "b"), resume="auto", **common))
     for name in ("checkpoints/epoch_4/model.safetensors", "model.safetensors"):
         a, b = load_file(tmp_path / "a" / name), load_file(tmp_path / "b" / name)

@@ -3,35 +3,16 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_audio_config, tiny_visual_config
+from helpers import Record, SavedSettings, tiny_audio_config, tiny_visual_config
 
 from emi_hf import EmiAudioModel, EmiVisualModel
 from emi_hf.data.extraction import ClipFeatures, run_extraction
 from emi_hf.data.store import load_features, load_features_metadata
 
-
-@dataclass
-class Record:
-    clip_id: str
-    path: Path
-    labels: np.ndarray | None
-    split: str
-
-
-class SavedSettings:
-    """Stands in for the processor where only saving matters (the real one is tested in test_processor.py)."""
-
-    fps = 30.0
-
-    def save_pretrained(self, folder):
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        (Path(folder) / "processor_config.json").write_text("{}")
 
 
 def fake_clip(processor, visual_model, audio_model, path, clip_id, labels):

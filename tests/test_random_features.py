@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import tiny_audio_config, tiny_visual_config
+from helpers import Record, SavedSettings, tiny_audio_config, tiny_visual_config
 
 from emi_hf.data import random_features as rf
 from emi_hf.data.extraction import ClipFeatures
@@ -96,21 +95,6 @@ def test_clip_files_are_shaped_like_the_data_set(tmp_path):
         name = Path("clips") / record["split"] / f"{record['clip_id']}.npz"
         assert (tmp_path / "small" / name).read_bytes() == (tmp_path / "big" / name).read_bytes()
 
-
-@dataclass
-class Record:
-    clip_id: str
-    path: Path
-    labels: np.ndarray | None
-    split: str
-
-
-class SavedSettings:
-    fps = 30.0
-
-    def save_pretrained(self, folder):
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        (Path(folder) / "processor_config.json").write_text("{}")
 
 
 def test_clip_files_merge_into_a_features_folder(tmp_path):

@@ -311,7 +311,7 @@ def test_cv_folds_are_index_views_not_copies(tiny_features, tmp_path):
 
 
 def _extract(records, output, models, clip_fn):
-    from test_features import SavedSettings
+    from helpers import SavedSettings
 
     from emi_hf.data.extraction import run_extraction
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import REPO_ROOT, tiny_audio_config, tiny_visual_config
+from helpers import REPO_ROOT, tiny_audio_config, tiny_visual_config, train_killed_after
 
 from emi_hf import EmiAudioModel, EmiFusionModel, EmiVisualModel
 from emi_hf.training import EmiTrainingArguments, build_parser, evaluate_model, plot_scatter, train
@@ -264,16 +264,7 @@ def test_kill_and_resume_ends_with_the_same_weights(features, tmp_path):
     common = dict(features=str(features), modality="audio", epochs=4, seed=7, patience=0, dropout=0.1,
                   checkpoint_every_epoch=True, loss="ccc", **TINY_KWARGS)
     uninterrupted = train(EmiTrainingArguments(output_dir=str(tmp_path / "a"), **common))
-
-    class Killed(Exception):
-        pass
-
-    def kill_after_two(epochs_done, state):
-        if epochs_done == 2:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train(EmiTrainingArguments(output_dir=str(tmp_path / "b"), **common), on_epoch_end=kill_after_two)
+    train_killed_after(train, EmiTrainingArguments(output_dir=str(tmp_path / "b"), **common), epochs=2)
     # epoch checkpoints; beside them the best epoch's trained weights (training.best_model), until the run ends
     assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").glob("epoch_*")) == ["epoch_1", "epoch_2"]
     resumed = train(EmiTrainingArguments(output_dir=str(tmp_path / "b"), resume="auto", **common))
